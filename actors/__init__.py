@@ -1,0 +1,33 @@
+"""Dramatiq actors, one module per domain; the module name is the queue name.
+
+Imported by ``worker_app`` after the broker is set, so every actor binds to it.
+"""
+
+from __future__ import annotations
+
+from actors import (
+    analytics,
+    bulk,
+    cleanup,
+    monitoring,
+    notifications,
+    payments,
+    reports,
+    subscriptions,
+    sync,
+)
+
+DOMAIN_MODULES = (notifications, subscriptions, monitoring, payments, analytics, cleanup, sync, reports, bulk)
+
+__all__ = [
+    "DOMAIN_MODULES",
+    "analytics",
+    "bulk",
+    "cleanup",
+    "monitoring",
+    "notifications",
+    "payments",
+    "reports",
+    "subscriptions",
+    "sync",
+]

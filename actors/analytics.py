@@ -1,0 +1,12 @@
+"""Analytics: daily, hourly-bandwidth and realtime aggregates in Redis.
+
+Module = domain = queue ``analytics``; its retry policy is ``worker_app.policies.POLICIES['analytics']``.
+"""
+
+from __future__ import annotations
+
+from worker_app.heartbeat import declare_heartbeat
+
+QUEUE = "analytics"
+
+heartbeat = declare_heartbeat(QUEUE)

@@ -1,0 +1,12 @@
+"""Bulk operations: user operations in batches with progress, bulk broadcasts, data exports.
+
+Module = domain = queue ``bulk``; its retry policy is ``worker_app.policies.POLICIES['bulk']``.
+"""
+
+from __future__ import annotations
+
+from worker_app.heartbeat import declare_heartbeat
+
+QUEUE = "bulk"
+
+heartbeat = declare_heartbeat(QUEUE)

@@ -1,0 +1,12 @@
+"""Cleanup: expired tokens, old audit/webhook logs, settled notifications, stale Redis keys.
+
+Module = domain = queue ``cleanup``; its retry policy is ``worker_app.policies.POLICIES['cleanup']``.
+"""
+
+from __future__ import annotations
+
+from worker_app.heartbeat import declare_heartbeat
+
+QUEUE = "cleanup"
+
+heartbeat = declare_heartbeat(QUEUE)

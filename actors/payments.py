@@ -1,0 +1,12 @@
+"""Payments: verifying pending CryptoBot invoices, webhook completions, failed-webhook retries.
+
+Module = domain = queue ``payments``; its retry policy is ``worker_app.policies.POLICIES['payments']``.
+"""
+
+from __future__ import annotations
+
+from worker_app.heartbeat import declare_heartbeat
+
+QUEUE = "payments"
+
+heartbeat = declare_heartbeat(QUEUE)

@@ -1,0 +1,12 @@
+"""Reports: daily and weekly admin reports, anomaly alerts.
+
+Module = domain = queue ``reports``; its retry policy is ``worker_app.policies.POLICIES['reports']``.
+"""
+
+from __future__ import annotations
+
+from worker_app.heartbeat import declare_heartbeat
+
+QUEUE = "reports"
+
+heartbeat = declare_heartbeat(QUEUE)

@@ -1,0 +1,12 @@
+"""Subscription lifecycle: expiry reminders, disabling expired users, monthly traffic reset, auto-renew.
+
+Module = domain = queue ``subscriptions``; its retry policy is ``worker_app.policies.POLICIES['subscriptions']``.
+"""
+
+from __future__ import annotations
+
+from worker_app.heartbeat import declare_heartbeat
+
+QUEUE = "subscriptions"
+
+heartbeat = declare_heartbeat(QUEUE)

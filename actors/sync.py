@@ -1,0 +1,12 @@
+"""Remnawave sync: server geolocations, user stats and node configs cached in Redis.
+
+Module = domain = queue ``sync``; its retry policy is ``worker_app.policies.POLICIES['sync']``.
+"""
+
+from __future__ import annotations
+
+from worker_app.heartbeat import declare_heartbeat
+
+QUEUE = "sync"
+
+heartbeat = declare_heartbeat(QUEUE)

@@ -1,0 +1,26 @@
+"""SQLAlchemy 2 models: the worker's own copies of the backend tables it touches, and its own tables.
+
+Importing this package registers every table on :data:`Base.metadata` (used by Alembic and by
+``worker-app db check``).
+"""
+
+from __future__ import annotations
+
+from models.base import Base
+from models.billing import Payment, SubscriptionPlan, WebhookLog
+from models.notifications import NotificationQueue
+from models.security import AuditLog, RefreshToken
+from models.servers import ServerGeolocation
+from models.worker import DeadLetter
+
+__all__ = [
+    "AuditLog",
+    "Base",
+    "DeadLetter",
+    "NotificationQueue",
+    "Payment",
+    "RefreshToken",
+    "ServerGeolocation",
+    "SubscriptionPlan",
+    "WebhookLog",
+]

@@ -1,0 +1,41 @@
+"""``notification_queue``: Telegram messages the backend wants delivered (backend-owned table)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, Index, String, Text, func, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, Timestamps
+
+NOTIFICATION_STATUSES = ("pending", "sent", "failed")
+
+
+class NotificationQueue(Timestamps, Base):
+    """One message to one chat. ``pending`` rows are due when ``next_attempt_at`` (or, before the
+    first attempt, ``scheduled_at``) has passed; ``attempts`` counts failed sends."""
+
+    __tablename__ = "notification_queue"
+    __table_args__ = (
+        CheckConstraint(f"status IN {NOTIFICATION_STATUSES}", name="status"),
+        Index(
+            "ix_notification_queue_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=func.gen_random_uuid())
+    telegram_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    message: Mapped[str] = mapped_column(Text)
+    notification_type: Mapped[str] = mapped_column(String(64))
+    parse_mode: Mapped[str | None] = mapped_column(String(16), server_default="HTML")
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    scheduled_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    sent_at: Mapped[datetime | None]
+    error_message: Mapped[str | None] = mapped_column(Text)
+    telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -1,0 +1,61 @@
+"""The worker's own tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, Index, LargeBinary, String, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base
+
+DEAD_LETTER_REASONS = (
+    "retries_exhausted",
+    "permanent_error",
+    "bad_message",
+    "undecodable",
+    "unknown_actor",
+    "age_limit",
+    "redelivery_limit",
+    "retry_enqueue_failed",
+    "failed",
+)
+DEAD_LETTER_STATUSES = ("dead", "replayed", "discarded")
+
+
+class DeadLetter(Base):
+    """A message that ended dead, recorded durably with its final traceback.
+
+    RabbitMQ's ``<queue>.XQ`` copy carries the previous attempt's traceback at best and expires;
+    this row is the operator's source of truth for inspection and replay.
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        CheckConstraint(f"reason IN {DEAD_LETTER_REASONS}", name="reason"),
+        CheckConstraint(f"status IN {DEAD_LETTER_STATUSES}", name="status"),
+        Index("ix_dead_letters_queue_dead_at", "queue_name", "dead_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    queue_name: Mapped[str] = mapped_column(String(128))
+    actor_name: Mapped[str | None] = mapped_column(String(128), index=True)
+    args: Mapped[list[Any] | None] = mapped_column(JSONB)
+    kwargs: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    raw_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    reason: Mapped[str] = mapped_column(String(32))
+    exception_type: Mapped[str | None] = mapped_column(String(255))
+    exception_message: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(server_default="1")
+    first_failed_at: Mapped[datetime]
+    last_failed_at: Mapped[datetime]
+    dead_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+    trace_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), server_default="dead")
+    replayed_at: Mapped[datetime | None]
+    replay_message_id: Mapped[str | None] = mapped_column(String(64))

@@ -1,0 +1,417 @@
+"""The fake Telegram Bot API: in-memory, thread-safe state that answers exactly as CONTRACTS.md says.
+
+:class:`TelegramState` is transport-free: the HTTP layer (:mod:`sandbox.server`) hands it the token,
+the method name and the merged parameters and writes back the :class:`ApiReply` it returns. Faults
+(429s, 5xx, latency, real rate limiting) and chat states (blocked, migrated, ...) are set through
+its methods, which the ``/_sandbox/`` admin endpoints and in-process tests and benchmarks call.
+Handlers hold the lock only for counters and lookups, so the sandbox keeps up with >1000 sends/s.
+"""
+
+from __future__ import annotations
+
+import http
+import json
+import re
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_TOKEN = "100000:sandbox-bot-token"
+MAX_TEXT_CHARS = 4096
+MAX_CALLBACK_DATA_BYTES = 64
+PARSE_MODES = {"html": "HTML", "markdownv2": "MarkdownV2", "markdown": "Markdown"}
+METHODS = {"getme": "getMe", "sendmessage": "sendMessage"}
+CHAT_STATES: dict[str, tuple[int, str]] = {
+    "blocked": (403, "Forbidden: bot was blocked by the user"),
+    "deactivated": (403, "Forbidden: user is deactivated"),
+    "kicked": (403, "Forbidden: bot was kicked from the group chat"),
+    "not_found": (400, "Bad Request: chat not found"),
+    "migrated": (400, "Bad Request: group chat was upgraded to a supergroup chat"),
+}
+HTML_TAGS = frozenset(
+    {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "tg-spoiler", "span", "tg-emoji"}
+    | {"a", "code", "pre", "blockquote"}
+)
+_TAG = re.compile(r"<(?P<close>/?)(?P<name>[A-Za-z0-9_-]*)(?P<attrs>[^<>]*)(?P<end>>?)")
+_HTML_ENTITY = re.compile(r"&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
+_ENTITY_CHARS = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
+_INT_ID = re.compile(r"-?\d+")
+_USERNAME = re.compile(r"@[A-Za-z][A-Za-z0-9_]{3,31}")
+_SUPERGROUP_FLOOR = -1_000_000_000_000
+
+
+@dataclass(frozen=True)
+class ApiReply:
+    """One Bot API answer: HTTP status, JSON envelope and extra headers (``Retry-After``)."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ApiError(Exception):
+    """Raised inside a handler; becomes Telegram's error envelope."""
+
+    def __init__(self, status: int, description: str, **parameters: int) -> None:
+        super().__init__(description)
+        self.status, self.description, self.parameters = status, description, parameters
+
+    def reply(self) -> ApiReply:
+        body: dict[str, Any] = {"ok": False, "error_code": self.status, "description": self.description}
+        if self.parameters:
+            body["parameters"] = self.parameters
+        retry_after = self.parameters.get("retry_after")
+        return ApiReply(self.status, body, {"Retry-After": str(retry_after)} if retry_after else {})
+
+
+def rate_limited(retry_after_s: int) -> ApiError:
+    """Telegram's 429 with ``retry_after`` in the body (the reply adds the header)."""
+    return ApiError(429, f"Too Many Requests: retry after {retry_after_s}", retry_after=retry_after_s)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A validated ``sendMessage`` request."""
+
+    chat: dict[str, Any]
+    text: str
+
+
+def chat_object(chat_id: Any) -> dict[str, Any]:
+    """The Chat for a ``chat_id`` parameter (int, numeric string or "@name"), or a 400."""
+    if chat_id is None or chat_id == "":
+        raise ApiError(400, "Bad Request: chat_id is empty")
+    text = str(chat_id).strip() if isinstance(chat_id, int | str) and not isinstance(chat_id, bool) else ""
+    if _INT_ID.fullmatch(text) and int(text) != 0:
+        number = int(text)
+        if number > 0:
+            return {"id": number, "type": "private", "first_name": "Sandbox User"}
+        kind = "supergroup" if number <= _SUPERGROUP_FLOOR else "group"
+        return {"id": number, "type": kind, "title": f"Sandbox {kind}"}
+    if _USERNAME.fullmatch(text):
+        number = _SUPERGROUP_FLOOR - zlib.crc32(text.lower().encode()) % 1_000_000_000
+        return {"id": number, "type": "channel", "title": text[1:], "username": text[1:]}
+    raise ApiError(400, "Bad Request: chat not found")
+
+
+def html_to_plain(text: str) -> str:
+    """The visible text of an HTML-mode message, or Telegram's "can't parse entities" 400."""
+    stack: list[str] = []
+    pieces: list[str] = []
+    position = 0
+    for tag in _TAG.finditer(text):
+        pieces.append(text[position : tag.start()])
+        position = tag.end()
+        _check_tag(text, tag, stack)
+    if stack:
+        raise _entities_error(f'Can\'t find end tag corresponding to start tag "{stack[-1]}"')
+    pieces.append(text[position:])
+    return _HTML_ENTITY.sub(_unescape, "".join(pieces))
+
+
+def _check_tag(text: str, tag: re.Match[str], stack: list[str]) -> None:
+    name, offset = tag["name"].lower(), len(text[: tag.start()].encode())
+    if not tag["close"]:
+        if name not in HTML_TAGS:
+            raise _entities_error(f'Unsupported start tag "{name}" at byte offset {offset}')
+        if not tag["end"]:
+            raise _entities_error(f"Unclosed start tag at byte offset {offset}")
+        stack.append(name)
+    elif not tag["end"]:
+        raise _entities_error(f"Unclosed end tag at byte offset {offset}")
+    elif not stack:
+        raise _entities_error(f"Unexpected end tag at byte offset {offset}")
+    elif stack[-1] != name:
+        raise _entities_error(
+            f'Unmatched end tag at byte offset {offset}, expected "</{stack[-1]}>", found "</{name}>"'
+        )
+    else:
+        stack.pop()
+
+
+def _entities_error(detail: str) -> ApiError:
+    return ApiError(400, f"Bad Request: can't parse entities: {detail}")
+
+
+def _unescape(entity: re.Match[str]) -> str:
+    name = entity[1]
+    if name.startswith("#x"):
+        return chr(int(name[2:], 16))
+    return chr(int(name[1:])) if name.startswith("#") else _ENTITY_CHARS[name]
+
+
+def parse_send_message(params: Mapping[str, Any]) -> Outgoing:
+    """Validate ``sendMessage`` parameters the way Telegram does; raise its 400s."""
+    chat = chat_object(params.get("chat_id"))
+    raw = params.get("text")
+    mode = params.get("parse_mode") or ""
+    if not isinstance(mode, str) or (mode and mode.lower() not in PARSE_MODES):
+        raise ApiError(400, "Bad Request: unsupported parse_mode")
+    text = str(raw) if raw is not None else ""
+    if mode.lower() == "html":
+        text = html_to_plain(text)
+    text = text.strip()
+    if not text:
+        raise ApiError(400, "Bad Request: message text is empty")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ApiError(400, "Bad Request: message is too long")
+    _check_reply_markup(params.get("reply_markup"))
+    return Outgoing(chat, text)
+
+
+def _check_reply_markup(markup: Any) -> None:
+    try:
+        if isinstance(markup, str):
+            markup = json.loads(markup)
+        rows = [] if markup is None else markup.get("inline_keyboard", [])
+        buttons = [button for row in rows for button in row]
+        datas = [button["callback_data"] for button in buttons if "callback_data" in button]
+    except (ValueError, AttributeError, TypeError) as e:
+        raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object") from e
+    for data in datas:
+        if not isinstance(data, str) or not 1 <= len(data.encode()) <= MAX_CALLBACK_DATA_BYTES:
+            raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+
+
+class _Bucket:
+    """Token bucket: ``rate`` per second with a burst of ``max(1, rate)``."""
+
+    __slots__ = ("capacity", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate, self.capacity = rate, max(1.0, rate)
+        self.tokens, self.stamp = self.capacity, now
+
+    def wait_s(self, now: float) -> float:
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+
+@dataclass
+class _Faults:
+    rate_limit_left: int = 0
+    rate_limit_retry_after: int = 1
+    fraction: float = 0.0
+    fraction_retry_after: int = 1
+    fraction_calls: int = 0
+    server_error_left: int = 0
+    server_error_status: int = 502
+    latency_ms: int = 0
+    global_per_s: float | None = None
+    per_chat_per_s: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "fraction_calls"}
+
+
+class TelegramState:
+    """Everything the fake Telegram remembers; every public method is thread-safe.
+
+    ``tokens`` seeds the accepted bot tokens (``reset`` returns to them).
+    """
+
+    def __init__(self, tokens: Iterable[str] = (DEFAULT_TOKEN,)) -> None:
+        self._lock = threading.Lock()
+        self._seed_tokens = frozenset(tokens)
+        self._wake = threading.Event()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget messages, chat states, faults, counters and added tokens; wake delayed handlers."""
+        with self._lock:
+            self._tokens = self._seed_tokens
+            self._chats: dict[int, tuple[str, int | None]] = {}
+            self._faults = _Faults()
+            self._message_ids: dict[int, int] = {}
+            self._received: list[dict[str, Any]] = []
+            self._stats: Counter[tuple[str, int]] = Counter()
+            self._global_bucket: _Bucket | None = None
+            self._chat_buckets: dict[int, _Bucket] = {}
+        self.wake_sleepers()
+
+    def wake_sleepers(self) -> None:
+        """Release handlers sleeping on injected latency (used by reset and on shutdown)."""
+        self._wake.set()
+        self._wake = threading.Event()
+
+    def add_token(self, token: str) -> None:
+        """Accept ``token`` as a valid bot token from now on."""
+        with self._lock:
+            self._tokens = self._tokens | {token}
+
+    def mark_chat(self, chat_id: int | str, state: str | None, migrate_to_chat_id: int | None = None) -> None:
+        """Make a chat answer as blocked/deactivated/kicked/not_found/migrated (``None`` clears)."""
+        number = chat_object(chat_id)["id"]
+        if state is not None and state not in CHAT_STATES:
+            raise ValueError(f"state must be one of {sorted(CHAT_STATES)}")
+        if state == "migrated" and migrate_to_chat_id is None:
+            migrate_to_chat_id = int(f"-100{abs(number)}")
+        with self._lock:
+            if state is None:
+                self._chats.pop(number, None)
+            else:
+                self._chats[number] = (state, migrate_to_chat_id)
+
+    def rate_limit_next(self, count: int, retry_after_s: int = 1) -> None:
+        """The next ``count`` sendMessage calls get 429 with ``retry_after_s``."""
+        with self._lock:
+            self._faults.rate_limit_left, self._faults.rate_limit_retry_after = count, retry_after_s
+
+    def rate_limit_fraction(self, fraction: float, retry_after_s: int = 1, seed: int = 0) -> None:
+        """Every ``1/fraction``-th sendMessage gets 429: deterministic, counted from ``seed``."""
+        with self._lock:
+            faults = self._faults
+            faults.fraction, faults.fraction_retry_after, faults.fraction_calls = fraction, retry_after_s, seed
+
+    def fail_next(self, count: int, status: int = 502) -> None:
+        """The next ``count`` sendMessage calls get ``status`` (a 5xx)."""
+        with self._lock:
+            self._faults.server_error_left, self._faults.server_error_status = count, status
+
+    def set_latency(self, latency_ms: int) -> None:
+        """Delay every Bot API answer by ``latency_ms`` (0 turns it off)."""
+        with self._lock:
+            self._faults.latency_ms = latency_ms
+
+    def enforce_limits(self, global_per_s: float | None, per_chat_per_s: float | None) -> None:
+        """Answer 429 when sends exceed these rates, like Telegram's flood control (None = off)."""
+        with self._lock:
+            self._faults.global_per_s, self._faults.per_chat_per_s = global_per_s, per_chat_per_s
+            self._global_bucket = None
+            self._chat_buckets = {}
+
+    def faults(self) -> dict[str, Any]:
+        """The current fault settings, as the admin API shows them."""
+        with self._lock:
+            return self._faults.as_json()
+
+    def received(self, chat_id: str | None = None) -> list[dict[str, Any]]:
+        """Every sendMessage seen (accepted or rejected), oldest first, optionally for one chat."""
+        with self._lock:
+            entries = list(self._received)
+        return [e for e in entries if chat_id is None or str(e["chat_id"]) == chat_id]
+
+    def stats(self) -> dict[str, Any]:
+        """Call counts: total, by status code and by method."""
+        with self._lock:
+            counts = list(self._stats.items())
+        by_status: Counter[str] = Counter()
+        by_method: Counter[str] = Counter()
+        for (method, status), n in counts:
+            by_status[str(status)] += n
+            by_method[method] += n
+        return {"total": sum(by_status.values()), "by_status": by_status, "by_method": by_method}
+
+    def call(self, token: str, method: str, params: Mapping[str, Any], request_id: str | None = None) -> ApiReply:
+        """Answer one Bot API call (``method`` in any case) exactly as Telegram would."""
+        self._sleep_latency()
+        name = METHODS.get(method.lower())
+        if token not in self._tokens:
+            reply = ApiError(401, "Unauthorized: invalid token specified").reply()
+        elif name is None:
+            reply = ApiError(404, "Not Found: method not found").reply()
+        elif name == "getMe":
+            reply = ApiReply(200, {"ok": True, "result": bot_user(token)})
+        else:
+            reply = self._send_message(token, params)
+        self._note(name or method, params, reply, request_id)
+        return reply
+
+    def _sleep_latency(self) -> None:
+        latency_ms = self._faults.latency_ms
+        if latency_ms:
+            self._wake.wait(latency_ms / 1000)
+
+    def _send_message(self, token: str, params: Mapping[str, Any]) -> ApiReply:
+        try:
+            self._injected_fault()
+            outgoing = parse_send_message(params)
+            message_id = self._deliver(outgoing.chat["id"])
+        except ApiError as e:
+            return e.reply()
+        message = {"message_id": message_id, "from": bot_user(token), "chat": outgoing.chat}
+        return ApiReply(200, {"ok": True, "result": {**message, "date": int(time.time()), "text": outgoing.text}})
+
+    def _injected_fault(self) -> None:
+        with self._lock:
+            faults = self._faults
+            if faults.server_error_left > 0:
+                faults.server_error_left -= 1
+                status = faults.server_error_status
+                raise ApiError(status, http.HTTPStatus(status).phrase)
+            if faults.rate_limit_left > 0:
+                faults.rate_limit_left -= 1
+                raise rate_limited(faults.rate_limit_retry_after)
+            if faults.fraction > 0:
+                faults.fraction_calls += 1
+                calls = faults.fraction_calls
+                if int(calls * faults.fraction) > int((calls - 1) * faults.fraction):
+                    raise rate_limited(faults.fraction_retry_after)
+
+    def _deliver(self, chat_id: int) -> int:
+        with self._lock:
+            self._check_limits(chat_id)
+            if chat_id in self._chats:
+                state, migrate_to = self._chats[chat_id]
+                status, description = CHAT_STATES[state]
+                raise ApiError(status, description, **({"migrate_to_chat_id": migrate_to} if migrate_to else {}))
+            message_id = self._message_ids.get(chat_id, 0) + 1
+            self._message_ids[chat_id] = message_id
+            return message_id
+
+    def _check_limits(self, chat_id: int) -> None:
+        faults, now = self._faults, time.monotonic()
+        buckets = []
+        if faults.global_per_s:
+            self._global_bucket = self._global_bucket or _Bucket(faults.global_per_s, now)
+            buckets.append(self._global_bucket)
+        if faults.per_chat_per_s:
+            buckets.append(self._chat_buckets.setdefault(chat_id, _Bucket(faults.per_chat_per_s, now)))
+        wait_s = max((bucket.wait_s(now) for bucket in buckets), default=0.0)
+        if wait_s > 0:
+            raise rate_limited(max(1, int(wait_s + 0.999)))
+        for bucket in buckets:
+            bucket.tokens -= 1
+
+    def _note(self, method: str, params: Mapping[str, Any], reply: ApiReply, request_id: str | None) -> None:
+        entry = _received_entry(params, reply, request_id) if method == "sendMessage" else None
+        with self._lock:
+            self._stats[(method, reply.status)] += 1
+            if entry is not None:
+                self._received.append(entry)
+
+
+def bot_user(token: str) -> dict[str, Any]:
+    """The bot's User object; its id is the token's numeric prefix, as with real tokens."""
+    prefix = token.split(":", 1)[0]
+    return {
+        "id": int(prefix) if prefix.isdigit() else 100000,
+        "is_bot": True,
+        "first_name": "Sandbox Bot",
+        "username": "sandbox_bot",
+        "can_join_groups": True,
+        "can_read_all_group_messages": False,
+        "supports_inline_queries": False,
+    }
+
+
+def _received_entry(params: Mapping[str, Any], reply: ApiReply, request_id: str | None) -> dict[str, Any]:
+    chat_id = params.get("chat_id")
+    if isinstance(chat_id, str) and _INT_ID.fullmatch(chat_id.strip()):
+        chat_id = int(chat_id)
+    result = reply.body.get("result") or {}
+    return {
+        "chat_id": chat_id,
+        "text": params.get("text"),
+        "parse_mode": params.get("parse_mode"),
+        "status": reply.status,
+        "description": reply.body.get("description"),
+        "message_id": result.get("message_id"),
+        "received_at": time.time(),
+        "request_id": request_id,
+    }

@@ -1,0 +1,1 @@
+"""The periodic-job scheduler: one APScheduler process that only enqueues (ARCHITECTURE.md §5)."""

@@ -1,0 +1,120 @@
+"""Builds the process: settings → redaction → logging → Sentry → runtime → broker.
+
+Called once by ``import worker_app``. Performs no network I/O: connections open on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import dramatiq
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Middleware,
+    Pipelines,
+    ShutdownNotifications,
+    TimeLimit,
+)
+from dramatiq.results import Results
+from dramatiq.results.backends import RedisBackend
+
+from worker_app.broker import CyberRabbitmqBroker
+from worker_app.config import Settings, load_settings
+from worker_app.errors import ConfigurationError
+from worker_app.logging_setup import configure_logging
+from worker_app.middleware.db_sessions import DbSessions
+from worker_app.middleware.dead_letters import DeadLetters
+from worker_app.middleware.event_log import EventLog
+from worker_app.middleware.guards import ArgumentCheck, RedeliveryLimit
+from worker_app.middleware.metrics import Metrics, prepare_multiprocess_dir
+from worker_app.middleware.retries import PolicyRetries
+from worker_app.middleware.trace import TraceContext
+from worker_app.redaction import Redactor, install
+from worker_app.runtime import Runtime, set_runtime
+
+log = logging.getLogger(__name__)
+DAY_MS = 86_400_000
+
+
+def build_middleware(runtime: Runtime, *, with_metrics: bool = True) -> list[Middleware]:
+    """The ordered middleware list (ARCHITECTURE.md §2). After-hooks run in reverse order, so
+    the retry decision is made before dead-letter recording, logging and metrics see it."""
+    settings = runtime.settings
+    middleware: list[Middleware] = [TraceContext(), EventLog()]
+    if with_metrics:
+        run_dir = prepare_multiprocess_dir(settings.prometheus_multiproc_dir)
+        middleware.append(Metrics(run_dir, settings.metrics_port))
+    middleware += [
+        AgeLimit(),
+        TimeLimit(time_limit=settings.time_limit_ms),
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
+        PolicyRetries(),
+        DeadLetters(runtime.dead_letters),
+        CurrentMessage(),
+        Results(
+            backend=RedisBackend(url=settings.redis_url.get_secret_value(), namespace="cybervpn:results"),
+            result_ttl=settings.result_ttl_seconds * 1000,
+        ),
+        DbSessions(runtime.database),
+        RedeliveryLimit(runtime.redis, settings.max_redeliveries),
+        ArgumentCheck(),
+    ]
+    return middleware
+
+
+def build_broker(runtime: Runtime) -> CyberRabbitmqBroker:
+    """The RabbitMQ broker with the full middleware stack; connects lazily."""
+    settings = runtime.settings
+    middleware = build_middleware(runtime)
+    dead_letters = next(m for m in middleware if isinstance(m, DeadLetters))
+    return CyberRabbitmqBroker(
+        url=settings.rabbitmq_url.get_secret_value(),
+        middleware=middleware,
+        max_hold_ms=settings.delay_max_hold_ms,
+        dead_message_ttl_ms=settings.dead_letter_retention_days * DAY_MS,
+        undecodable_sink=dead_letters,
+    )
+
+
+def init_sentry(settings: Settings, redactor: Redactor) -> None:
+    """Sentry with its Dramatiq integration, before the broker exists; events are redacted."""
+    if settings.sentry_dsn is None:
+        return
+    import sentry_sdk
+    from sentry_sdk.integrations.dramatiq import DramatiqIntegration
+
+    def scrub(event: dict[str, object], hint: object) -> dict[str, object]:
+        import json
+
+        return dict(json.loads(redactor(json.dumps(event, default=str))))
+
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn.get_secret_value(),
+        environment=settings.sentry_environment,
+        integrations=[DramatiqIntegration()],
+        before_send=scrub,  # type: ignore[arg-type]
+        send_default_pii=False,
+    )
+
+
+def bootstrap() -> CyberRabbitmqBroker:
+    """Read settings and build everything; a bad setting exits with one line naming it."""
+    try:
+        settings = load_settings()
+    except ConfigurationError as e:
+        print(f"worker-app: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    redactor = Redactor(settings.secret_values())
+    install(redactor)
+    configure_logging(settings.log_level, settings.log_format)
+    init_sentry(settings, redactor)
+    runtime = Runtime(settings)
+    set_runtime(runtime)
+    broker = build_broker(runtime)
+    dramatiq.set_broker(broker)
+    return broker

@@ -1,0 +1,142 @@
+"""The RabbitMQ broker: Dramatiq's, with publisher confirms, durable queues and persistent
+messages, plus three fixes for RabbitMQ's ``consumer_timeout`` and for dead letters:
+
+* **bounded delays** — Dramatiq holds delayed messages unacked in memory until their ETA; RabbitMQ
+  closes the whole channel when a delivery stays unacked past ``consumer_timeout`` (30 min by
+  default) and redelivers everything on it. Here a delayed message whose ETA is further away than
+  ``DELAY_MAX_HOLD_MS`` is not held: it is parked in the durable queue
+  ``cybervpn.hold.<ms>ms`` (``x-message-ttl`` = the hold bound) and acked. When the TTL expires,
+  RabbitMQ dead-letters it back to its ``<queue>.DQ`` (the original routing key), and the cycle
+  repeats until the ETA is near. No delivery is ever held longer than the bound.
+* **undecodable bodies** are recorded as dead letters (Dramatiq only logs and nacks them).
+* ``<queue>.XQ`` keeps dead messages for ``DEAD_LETTER_RETENTION_DAYS`` (Dramatiq: 7 days).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Protocol
+
+import pika
+from dramatiq import Middleware
+from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer, _RabbitmqMessage
+from dramatiq.common import current_millis, q_name, xq_name
+from dramatiq.errors import ConnectionClosed, DecodeError
+from dramatiq.message import Message
+
+log = logging.getLogger(__name__)
+MAX_PARK_ATTEMPTS = 6
+DAY_MS = 86_400_000
+
+
+class UndecodableSink(Protocol):
+    """Where the consumer reports bodies that are not Dramatiq messages."""
+
+    def record_undecodable(self, queue_name: str, body: bytes, error: BaseException, message_id: str) -> None:
+        """Record the body durably."""
+
+
+class CyberRabbitmqBroker(RabbitmqBroker):
+    """Dramatiq's RabbitMQ broker with bounded in-memory delays and recorded undecodable bodies."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        middleware: list[Middleware],
+        max_hold_ms: int,
+        dead_message_ttl_ms: int,
+        undecodable_sink: UndecodableSink | None = None,
+    ) -> None:
+        super().__init__(url=url, middleware=middleware, confirm_delivery=True)
+        self.max_hold_ms = max_hold_ms
+        self.dead_message_ttl_ms = dead_message_ttl_ms
+        self.undecodable_sink = undecodable_sink
+        self.hold_name = f"cybervpn.hold.{max_hold_ms}ms"
+        self._hold_declared = False
+
+    @property
+    def consumer_class(self) -> type[_RabbitmqConsumer]:
+        return _Consumer
+
+    def _declare_xq_queue(self, queue_name: str) -> Any:
+        return self.channel.queue_declare(
+            queue=xq_name(queue_name), durable=True, arguments={"x-message-ttl": self.dead_message_ttl_ms}
+        )
+
+    def _declare_hold(self) -> None:
+        channel = self.channel
+        channel.exchange_declare(self.hold_name, exchange_type="fanout", durable=True)
+        channel.queue_declare(
+            self.hold_name,
+            durable=True,
+            arguments={"x-message-ttl": self.max_hold_ms, "x-dead-letter-exchange": ""},
+        )
+        channel.queue_bind(self.hold_name, self.hold_name)
+        self._hold_declared = True
+
+    def park(self, body: bytes, delay_queue: str) -> None:
+        """Publish ``body`` to the hold queue; it returns to ``delay_queue`` after the hold bound."""
+        attempts = 0
+        while True:
+            try:
+                if not self._hold_declared:
+                    self._declare_hold()
+                self.channel.basic_publish(
+                    exchange=self.hold_name,
+                    routing_key=delay_queue,
+                    body=body,
+                    properties=pika.BasicProperties(delivery_mode=2),
+                    mandatory=True,
+                )
+                return
+            except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as e:
+                del self.connection
+                self._hold_declared = False
+                attempts += 1
+                if attempts >= MAX_PARK_ATTEMPTS:
+                    raise ConnectionClosed(e) from None
+
+
+class _Consumer(_RabbitmqConsumer):  # type: ignore[misc]
+    """Dramatiq's consumer, plus parking of far-future delayed messages and recording of bodies
+    that cannot be decoded."""
+
+    broker: CyberRabbitmqBroker
+
+    def __next__(self) -> _RabbitmqMessage | None:
+        try:
+            method, properties, body = next(self.iterator)
+            if method is None:
+                return None
+        except (AssertionError, pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as e:
+            if getattr(e, "reply_code", None) == 404:
+                self.broker.queues_pending.add(q_name(self.queue_name))
+            raise ConnectionClosed(e) from None
+
+        try:
+            message = Message.decode(body)
+        except DecodeError as e:
+            self._dead_letter_undecodable(method, properties, body, e)
+            return None
+
+        if self._should_park(message):
+            self.broker.park(body, self.queue_name)
+            self.channel.basic_ack(method.delivery_tag)
+            return None
+
+        self.known_tags.add(method.delivery_tag)
+        return _RabbitmqMessage(method.redelivered, method.delivery_tag, message)
+
+    def _should_park(self, message: Message[Any]) -> bool:
+        eta = message.options.get("eta")
+        return isinstance(eta, int | float) and eta - current_millis() > self.broker.max_hold_ms
+
+    def _dead_letter_undecodable(self, method: Any, properties: Any, body: bytes, error: DecodeError) -> None:
+        message_id = getattr(properties, "message_id", None) or f"undecodable-{uuid.uuid4().hex}"
+        log.error("undecodable message on %s: %s", self.queue_name, error)
+        sink = self.broker.undecodable_sink
+        if sink is not None:
+            sink.record_undecodable(self.queue_name, body, error, message_id)
+        self._nack(method.delivery_tag)

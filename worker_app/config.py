@@ -1,0 +1,202 @@
+"""Typed settings: the only code in the project that reads the environment.
+
+Every variable has a default pointing at the local services and the sandbox, so a fresh clone runs
+with no environment at all. Secrets can also come from ``<NAME>_FILE`` (Docker and Kubernetes
+secrets). A bad value stops start-up with one line naming the variable (:func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from worker_app.errors import ConfigurationError
+
+#: Settings that are URLs whose password (if any) is secret.
+SECRET_URL_NAMES = ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL")
+#: Settings that are secret as a whole.
+SECRET_TOKEN_NAMES = ("REMNAWAVE_API_TOKEN", "TELEGRAM_BOT_TOKEN", "CRYPTOBOT_TOKEN", "SENTRY_DSN")
+#: Settings whose value may instead be read from the file named by ``<NAME>_FILE``.
+SECRET_NAMES = SECRET_URL_NAMES + SECRET_TOKEN_NAMES
+
+#: The sandbox's development token; real deployments set TELEGRAM_BOT_TOKEN.
+SANDBOX_TELEGRAM_TOKEN = "100000:sandbox-bot-token"
+
+
+class Settings(BaseSettings):
+    """Every knob of the worker, the scheduler, the CLI and the sandbox."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    database_url: SecretStr = SecretStr("postgresql+psycopg://postgres@127.0.0.1:5432/cybervpn")
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    rabbitmq_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F")
+    rabbitmq_management_url: str = "http://127.0.0.1:15672"
+
+    remnawave_url: str = "http://127.0.0.1:8082"
+    remnawave_api_token: SecretStr = SecretStr("sandbox-remnawave-token")
+    telegram_api_url: str = "http://127.0.0.1:8081"
+    telegram_bot_token: SecretStr = SecretStr(SANDBOX_TELEGRAM_TOKEN)
+    cryptobot_api_url: str = "http://127.0.0.1:8083"
+    cryptobot_token: SecretStr = SecretStr("sandbox-cryptobot-token")
+    admin_telegram_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    http_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    worker_concurrency: int = Field(default=2, ge=1, le=64)
+    worker_threads: int = Field(default=8, ge=1, le=256)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    result_ttl_seconds: int = Field(default=3600, ge=1)
+
+    notification_max_retries: int = Field(default=5, ge=0, le=50)
+    notification_batch_size: int = Field(default=50, ge=1, le=1000)
+    health_check_interval_seconds: int = Field(default=120, ge=10)
+    cleanup_audit_retention_days: int = Field(default=90, ge=1)
+    cleanup_webhook_retention_days: int = Field(default=30, ge=1)
+    bulk_batch_size: int = Field(default=50, ge=1, le=1000)
+
+    metrics_port: int = Field(default=9090, ge=0, le=65535)
+    prometheus_multiproc_dir: Path = Path("/tmp/cybervpn-prometheus")
+    sentry_dsn: SecretStr | None = None
+    sentry_environment: str = "development"
+
+    rabbitmq_consumer_timeout_ms: int = Field(default=1_800_000, ge=1000)
+    time_limit_ms: int = Field(default=600_000, ge=1000)
+    delay_max_hold_ms: int = Field(default=300_000, ge=500)
+    dead_letter_retention_days: int = Field(default=30, ge=30)
+    max_redeliveries: int = Field(default=5, ge=1)
+
+    sandbox_host: str = "127.0.0.1"
+    sandbox_telegram_port: int = Field(default=8081, ge=1, le=65535)
+
+    @field_validator("admin_telegram_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            try:
+                return [int(p) for p in parts]
+            except ValueError:
+                raise ValueError("expected comma-separated integer Telegram ids, e.g. 111,222") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr) -> SecretStr:
+        try:
+            url = make_url(value.get_secret_value())
+        except ArgumentError:
+            raise ValueError("expected a URL like postgresql+psycopg://user@host:5432/dbname") from None
+        if not url.drivername.startswith("postgresql"):
+            raise ValueError("expected a postgresql:// or postgresql+psycopg:// URL")
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        return SecretStr(url.render_as_string(hide_password=False))
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a URL like redis://host:6379/0")
+        return value
+
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _check_rabbitmq_url(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("amqp://", "amqps://")):
+            raise ValueError("expected a URL like amqp://user:password@host:5672/%2F")
+        return value
+
+    @field_validator("remnawave_url", "telegram_api_url", "cryptobot_api_url", "rabbitmq_management_url")
+    @classmethod
+    def _check_http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _bounds_below_consumer_timeout(self) -> Settings:
+        bound = self.rabbitmq_consumer_timeout_ms
+        if self.time_limit_ms >= bound:
+            raise ValueError(
+                f"TIME_LIMIT_MS ({self.time_limit_ms}) must be below "
+                f"RABBITMQ_CONSUMER_TIMEOUT_MS ({bound}), or RabbitMQ closes the channel mid-task"
+            )
+        if self.delay_max_hold_ms >= bound:
+            raise ValueError(
+                f"DELAY_MAX_HOLD_MS ({self.delay_max_hold_ms}) must be below "
+                f"RABBITMQ_CONSUMER_TIMEOUT_MS ({bound})"
+            )
+        return self
+
+    def secret_values(self) -> list[str]:
+        """Every secret's plain value (tokens, and the password inside each URL), for redaction."""
+        values: list[str] = []
+        for name in SECRET_URL_NAMES:
+            values.extend(_url_password(getattr(self, name.lower()).get_secret_value()))
+        for name in SECRET_TOKEN_NAMES:
+            secret = getattr(self, name.lower())
+            if secret is not None:
+                values.append(secret.get_secret_value())
+        return [v for v in values if len(v) >= 4]
+
+
+def _url_password(value: str) -> list[str]:
+    try:
+        password = make_url(value).password
+    except ArgumentError:
+        return []
+    return [str(password)] if password else []
+
+
+def _read_secret_files(environ: dict[str, str]) -> dict[str, str]:
+    """Fill ``NAME`` from the file named by ``NAME_FILE`` when ``NAME`` itself is not set."""
+    found: dict[str, str] = {}
+    for name in SECRET_NAMES:
+        path = environ.get(f"{name}_FILE")
+        if path and name not in environ:
+            try:
+                found[name.lower()] = Path(path).read_text().strip()
+            except OSError as e:
+                raise ConfigurationError(f"{name}_FILE: cannot read {path!r}: {e.strerror}") from None
+    return found
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from the environment; raise :class:`ConfigurationError` with one clear line."""
+    env = dict(os.environ if environ is None else environ)
+    try:
+        overrides = _read_secret_files(env)
+        if environ is None:
+            return Settings(**overrides)
+        return _settings_from_mapping(env, overrides)
+    except ValidationError as e:
+        raise ConfigurationError(_describe(e)) from None
+
+
+def _settings_from_mapping(env: dict[str, str], overrides: dict[str, str]) -> Settings:
+    lowered = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
+    lowered.update(overrides)
+    return Settings.model_validate(lowered)
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["loc"]:
+        message = f"{str(first['loc'][0]).upper()}: {message}"
+    extra = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"invalid configuration: {message}{extra}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

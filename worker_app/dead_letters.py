@@ -1,0 +1,151 @@
+"""Durable record of every dead message (the operator's source of truth for inspection and replay).
+
+Written to PostgreSQL (``dead_letters``). If PostgreSQL is unreachable the record goes to the
+Redis list ``cybervpn:dead_letters:spool`` and is moved to PostgreSQL by the next successful
+write (or ``worker-app dlq drain``); if Redis fails too, the whole record is logged at CRITICAL.
+The RabbitMQ ``<queue>.XQ`` copy remains in every case.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import traceback
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from models import DeadLetter
+from worker_app.db import Database
+from worker_app.redaction import redact
+from worker_app.redis_client import key
+
+log = logging.getLogger(__name__)
+SPOOL_KEY = key("dead_letters", "spool")
+_DROPPED_OPTIONS = ("traceback", "eta")
+
+
+@dataclass
+class DeadLetterRecord:
+    """Everything known about a dead message; times are epoch milliseconds."""
+
+    message_id: str
+    queue_name: str
+    reason: str
+    actor_name: str | None = None
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+    options: dict[str, Any] | None = None
+    raw_body: bytes | None = None
+    exception_type: str | None = None
+    exception_message: str | None = None
+    traceback: str | None = None
+    attempts: int = 1
+    first_failed_at: int = 0
+    last_failed_at: int = 0
+    trace_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_row(self) -> dict[str, Any]:
+        """Column values for ``dead_letters``."""
+        row = asdict(self)
+        row.pop("extra")
+        row["first_failed_at"] = _from_ms(self.first_failed_at)
+        row["last_failed_at"] = _from_ms(self.last_failed_at)
+        return row
+
+    def to_json(self) -> str:
+        """A JSON line for the spool or the log (raw body base64-encoded)."""
+        data = asdict(self)
+        data["raw_body"] = base64.b64encode(self.raw_body).decode() if self.raw_body is not None else None
+        return json.dumps(data, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> DeadLetterRecord:
+        """Inverse of :meth:`to_json`."""
+        data = json.loads(text)
+        if data.get("raw_body") is not None:
+            data["raw_body"] = base64.b64decode(data["raw_body"])
+        return cls(**data)
+
+
+def _from_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+def describe_exception(exc: BaseException | None) -> tuple[str | None, str | None, str | None]:
+    """(type, message, full traceback) of ``exc``, redacted; all ``None`` without one."""
+    if exc is None:
+        return None, None, None
+    text = "".join(traceback.format_exception(exc))
+    kind = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
+    return kind, redact(str(exc)), redact(text)
+
+
+def clean_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Message options worth keeping on the record (no stale traceback, no eta)."""
+    return {k: v for k, v in options.items() if k not in _DROPPED_OPTIONS}
+
+
+class DeadLetterStore:
+    """Writes dead-letter records durably, with the spool fallbacks described above."""
+
+    def __init__(self, database: Database, redis_client: redis.Redis) -> None:
+        self.database = database
+        self.redis = redis_client
+
+    def record(self, rec: DeadLetterRecord) -> None:
+        """Persist ``rec``; never raises (falls back to the spool, then to a CRITICAL log line)."""
+        try:
+            self._insert([rec])
+        except SQLAlchemyError as e:
+            log.error("dead letter %s not written to PostgreSQL (%s); spooling to Redis", rec.message_id, e)
+            self._spool(rec)
+            return
+        log.warning(
+            "message %s of %s is dead (%s): %s",
+            rec.message_id,
+            rec.actor_name or rec.queue_name,
+            rec.reason,
+            rec.exception_message or rec.exception_type,
+        )
+        self.drain()
+
+    def drain(self, limit: int = 1000) -> int:
+        """Move spooled records to PostgreSQL; how many were moved."""
+        moved = 0
+        try:
+            while moved < limit:
+                raw = self.redis.lindex(SPOOL_KEY, -1)
+                if raw is None:
+                    break
+                self._insert([DeadLetterRecord.from_json(str(raw))])
+                self.redis.rpop(SPOOL_KEY)
+                moved += 1
+        except (redis.RedisError, SQLAlchemyError) as e:
+            log.warning("dead-letter spool drain stopped after %d: %s", moved, e)
+        return moved
+
+    def _insert(self, records: list[DeadLetterRecord]) -> None:
+        rows = [r.to_row() for r in records]
+        stmt = insert(DeadLetter).values(rows)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["message_id"],
+            set_={
+                c: stmt.excluded[c]
+                for c in ("reason", "exception_type", "exception_message", "traceback", "attempts", "last_failed_at")
+            },
+        )
+        with self.database.transaction() as s:
+            s.execute(stmt)
+
+    def _spool(self, rec: DeadLetterRecord) -> None:
+        try:
+            self.redis.lpush(SPOOL_KEY, rec.to_json())
+        except redis.RedisError as e:
+            log.critical("dead letter could not be stored anywhere (%s); record follows: %s", e, rec.to_json())

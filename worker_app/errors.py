@@ -1,0 +1,46 @@
+"""The project's error tree.
+
+Three kinds drive behaviour (ARCHITECTURE.md §3):
+
+* :class:`PermanentError` — retrying cannot help (blocked chat, bad input, unknown user). The retry
+  middleware dead-letters it at once.
+* :class:`TransientError` — the upstream is down or slow; retried per the domain's policy.
+  :class:`RateLimited` carries the server's own delay, which wins over the policy's backoff.
+* anything else — a bug: retried per policy, traceback recorded, reported to Sentry.
+
+Third-party errors are wrapped at the boundary with ``raise ... from e``.
+"""
+
+from __future__ import annotations
+
+
+class WorkerError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class ConfigurationError(WorkerError):
+    """A setting is missing or malformed; raised at start-up, never deep inside an actor."""
+
+
+class PermanentError(WorkerError):
+    """Retrying cannot succeed: the message goes straight to the dead letters."""
+
+
+class BadMessage(PermanentError):
+    """The message itself is unusable: undecodable body, unknown actor or arguments that do not fit."""
+
+
+class TransientError(WorkerError):
+    """The operation may succeed later (connection refused, timeout, 5xx)."""
+
+
+class UpstreamUnavailable(TransientError):
+    """An external dependency did not answer or answered with a server error."""
+
+
+class RateLimited(TransientError):
+    """The upstream asked us to slow down; ``retry_after_s`` is its own delay."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -1,0 +1,79 @@
+"""Logging: JSON lines (default) or text for a terminal; message context on every record; secrets
+redacted from every line, including tracebacks.
+
+Under ``dramatiq worker_app`` the CLI has already installed a handler writing to its pipe when
+``worker_app`` is imported; its formatter is replaced so that the pipe carries our lines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from worker_app import context
+from worker_app.redaction import redact
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_CONTEXT_FIELDS = ("trace_id", "actor", "queue", "message_id", "attempt")
+
+
+class ContextFilter(logging.Filter):
+    """Copies the current message context onto each record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = context.current()
+        if ctx is not None:
+            for name in _CONTEXT_FIELDS:
+                if not hasattr(record, name):
+                    setattr(record, name, getattr(ctx, name))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, the context fields and any ``extra``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "pid": record.process,
+        }
+        for name, value in vars(record).items():
+            if name not in _STANDARD and value is not None and not name.startswith("_"):
+                data[name] = value
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return redact(json.dumps(data, default=str))
+
+
+class TextFormatter(logging.Formatter):
+    """Human-readable lines with the trace id and actor when there is one."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s%(ctx)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        trace = getattr(record, "trace_id", None)
+        actor = getattr(record, "actor", None)
+        record.ctx = f" [{actor} {trace[:8]}]" if trace and actor else ""
+        return redact(super().format(record))
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Install our formatter and context filter on the root logger's handlers (adding one if none)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler(sys.stderr))
+    formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
+    for handler in root.handlers:
+        handler.setFormatter(formatter)
+        if not any(isinstance(f, ContextFilter) for f in handler.filters):
+            handler.addFilter(ContextFilter())
+    root.setLevel(level)
+    for noisy in ("pika", "urllib3", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

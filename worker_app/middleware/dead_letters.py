@@ -1,0 +1,79 @@
+"""Dead-letter recording: every message that ends dead is recorded durably.
+
+Hooks ``before_nack``, the one place every dead path passes through in Dramatiq: retries
+exhausted, permanent errors, bad arguments, age limit and unknown actors. Undecodable bodies never
+become messages; the broker's consumer hands them to :meth:`DeadLetters.record_undecodable`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import dramatiq
+from dramatiq.common import q_name
+from dramatiq.errors import ActorNotFound
+
+from worker_app.dead_letters import DeadLetterRecord, DeadLetterStore, clean_options, describe_exception
+
+
+class DeadLetters(dramatiq.Middleware):
+    """Records each nacked message with its final exception and traceback."""
+
+    def __init__(self, store: DeadLetterStore) -> None:
+        self.store = store
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self.store.drain()
+
+    def before_nack(self, broker: dramatiq.Broker, message: Any) -> None:
+        exc: BaseException | None = getattr(message, "_exception", None)
+        kind, text, trace = describe_exception(exc)
+        now_ms = int(time.time() * 1000)
+        options = message.options
+        self.store.record(
+            DeadLetterRecord(
+                message_id=message.message_id,
+                queue_name=q_name(message.queue_name),
+                reason=_reason(options, exc),
+                actor_name=message.actor_name,
+                args=list(message.args),
+                kwargs=dict(message.kwargs),
+                options=clean_options(options),
+                exception_type=kind,
+                exception_message=text,
+                traceback=trace,
+                attempts=options.get("retries", 0) + 1,
+                first_failed_at=options.get("first_failed_at", now_ms),
+                last_failed_at=options.get("last_failed_at", now_ms),
+                trace_id=options.get("trace_id"),
+            )
+        )
+
+    def record_undecodable(self, queue_name: str, body: bytes, error: BaseException, message_id: str) -> None:
+        """Record a body that is not a Dramatiq message at all."""
+        kind, text, trace = describe_exception(error)
+        now_ms = int(time.time() * 1000)
+        self.store.record(
+            DeadLetterRecord(
+                message_id=message_id,
+                queue_name=q_name(queue_name),
+                reason="undecodable",
+                raw_body=body,
+                exception_type=kind,
+                exception_message=f"body is not a Dramatiq message: {text}",
+                traceback=trace,
+                first_failed_at=now_ms,
+                last_failed_at=now_ms,
+            )
+        )
+
+
+def _reason(options: dict[str, Any], exc: BaseException | None) -> str:
+    if isinstance(exc, ActorNotFound):
+        return "unknown_actor"
+    if "dead_reason" in options:
+        return str(options["dead_reason"])
+    if exc is not None and "age limit" in str(exc).lower():
+        return "age_limit"
+    return "failed"

@@ -1,0 +1,181 @@
+"""Prometheus metrics for every worker process, served on METRICS_PORT by one exposition process.
+
+Dramatiq's own metric names are kept (``dramatiq_messages_total`` …) so existing dashboards work,
+plus ``cybervpn_message_time_in_queue_seconds``. Worker processes write prometheus-client
+multiprocess files into a directory private to this run of ``dramatiq`` (named after the parent
+process and its start time); directories of earlier runs are wiped at boot, so stale files never
+inflate counters — a hazard of Dramatiq's own Prometheus middleware.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+
+log = logging.getLogger(__name__)
+_LABELS = ("queue_name", "actor_name")
+_DURATION_BUCKETS_MS = (5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000, 30000, 60000,
+                        600000, 900000, float("inf"))
+_QUEUE_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
+
+
+def _process_start_ticks(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def run_directory(base: Path) -> Path:
+    """This run's directory: one per parent process (the ``dramatiq`` main process)."""
+    parent = os.getppid()
+    return base / f"run-{parent}-{_process_start_ticks(parent) or 0}"
+
+
+def wipe_stale_runs(base: Path, keep: Path) -> None:
+    """Remove the directories of runs whose main process is gone."""
+    if not base.exists():
+        return
+    for entry in base.glob("run-*"):
+        if entry == keep:
+            continue
+        _, pid, ticks = entry.name.split("-", 2)
+        if _process_start_ticks(int(pid)) != ticks:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def prepare_multiprocess_dir(base: Path) -> Path:
+    """Create this run's directory, wipe stale ones and point prometheus-client at it.
+
+    Must run before ``prometheus_client`` is first imported in the process.
+    """
+    run_dir = run_directory(base)
+    wipe_stale_runs(base, keep=run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir)
+    return run_dir
+
+
+class Metrics(dramatiq.Middleware):
+    """Counts, times and gauges messages per queue and actor."""
+
+    def __init__(self, multiproc_dir: Path, port: int) -> None:
+        self.multiproc_dir = multiproc_dir
+        self.port = port
+        self._started: dict[str, float] = {}
+        self._delayed: set[str] = set()
+        import prometheus_client as prom
+
+        self.total = prom.Counter("dramatiq_messages_total", "Messages processed.", _LABELS, registry=None)
+        self.errored = prom.Counter("dramatiq_message_errors_total", "Messages that raised.", _LABELS, registry=None)
+        self.retried = prom.Counter("dramatiq_message_retries_total", "Retries enqueued.", _LABELS, registry=None)
+        self.dead = prom.Counter("dramatiq_message_dead_total", "Messages dead-lettered.", _LABELS, registry=None)
+        self.inprogress = prom.Gauge(
+            "dramatiq_messages_inprogress", "Messages being processed.", _LABELS, multiprocess_mode="livesum", registry=None
+        )
+        self.delayed = prom.Gauge(
+            "dramatiq_delayed_messages_inprogress", "Delayed messages held in memory.", _LABELS,
+            multiprocess_mode="livesum", registry=None,
+        )
+        self.duration = prom.Histogram(
+            "dramatiq_message_duration_milliseconds", "Time spent processing.", _LABELS,
+            buckets=_DURATION_BUCKETS_MS, registry=None,
+        )
+        self.time_in_queue = prom.Histogram(
+            "cybervpn_message_time_in_queue_seconds",
+            "From enqueue (or the end of its delay) to the start of processing.", _LABELS,
+            buckets=_QUEUE_BUCKETS_S, registry=None,
+        )
+
+    @property
+    def forks(self) -> list[Any]:
+        return [serve_metrics]
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid(), str(self.multiproc_dir))
+
+    def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
+        self.dead.labels(_canonical(message.queue_name), message.actor_name).inc()
+
+    def after_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
+        if "retries" in message.options and delay:
+            self.retried.labels(_canonical(message.queue_name), message.actor_name).inc()
+
+    def before_delay_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        self._delayed.add(message.message_id)
+        self.delayed.labels(_canonical(message.queue_name), message.actor_name).inc()
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        labels = (message.queue_name, message.actor_name)
+        if message.message_id in self._delayed:
+            self._delayed.discard(message.message_id)
+            self.delayed.labels(*labels).dec()
+        enqueued_at = message.options.get("enqueued_at")
+        if isinstance(enqueued_at, int | float):
+            self.time_in_queue.labels(*labels).observe(max(0.0, time.time() - enqueued_at / 1000))
+        self.inprogress.labels(*labels).inc()
+        self._started[message.message_id] = time.perf_counter()
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
+    ) -> None:
+        labels = (message.queue_name, message.actor_name)
+        started = self._started.pop(message.message_id, None)
+        if started is None:
+            return  # before_process_message of this middleware never ran for it
+        self.duration.labels(*labels).observe((time.perf_counter() - started) * 1000)
+        self.inprogress.labels(*labels).dec()
+        self.total.labels(*labels).inc()
+        if exception is not None:
+            self.errored.labels(*labels).inc()
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        self.after_process_message(broker, message)
+
+
+def _canonical(queue_name: str) -> str:
+    return queue_name.removesuffix(".DQ").removesuffix(".XQ")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        import prometheus_client as prom
+        from prometheus_client import multiprocess
+
+        registry = prom.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        body = prom.generate_latest(registry)
+        self.send_response(200)
+        self.send_header("Content-Type", prom.CONTENT_TYPE_LATEST)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug(format, *args)
+
+
+def serve_metrics() -> int:
+    """Fork process of ``dramatiq worker_app``: serve every worker process's metrics on METRICS_PORT."""
+    from worker_app.config import get_settings
+
+    settings = get_settings()
+    prepare_multiprocess_dir(settings.prometheus_multiproc_dir)
+    if settings.metrics_port == 0:
+        log.info("METRICS_PORT=0: metrics exposition disabled")
+        return 0
+    server = ThreadingHTTPServer(("0.0.0.0", settings.metrics_port), _Handler)
+    log.info("serving Prometheus metrics on :%d/metrics", settings.metrics_port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.shutdown()
+    return 0
