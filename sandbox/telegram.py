@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import http
 import json
+import math
 import re
 import threading
 import time
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ _ENTITY_CHARS = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 _INT_ID = re.compile(r"-?\d+")
 _USERNAME = re.compile(r"@[A-Za-z][A-Za-z0-9_]{3,31}")
 _SUPERGROUP_FLOOR = -1_000_000_000_000
+_BOT_FIELDS = {"is_bot": True, "first_name": "Sandbox Bot", "username": "sandbox_bot"}
 
 
 @dataclass(frozen=True)
@@ -65,20 +67,13 @@ class ApiError(Exception):
         if self.parameters:
             body["parameters"] = self.parameters
         retry_after = self.parameters.get("retry_after")
-        return ApiReply(self.status, body, {"Retry-After": str(retry_after)} if retry_after else {})
+        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+        return ApiReply(self.status, body, headers)
 
 
 def rate_limited(retry_after_s: int) -> ApiError:
     """Telegram's 429 with ``retry_after`` in the body (the reply adds the header)."""
     return ApiError(429, f"Too Many Requests: retry after {retry_after_s}", retry_after=retry_after_s)
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A validated ``sendMessage`` request."""
-
-    chat: dict[str, Any]
-    text: str
 
 
 def chat_object(chat_id: Any) -> dict[str, Any]:
@@ -144,8 +139,8 @@ def _unescape(entity: re.Match[str]) -> str:
     return chr(int(name[1:])) if name.startswith("#") else _ENTITY_CHARS[name]
 
 
-def parse_send_message(params: Mapping[str, Any]) -> Outgoing:
-    """Validate ``sendMessage`` parameters the way Telegram does; raise its 400s."""
+def parse_send_message(params: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """The Chat and the visible text of a ``sendMessage`` call, or the 400 Telegram would give."""
     chat = chat_object(params.get("chat_id"))
     raw = params.get("text")
     mode = params.get("parse_mode") or ""
@@ -160,7 +155,7 @@ def parse_send_message(params: Mapping[str, Any]) -> Outgoing:
     if len(text) > MAX_TEXT_CHARS:
         raise ApiError(400, "Bad Request: message is too long")
     _check_reply_markup(params.get("reply_markup"))
-    return Outgoing(chat, text)
+    return chat, text
 
 
 def _check_reply_markup(markup: Any) -> None:
@@ -193,31 +188,39 @@ class _Bucket:
 
 
 @dataclass
-class _Faults:
-    rate_limit_left: int = 0
+class Faults:
+    """Injected faults, all off by default; change them with :meth:`TelegramState.set_faults`.
+
+    The next ``server_error_count`` sendMessage calls get ``server_error_status``; the next
+    ``rate_limit_count`` get 429 (``rate_limit_retry_after``); then every ``1/rate_limit_fraction``-th
+    one does (a counter starting at ``rate_limit_seed``, not random); ``global_per_s`` /
+    ``per_chat_per_s`` enforce flood limits with real 429s. Every Bot API answer (getMe too) waits
+    ``latency_ms``.
+    """
+
+    rate_limit_count: int = 0
     rate_limit_retry_after: int = 1
-    fraction: float = 0.0
-    fraction_retry_after: int = 1
-    fraction_calls: int = 0
-    server_error_left: int = 0
+    rate_limit_fraction: float = 0.0
+    rate_limit_fraction_retry_after: int = 1
+    rate_limit_seed: int = 0
+    server_error_count: int = 0
     server_error_status: int = 502
     latency_ms: int = 0
     global_per_s: float | None = None
     per_chat_per_s: float | None = None
 
-    def as_json(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k != "fraction_calls"}
-
 
 class TelegramState:
     """Everything the fake Telegram remembers; every public method is thread-safe.
 
-    ``tokens`` seeds the accepted bot tokens (``reset`` returns to them).
+    ``tokens`` seeds the accepted bot tokens (``reset`` returns to them); the received log keeps
+    the last ``max_received`` sends so that long benchmarks run in bounded memory.
     """
 
-    def __init__(self, tokens: Iterable[str] = (DEFAULT_TOKEN,)) -> None:
+    def __init__(self, tokens: Iterable[str] = (DEFAULT_TOKEN,), *, max_received: int = 100_000) -> None:
         self._lock = threading.Lock()
         self._seed_tokens = frozenset(tokens)
+        self._max_received = max_received
         self._wake = threading.Event()
         self.reset()
 
@@ -226,12 +229,11 @@ class TelegramState:
         with self._lock:
             self._tokens = self._seed_tokens
             self._chats: dict[int, tuple[str, int | None]] = {}
-            self._faults = _Faults()
+            self._faults = Faults()
             self._message_ids: dict[int, int] = {}
-            self._received: list[dict[str, Any]] = []
+            self._received: deque[dict[str, Any]] = deque(maxlen=self._max_received)
             self._stats: Counter[tuple[str, int]] = Counter()
-            self._global_bucket: _Bucket | None = None
-            self._chat_buckets: dict[int, _Bucket] = {}
+            self._buckets: dict[int | None, _Bucket] = {}
         self.wake_sleepers()
 
     def wake_sleepers(self) -> None:
@@ -257,41 +259,23 @@ class TelegramState:
             else:
                 self._chats[number] = (state, migrate_to_chat_id)
 
-    def rate_limit_next(self, count: int, retry_after_s: int = 1) -> None:
-        """The next ``count`` sendMessage calls get 429 with ``retry_after_s``."""
+    def set_faults(self, **settings: float | None) -> None:
+        """Change the named :class:`Faults` fields, leaving the others as they are."""
+        unknown = set(settings) - set(vars(Faults()))
+        if unknown:
+            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
         with self._lock:
-            self._faults.rate_limit_left, self._faults.rate_limit_retry_after = count, retry_after_s
-
-    def rate_limit_fraction(self, fraction: float, retry_after_s: int = 1, seed: int = 0) -> None:
-        """Every ``1/fraction``-th sendMessage gets 429: deterministic, counted from ``seed``."""
-        with self._lock:
-            faults = self._faults
-            faults.fraction, faults.fraction_retry_after, faults.fraction_calls = fraction, retry_after_s, seed
-
-    def fail_next(self, count: int, status: int = 502) -> None:
-        """The next ``count`` sendMessage calls get ``status`` (a 5xx)."""
-        with self._lock:
-            self._faults.server_error_left, self._faults.server_error_status = count, status
-
-    def set_latency(self, latency_ms: int) -> None:
-        """Delay every Bot API answer by ``latency_ms`` (0 turns it off)."""
-        with self._lock:
-            self._faults.latency_ms = latency_ms
-
-    def enforce_limits(self, global_per_s: float | None, per_chat_per_s: float | None) -> None:
-        """Answer 429 when sends exceed these rates, like Telegram's flood control (None = off)."""
-        with self._lock:
-            self._faults.global_per_s, self._faults.per_chat_per_s = global_per_s, per_chat_per_s
-            self._global_bucket = None
-            self._chat_buckets = {}
+            for name, value in settings.items():
+                setattr(self._faults, name, value)
+            self._buckets = {}
 
     def faults(self) -> dict[str, Any]:
-        """The current fault settings, as the admin API shows them."""
+        """The current fault settings (counts show what is left)."""
         with self._lock:
-            return self._faults.as_json()
+            return dict(vars(self._faults))
 
     def received(self, chat_id: str | None = None) -> list[dict[str, Any]]:
-        """Every sendMessage seen (accepted or rejected), oldest first, optionally for one chat."""
+        """The sendMessage calls seen (accepted or rejected), oldest first, optionally for one chat."""
         with self._lock:
             entries = list(self._received)
         return [e for e in entries if chat_id is None or str(e["chat_id"]) == chat_id]
@@ -307,7 +291,9 @@ class TelegramState:
             by_method[method] += n
         return {"total": sum(by_status.values()), "by_status": by_status, "by_method": by_method}
 
-    def call(self, token: str, method: str, params: Mapping[str, Any], request_id: str | None = None) -> ApiReply:
+    def call(
+        self, token: str, method: str, params: Mapping[str, Any], request_id: str | None = None
+    ) -> ApiReply:
         """Answer one Bot API call (``method`` in any case) exactly as Telegram would."""
         self._sleep_latency()
         name = METHODS.get(method.lower())
@@ -330,28 +316,28 @@ class TelegramState:
     def _send_message(self, token: str, params: Mapping[str, Any]) -> ApiReply:
         try:
             self._injected_fault()
-            outgoing = parse_send_message(params)
-            message_id = self._deliver(outgoing.chat["id"])
+            chat, text = parse_send_message(params)
+            message_id = self._deliver(chat["id"])
         except ApiError as e:
             return e.reply()
-        message = {"message_id": message_id, "from": bot_user(token), "chat": outgoing.chat}
-        return ApiReply(200, {"ok": True, "result": {**message, "date": int(time.time()), "text": outgoing.text}})
+        message = {"message_id": message_id, "from": bot_user(token), "chat": chat, "date": int(time.time())}
+        return ApiReply(200, {"ok": True, "result": {**message, "text": text}})
 
     def _injected_fault(self) -> None:
         with self._lock:
             faults = self._faults
-            if faults.server_error_left > 0:
-                faults.server_error_left -= 1
+            if faults.server_error_count > 0:
+                faults.server_error_count -= 1
                 status = faults.server_error_status
                 raise ApiError(status, http.HTTPStatus(status).phrase)
-            if faults.rate_limit_left > 0:
-                faults.rate_limit_left -= 1
+            if faults.rate_limit_count > 0:
+                faults.rate_limit_count -= 1
                 raise rate_limited(faults.rate_limit_retry_after)
-            if faults.fraction > 0:
-                faults.fraction_calls += 1
-                calls = faults.fraction_calls
-                if int(calls * faults.fraction) > int((calls - 1) * faults.fraction):
-                    raise rate_limited(faults.fraction_retry_after)
+            if faults.rate_limit_fraction > 0:
+                faults.rate_limit_seed += 1
+                calls, fraction = faults.rate_limit_seed, faults.rate_limit_fraction
+                if int(calls * fraction) > int((calls - 1) * fraction):
+                    raise rate_limited(faults.rate_limit_fraction_retry_after)
 
     def _deliver(self, chat_id: int) -> int:
         with self._lock:
@@ -359,24 +345,27 @@ class TelegramState:
             if chat_id in self._chats:
                 state, migrate_to = self._chats[chat_id]
                 status, description = CHAT_STATES[state]
-                raise ApiError(status, description, **({"migrate_to_chat_id": migrate_to} if migrate_to else {}))
+                moved = {"migrate_to_chat_id": migrate_to} if migrate_to else {}
+                raise ApiError(status, description, **moved)
             message_id = self._message_ids.get(chat_id, 0) + 1
             self._message_ids[chat_id] = message_id
             return message_id
 
     def _check_limits(self, chat_id: int) -> None:
         faults, now = self._faults, time.monotonic()
-        buckets = []
-        if faults.global_per_s:
-            self._global_bucket = self._global_bucket or _Bucket(faults.global_per_s, now)
-            buckets.append(self._global_bucket)
-        if faults.per_chat_per_s:
-            buckets.append(self._chat_buckets.setdefault(chat_id, _Bucket(faults.per_chat_per_s, now)))
+        rates = ((None, faults.global_per_s), (chat_id, faults.per_chat_per_s))
+        buckets = [self._bucket(key, rate, now) for key, rate in rates if rate]
         wait_s = max((bucket.wait_s(now) for bucket in buckets), default=0.0)
         if wait_s > 0:
-            raise rate_limited(max(1, int(wait_s + 0.999)))
+            raise rate_limited(max(1, math.ceil(wait_s)))
         for bucket in buckets:
             bucket.tokens -= 1
+
+    def _bucket(self, key: int | None, rate: float, now: float) -> _Bucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(rate, now)
+        return bucket
 
     def _note(self, method: str, params: Mapping[str, Any], reply: ApiReply, request_id: str | None) -> None:
         entry = _received_entry(params, reply, request_id) if method == "sendMessage" else None
@@ -389,15 +378,7 @@ class TelegramState:
 def bot_user(token: str) -> dict[str, Any]:
     """The bot's User object; its id is the token's numeric prefix, as with real tokens."""
     prefix = token.split(":", 1)[0]
-    return {
-        "id": int(prefix) if prefix.isdigit() else 100000,
-        "is_bot": True,
-        "first_name": "Sandbox Bot",
-        "username": "sandbox_bot",
-        "can_join_groups": True,
-        "can_read_all_group_messages": False,
-        "supports_inline_queries": False,
-    }
+    return {"id": int(prefix) if prefix.isdigit() else 100000, **_BOT_FIELDS}
 
 
 def _received_entry(params: Mapping[str, Any], reply: ApiReply, request_id: str | None) -> dict[str, Any]:

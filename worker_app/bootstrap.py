@@ -29,7 +29,7 @@ from worker_app.middleware.db_sessions import DbSessions
 from worker_app.middleware.dead_letters import DeadLetters
 from worker_app.middleware.event_log import EventLog
 from worker_app.middleware.guards import ArgumentCheck, RedeliveryLimit
-from worker_app.middleware.metrics import Metrics, prepare_multiprocess_dir
+from worker_app.middleware.metrics import Metrics
 from worker_app.middleware.retries import PolicyRetries
 from worker_app.middleware.trace import TraceContext
 from worker_app.redaction import Redactor, install
@@ -45,8 +45,7 @@ def build_middleware(runtime: Runtime, *, with_metrics: bool = True) -> list[Mid
     settings = runtime.settings
     middleware: list[Middleware] = [TraceContext(), EventLog()]
     if with_metrics:
-        run_dir = prepare_multiprocess_dir(settings.prometheus_multiproc_dir)
-        middleware.append(Metrics(run_dir, settings.metrics_port))
+        middleware.append(Metrics(settings.metrics_dir))
     middleware += [
         AgeLimit(),
         TimeLimit(time_limit=settings.time_limit_ms),

@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     bulk_batch_size: int = Field(default=50, ge=1, le=1000)
 
     metrics_port: int = Field(default=9090, ge=0, le=65535)
-    prometheus_multiproc_dir: Path = Path("/tmp/cybervpn-prometheus")
+    metrics_dir: Path = Path("/tmp/cybervpn-prometheus")
     sentry_dsn: SecretStr | None = None
     sentry_environment: str = "development"
 

@@ -157,7 +157,9 @@ class TelegramClient:
         envelope = reply.body
         if not isinstance(envelope, dict) or not isinstance(envelope.get("ok"), bool):
             raise _malformed(method, envelope)
-        if envelope["ok"] and "result" in envelope:
+        if envelope["ok"]:
+            if "result" not in envelope:
+                raise _malformed(method, envelope)
             return envelope["result"]
         raise _classify(method, reply.status, envelope, reply.headers, self._http.redact)
 

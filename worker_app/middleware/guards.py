@@ -15,12 +15,27 @@ from typing import Any
 
 import dramatiq
 import redis
+from dramatiq.middleware import SkipMessage
 
-from worker_app.errors import BadMessage
 from worker_app.redis_client import key
 
 log = logging.getLogger(__name__)
 REDELIVERY_TTL_S = 7 * 24 * 3600
+
+
+class RejectedMessage(SkipMessage):
+    """The message cannot run at all; it is failed (dead-lettered) without reaching its actor.
+
+    Dramatiq swallows ordinary exceptions raised in ``before_process_message``; a ``SkipMessage``
+    on a failed message is the one way for a middleware to stop a message and nack it.
+    """
+
+
+def reject(message: Any, reason: str, text: str) -> None:
+    """Fail ``message`` with ``reason`` (recorded on its dead letter) and stop it."""
+    message.options["dead_reason"] = reason
+    message.fail()
+    raise RejectedMessage(text)
 
 
 class ArgumentCheck(dramatiq.Middleware):
@@ -33,7 +48,7 @@ class ArgumentCheck(dramatiq.Middleware):
         try:
             inspect.signature(actor.fn).bind(*message.args, **message.kwargs)
         except TypeError as e:
-            raise BadMessage(f"arguments do not match {message.actor_name}{inspect.signature(actor.fn)}: {e}") from None
+            reject(message, "bad_message", f"arguments do not match {message.actor_name}{inspect.signature(actor.fn)}: {e}")
 
 
 class RedeliveryLimit(dramatiq.Middleware):
@@ -56,7 +71,8 @@ class RedeliveryLimit(dramatiq.Middleware):
             log.warning("cannot count redeliveries of %s: %s", message.message_id, e)
             return
         if count > self.max_redeliveries:
-            message.options["dead_reason"] = "redelivery_limit"
-            raise BadMessage(
-                f"redelivered {count} times without completing (worker crashed or was killed while running it)"
+            reject(
+                message,
+                "redelivery_limit",
+                f"redelivered {count} times without completing (a worker crashed or was killed running it)",
             )

@@ -66,11 +66,15 @@ def prepare_multiprocess_dir(base: Path) -> Path:
 class Metrics(dramatiq.Middleware):
     """Counts, times and gauges messages per queue and actor."""
 
-    def __init__(self, multiproc_dir: Path, port: int) -> None:
-        self.multiproc_dir = multiproc_dir
-        self.port = port
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self.multiproc_dir: Path | None = None
         self._started: dict[str, float] = {}
         self._delayed: set[str] = set()
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        """Create the metrics in a worker process (never in CLI or API processes)."""
+        self.multiproc_dir = prepare_multiprocess_dir(self.base_dir)
         import prometheus_client as prom
 
         self.total = prom.Counter("dramatiq_messages_total", "Messages processed.", _LABELS, registry=None)
@@ -101,20 +105,29 @@ class Metrics(dramatiq.Middleware):
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(os.getpid(), str(self.multiproc_dir))
+        if self.multiproc_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), str(self.multiproc_dir))
 
     def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
+        if self.multiproc_dir is None:
+            return
         self.dead.labels(_canonical(message.queue_name), message.actor_name).inc()
 
     def after_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
+        if self.multiproc_dir is None:
+            return
         if "retries" in message.options and delay:
             self.retried.labels(_canonical(message.queue_name), message.actor_name).inc()
 
     def before_delay_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        if self.multiproc_dir is None:
+            return
         self._delayed.add(message.message_id)
         self.delayed.labels(_canonical(message.queue_name), message.actor_name).inc()
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        if self.multiproc_dir is None:
+            return
         labels = (message.queue_name, message.actor_name)
         if message.message_id in self._delayed:
             self._delayed.discard(message.message_id)
@@ -168,7 +181,7 @@ def serve_metrics() -> int:
     from worker_app.config import get_settings
 
     settings = get_settings()
-    prepare_multiprocess_dir(settings.prometheus_multiproc_dir)
+    prepare_multiprocess_dir(settings.metrics_dir)
     if settings.metrics_port == 0:
         log.info("METRICS_PORT=0: metrics exposition disabled")
         return 0

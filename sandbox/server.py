@@ -1,0 +1,246 @@
+"""The sandbox's HTTP layer: the fake Telegram Bot API plus its ``/_sandbox/`` admin endpoints.
+
+A separate program for development, demos, tests and benchmarks (``python -m sandbox``): loopback by
+default, everything in memory (:class:`sandbox.telegram.TelegramState`), a threaded werkzeug server.
+
+Admin endpoints (JSON in, JSON out; a bad request gets 400 ``{"ok": false, "error": "..."}``):
+
+* ``POST /_sandbox/reset`` — back to the initial state.
+* ``POST /_sandbox/tokens`` ``{"token": "123:abc"}`` — accept another bot token.
+* ``POST /_sandbox/chats`` ``{"chat_id": 42, "state": "blocked"}`` — states: blocked, deactivated,
+  kicked, not_found, migrated (optional ``migrate_to_chat_id``); ``"ok"`` or null clears the mark.
+* ``POST /_sandbox/faults`` — any of ``{"rate_limit": {"count": N, "retry_after": S}}``,
+  ``{"rate_limit_fraction": {"fraction": F, "retry_after": S, "seed": 0}}``,
+  ``{"server_error": {"count": N, "status": 502}}``, ``{"latency_ms": M}``,
+  ``{"enforce_limits": {"global_per_s": 30, "per_chat_per_s": 1}}`` (null turns a fault off);
+  answers (like ``GET``) ``{"ok": true, "faults": {...}}``.
+* ``GET /_sandbox/received[?chat_id=]`` — every sendMessage seen, oldest first.
+* ``GET /_sandbox/stats`` — ``{"total", "by_status", "by_method"}``.
+"""
+
+from __future__ import annotations
+
+import http
+import json
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from sandbox.telegram import DEFAULT_TOKEN, ApiError, TelegramState
+
+FaultSettings = dict[str, float | None]
+_KNOWN_STATUSES = frozenset(int(status) for status in http.HTTPStatus)
+
+
+class _QuietRequestHandler(WSGIRequestHandler):
+    """No access-log line per request: at >1000 requests/s it costs more than the handler itself."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
+
+
+@dataclass
+class RunningSandbox:
+    """A sandbox serving on a background thread: its base ``url``, its ``state`` and ``stop()``."""
+
+    url: str
+    state: TelegramState
+    _server: BaseWSGIServer = field(repr=False)
+    _thread: threading.Thread = field(repr=False)
+
+    def stop(self) -> None:
+        """Stop serving, release requests sleeping on injected latency and close the socket."""
+        self.state.wake_sleepers()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def make_telegram_app(state: TelegramState | None = None) -> Flask:
+    """The Flask app answering ``/bot<token>/<method>`` from ``state`` (a fresh one by default)."""
+    state = state if state is not None else TelegramState()
+    app = Flask("sandbox.telegram")
+    app.extensions["telegram_state"] = state
+
+    @app.route("/bot<token>/<method>", methods=["GET", "POST"])
+    def bot_api(token: str, method: str) -> Response:
+        reply = state.call(token, method, _bot_params(), request.headers.get("X-Request-ID"))
+        return _json(reply.body, reply.status, reply.headers)
+
+    app.register_error_handler(404, _not_found)
+    _add_admin_routes(app, state)
+    return app
+
+
+def serve(host: str = "127.0.0.1", telegram_port: int = 8081) -> None:
+    """Serve the sandbox in the foreground until interrupted; prints one line with its URL."""
+    server = _make_server(host, telegram_port, TelegramState())
+    print(f"Telegram sandbox on http://{host}:{server.port} (bot token {DEFAULT_TOKEN})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def start_in_thread(
+    host: str = "127.0.0.1", port: int = 0, *, state: TelegramState | None = None
+) -> RunningSandbox:
+    """Start the sandbox on a daemon thread (``port`` 0 picks a free one), for tests and benchmarks."""
+    state = state if state is not None else TelegramState()
+    server = _make_server(host, port, state)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="telegram-sandbox", daemon=True
+    )
+    thread.start()
+    return RunningSandbox(f"http://{host}:{server.port}", state, server, thread)
+
+
+def _make_server(host: str, port: int, state: TelegramState) -> BaseWSGIServer:
+    app = make_telegram_app(state)
+    return make_server(host, port, app, threaded=True, request_handler=_QuietRequestHandler)
+
+
+def _bot_params() -> dict[str, Any]:
+    """Query string, form (urlencoded or multipart) and JSON object parameters, merged."""
+    params: dict[str, Any] = request.args.to_dict()
+    params.update(request.form.to_dict())
+    body = request.get_json(silent=True) if request.is_json else None
+    if isinstance(body, dict):
+        params.update(body)
+    return params
+
+
+def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(json.dumps(body), status=status, headers=dict(headers or {}), mimetype="application/json")
+
+
+def _not_found(error: Exception) -> Response:
+    return _json({"ok": False, "error_code": 404, "description": "Not Found"}, 404)
+
+
+def _add_admin_routes(app: Flask, state: TelegramState) -> None:
+    def route(rule: str, action: Callable[[], Any], methods: tuple[str, ...] = ("POST",)) -> None:
+        app.add_url_rule(f"/_sandbox/{rule}", f"sandbox_{rule}", lambda: _admin(action), methods=methods)
+
+    route("reset", state.reset)
+    route("tokens", lambda: state.add_token(_token(_admin_body())))
+    route("chats", lambda: _mark_chat(state, _admin_body()))
+    route("faults", lambda: _faults(state), methods=("GET", "POST"))
+    route("received", lambda: state.received(request.args.get("chat_id")), methods=("GET",))
+    route("stats", state.stats, methods=("GET",))
+
+
+def _admin(action: Callable[[], Any]) -> Response:
+    try:
+        result = action()
+    except (ApiError, ValueError, TypeError) as e:
+        return _json({"ok": False, "error": str(e)}, 400)
+    return _json({"ok": True} if result is None else result)
+
+
+def _admin_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValueError("expected a JSON object body")
+    return body
+
+
+def _token(body: Mapping[str, Any]) -> str:
+    token = body.get("token")
+    if not isinstance(token, str) or not token or "/" in token:
+        raise ValueError("token must be a non-empty string without '/'")
+    return token
+
+
+def _mark_chat(state: TelegramState, body: Mapping[str, Any]) -> None:
+    chat_id, chat_state, migrate_to = body.get("chat_id"), body.get("state"), body.get("migrate_to_chat_id")
+    if not isinstance(chat_id, int | str) or isinstance(chat_id, bool):
+        raise ValueError("chat_id must be an integer or an @username")
+    if migrate_to is not None and (not isinstance(migrate_to, int) or isinstance(migrate_to, bool)):
+        raise ValueError("migrate_to_chat_id must be an integer")
+    state.mark_chat(chat_id, None if chat_state in (None, "ok") else chat_state, migrate_to)
+
+
+def _faults(state: TelegramState) -> dict[str, Any]:
+    if request.method == "POST":
+        settings: FaultSettings = {}
+        for name, value in _admin_body().items():
+            parser = _FAULT_PARSERS.get(name)
+            if parser is None:
+                raise ValueError(f"unknown fault {name!r}; known: {sorted(_FAULT_PARSERS)}")
+            settings.update(parser(value))
+        state.set_faults(**settings)
+    return {"ok": True, "faults": state.faults()}
+
+
+def _rate_limit(value: Any) -> FaultSettings:
+    spec = _spec(value)
+    return {
+        "rate_limit_count": _count(spec, "count"),
+        "rate_limit_retry_after": _count(spec, "retry_after", 1),
+    }
+
+
+def _rate_limit_fraction(value: Any) -> FaultSettings:
+    spec = _spec(value)
+    fraction = spec.get("fraction", 0.0)
+    if not isinstance(fraction, int | float) or isinstance(fraction, bool) or not 0 <= fraction <= 1:
+        raise ValueError("fraction must be a number between 0 and 1")
+    return {
+        "rate_limit_fraction": float(fraction),
+        "rate_limit_fraction_retry_after": _count(spec, "retry_after", 1),
+        "rate_limit_seed": _count(spec, "seed"),
+    }
+
+
+def _server_error(value: Any) -> FaultSettings:
+    spec = _spec(value)
+    status = _count(spec, "status", 502)
+    if not 500 <= status <= 599 or status not in _KNOWN_STATUSES:
+        raise ValueError("status must be a known 5xx HTTP status")
+    return {"server_error_count": _count(spec, "count"), "server_error_status": status}
+
+
+def _latency(value: Any) -> FaultSettings:
+    return {"latency_ms": _count({"latency_ms": value}, "latency_ms")}
+
+
+def _enforce_limits(value: Any) -> FaultSettings:
+    spec = _spec(value)
+    rates: FaultSettings = {name: spec.get(name) for name in ("global_per_s", "per_chat_per_s")}
+    for name, rate in rates.items():
+        if rate is not None and (not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0):
+            raise ValueError(f"{name} must be a positive number or null")
+    return rates
+
+
+def _spec(value: Any) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("each fault takes a JSON object (or null to turn it off)")
+    return value
+
+
+def _count(spec: Mapping[str, Any], name: str, default: int = 0) -> int:
+    value = spec.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer")
+    return value
+
+
+_FAULT_PARSERS: dict[str, Callable[[Any], FaultSettings]] = {
+    "rate_limit": _rate_limit,
+    "rate_limit_fraction": _rate_limit_fraction,
+    "server_error": _server_error,
+    "latency_ms": _latency,
+    "enforce_limits": _enforce_limits,
+}
