@@ -64,8 +64,34 @@ class TextFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+def install_redacting_records() -> None:
+    """Redact every log record as it is created, so that no handler (pytest's, Sentry's
+    breadcrumbs, a third party's) ever sees a secret: the message is rendered and redacted, and
+    any exception is formatted and redacted into ``exc_text``."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "redacting", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            record.msg, record.args = redact(record.getMessage()), ()
+        except (TypeError, ValueError):
+            record.msg = redact(str(record.msg))
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(_EXC_FORMATTER.formatException(record.exc_info))
+        return record
+
+    factory.redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+_EXC_FORMATTER = logging.Formatter()
+
+
 def configure_logging(level: str, fmt: str) -> None:
     """Install our formatter and context filter on the root logger's handlers (adding one if none)."""
+    install_redacting_records()
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler(sys.stderr))

@@ -4,6 +4,7 @@ outcome (success, retry, dead, skipped). The context fields come from the loggin
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -18,10 +19,10 @@ class EventLog(dramatiq.Middleware):
     """Logs how each message ended and how long it took."""
 
     def __init__(self) -> None:
-        self._started: dict[str, float] = {}
+        self._local = threading.local()  # start time of the message on this worker thread
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        self._started[message.message_id] = time.perf_counter()
+        self._local.started = time.perf_counter()
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
@@ -32,7 +33,7 @@ class EventLog(dramatiq.Middleware):
         self._log(message, None)
 
     def _log(self, message: Any, exception: BaseException | None) -> None:
-        started = self._started.pop(message.message_id, None)
+        started, self._local.started = getattr(self._local, "started", None), None
         if not log.isEnabledFor(logging.INFO):
             return
         duration_ms = round((time.perf_counter() - started) * 1000, 2) if started is not None else None

@@ -10,6 +10,7 @@ inflate counters — a hazard of Dramatiq's own Prometheus middleware.
 from __future__ import annotations
 
 import logging
+import threading
 import os
 import shutil
 import time
@@ -69,7 +70,7 @@ class Metrics(dramatiq.Middleware):
     def __init__(self, base_dir: Path) -> None:
         self.base_dir = base_dir
         self.multiproc_dir: Path | None = None
-        self._started: dict[str, float] = {}
+        self._local = threading.local()  # start time of the message on this worker thread
         self._delayed: set[str] = set()
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
@@ -136,13 +137,13 @@ class Metrics(dramatiq.Middleware):
         if isinstance(enqueued_at, int | float):
             self.time_in_queue.labels(*labels).observe(max(0.0, time.time() - enqueued_at / 1000))
         self.inprogress.labels(*labels).inc()
-        self._started[message.message_id] = time.perf_counter()
+        self._local.started = time.perf_counter()
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
     ) -> None:
         labels = (message.queue_name, message.actor_name)
-        started = self._started.pop(message.message_id, None)
+        started, self._local.started = getattr(self._local, "started", None), None
         if started is None:
             return  # before_process_message of this middleware never ran for it
         self.duration.labels(*labels).observe((time.perf_counter() - started) * 1000)
