@@ -7,13 +7,19 @@ import os
 import shutil
 import sys
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from models import DeadLetter
 from worker_app import broker, migrate
 from worker_app.heartbeat import ping as ping_queues
 from worker_app.policies import DOMAINS
+from worker_app.redaction import redact
 from worker_app.runtime import get_runtime
 
 
@@ -31,18 +37,33 @@ def _db_url() -> str:
     return get_runtime().settings.database_url.get_secret_value()
 
 
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """Turn a connection failure into one clear line (no traceback)."""
+    try:
+        yield
+    except OperationalError as e:
+        url = make_url(_db_url())
+        reason = redact(str(e.orig).strip().splitlines()[0]) if e.orig else type(e).__name__
+        raise click.ClickException(
+            f"cannot reach the database {url.host}:{url.port or 5432}/{url.database}: {reason}"
+        ) from None
+
+
 @db.command("upgrade")
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default: head)."""
-    migrate.upgrade(_db_url(), revision)
+    with _database_errors():
+        migrate.upgrade(_db_url(), revision)
     click.echo(f"database upgraded to {revision}")
 
 
 @db.command("check")
 def db_check() -> None:
     """Compare the models with the live database; exit 1 on any drift."""
-    drifts = migrate.check(_db_url())
+    with _database_errors():
+        drifts = migrate.check(_db_url())
     for drift in drifts:
         click.echo(("DRIFT  " if drift.fatal else "note   ") + drift.text)
     fatal = sum(d.fatal for d in drifts)

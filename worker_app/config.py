@@ -181,10 +181,18 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ConfigurationError(_describe(e)) from None
 
 
+class _MappingSettings(Settings):
+    """Settings read only from an explicit mapping (tests, tools), never from os.environ."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: Any, init_settings: Any, **sources: Any) -> tuple[Any, ...]:
+        return (init_settings,)
+
+
 def _settings_from_mapping(env: dict[str, str], overrides: dict[str, str]) -> Settings:
     lowered = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
     lowered.update(overrides)
-    return Settings.model_validate(lowered)
+    return _MappingSettings(**lowered)
 
 
 def _describe(error: ValidationError) -> str:

@@ -1,0 +1,1 @@
+"""Benchmarks. ``python -m bench.throughput`` compares no-op message throughput through RabbitMQ."""

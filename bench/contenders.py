@@ -1,0 +1,92 @@
+"""The contenders: how each worker is started and which environment it gets.
+
+Every contender runs on a fresh vhost of the same RabbitMQ, with the same no-op body
+(:func:`bench.apps.common.record_completion`) and, for the Dramatiq ones, the same process ×
+thread counts. Celery's prefork pool has no threads, so it runs once per ``--celery-concurrency``
+value (by default 2 processes, the same process count, and 16, the same number of concurrent
+slots as 2 × 8 threads); the best Celery figure is the baseline.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["ours", "bare", "celery"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the command line chose."""
+
+    processes: int = 2
+    threads: int = 8
+    celery_concurrency: tuple[int, ...] = (2, 16)
+    celery_prefetch: int = 4
+    ours_queues: Literal["all", "bench"] = "all"
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One way of running the no-op workload."""
+
+    key: str
+    label: str
+    role: Role
+    app: str  # the loader's app name (bench.load)
+    argv: tuple[str, ...]
+    shape: str  # processes × threads, for the table
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _dramatiq(opts: Options, *modules: str) -> tuple[str, ...]:
+    return (sys.executable, "-m", "dramatiq", "-p", str(opts.processes), "-t", str(opts.threads), *modules)
+
+
+def _ours(opts: Options, key: str, level: str) -> Contender:
+    queues = ("--queues", "bench") if opts.ours_queues == "bench" else ()
+    return Contender(
+        key=key,
+        label=f"ours (LOG_LEVEL={level}, json)",
+        role="ours",
+        app="ours",
+        argv=(*_dramatiq(opts, "worker_app", "bench.apps.ours"), *queues),
+        shape=f"{opts.processes}p×{opts.threads}t",
+        env={"LOG_LEVEL": level, "LOG_FORMAT": "json", "METRICS_PORT": "0"},
+    )
+
+
+def _celery(opts: Options, concurrency: int) -> Contender:
+    argv = (
+        sys.executable, "-m", "celery", "-A", "bench.apps.celery_app", "worker",
+        "-P", "prefork", "-c", str(concurrency), "-Q", "bench", "-l", "WARNING",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    )  # fmt: skip
+    return Contender(
+        key=f"celery-c{concurrency}",
+        label=f"Celery prefork -c {concurrency} (prefetch ×{opts.celery_prefetch})",
+        role="celery",
+        app="celery",
+        argv=argv,
+        shape=f"{concurrency}p×1t",
+        env={"BENCH_CELERY_PREFETCH": str(opts.celery_prefetch)},
+    )
+
+
+def build(opts: Options) -> list[Contender]:
+    """Every contender, in the order they run within a round."""
+    bare = Contender(
+        key="bare",
+        label="bare Dramatiq (default middleware)",
+        role="bare",
+        app="bare",
+        argv=_dramatiq(opts, "bench.apps.bare"),
+        shape=f"{opts.processes}p×{opts.threads}t",
+    )
+    return [
+        _ours(opts, "ours-info", "INFO"),
+        _ours(opts, "ours-warning", "WARNING"),
+        bare,
+        *(_celery(opts, c) for c in opts.celery_concurrency),
+    ]

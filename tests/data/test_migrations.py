@@ -1,0 +1,81 @@
+"""``worker-app db upgrade`` creates every table; ``worker-app db check`` reports drift (exit 1)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import models
+from tests.fixtures.services import recreate_database, require
+
+WORKER_APP = str(Path(sys.executable).parent / "worker-app")
+
+
+@pytest.fixture
+def scratch_db() -> Iterator[str]:
+    require("PostgreSQL", "127.0.0.1", 5432)
+    url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/cybervpn_test_migrations"
+    recreate_database(url)
+    yield url
+
+
+def cli(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [WORKER_APP, *args], env={**os.environ, "DATABASE_URL": url}, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_upgrade_then_check_is_clean_and_a_dropped_column_is_drift(scratch_db: str) -> None:
+    # Given an empty database, When migrations are applied
+    upgraded = cli("db", "upgrade", url=scratch_db)
+    assert upgraded.returncode == 0, upgraded.stderr
+
+    # Then every model table exists and the check passes
+    engine = sa.create_engine(scratch_db)
+    assert set(models.Base.metadata.tables) <= set(sa.inspect(engine).get_table_names())
+    clean = cli("db", "check", url=scratch_db)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "database matches the models" in clean.stdout
+
+    # When a column is dropped and another loses its NOT NULL by hand
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE payments DROP COLUMN paid_at"))
+        conn.execute(sa.text("ALTER TABLE notification_queue ALTER COLUMN message DROP NOT NULL"))
+        conn.execute(sa.text("ALTER TABLE audit_logs ADD COLUMN backend_only text"))
+    engine.dispose()
+
+    # Then the check names each drift and exits 1, noting (not failing on) the backend's extra column
+    drifted = cli("db", "check", url=scratch_db)
+    assert drifted.returncode == 1
+    assert "DRIFT  missing column: payments.paid_at" in drifted.stdout
+    assert "DRIFT  nullability mismatch: notification_queue.message is nullable in the database" in drifted.stdout
+    assert "note   extra column (not in models, ignored): audit_logs.backend_only" in drifted.stdout
+
+
+def test_check_reports_missing_tables_and_type_mismatches(scratch_db: str) -> None:
+    # Given a migrated database where one table is gone and a column changed type
+    assert cli("db", "upgrade", url=scratch_db).returncode == 0
+    engine = sa.create_engine(scratch_db)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE server_geolocations"))
+        conn.execute(sa.text("ALTER TABLE webhook_logs ALTER COLUMN event_type TYPE integer USING 0"))
+    engine.dispose()
+
+    # When checked, Then both are reported
+    drifted = cli("db", "check", url=scratch_db)
+    assert drifted.returncode == 1
+    assert "DRIFT  missing table: server_geolocations" in drifted.stdout
+    assert "DRIFT  type mismatch: webhook_logs.event_type is INTEGER in the database, VARCHAR(64)" in drifted.stdout
+
+
+def test_an_unreachable_database_is_one_clear_error() -> None:
+    result = cli("db", "check", url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    assert result.returncode != 0
+    assert "cannot reach the database" in result.stderr
+    assert "Traceback" not in result.stderr
