@@ -1,6 +1,6 @@
-"""Telegram notifications: the notification_queue consumer, on-demand sends and broadcasts (issue 3).
+"""Telegram notifications: the notification_queue consumer, on-demand sends and broadcasts.
 
-Module = domain = queue ``notifications``; its retry policy is ``worker_app.policies.POLICIES['notifications']``.
+Module = domain = queue ``notifications``; retry policy: ``worker_app.policies.POLICIES['notifications']``.
 """
 
 from __future__ import annotations

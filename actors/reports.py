@@ -1,6 +1,6 @@
 """Reports: daily and weekly admin reports, anomaly alerts.
 
-Module = domain = queue ``reports``; its retry policy is ``worker_app.policies.POLICIES['reports']``.
+Module = domain = queue ``reports``; retry policy: ``worker_app.policies.POLICIES['reports']``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Subscription lifecycle: expiry reminders, disabling expired users, monthly traffic reset, auto-renew.
 
-Module = domain = queue ``subscriptions``; its retry policy is ``worker_app.policies.POLICIES['subscriptions']``.
+Module = domain = queue ``subscriptions``; retry policy: ``worker_app.policies.POLICIES['subscriptions']``.
 """
 
 from __future__ import annotations

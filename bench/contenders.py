@@ -1,10 +1,10 @@
 """The contenders: how each worker is started and which environment it gets.
 
 Every contender runs on a fresh vhost of the same RabbitMQ, with the same no-op body
-(:func:`bench.apps.common.record_completion`) and, for the Dramatiq ones, the same process ×
+(:func:`bench.apps.common.record_completion`) and, for the Dramatiq ones, the same process x
 thread counts. Celery's prefork pool has no threads, so it runs once per ``--celery-concurrency``
 value (by default 2 processes, the same process count, and 16, the same number of concurrent
-slots as 2 × 8 threads); the best Celery figure is the baseline.
+slots as 2 x 8 threads); the best Celery figure is the baseline.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Contender:
     role: Role
     app: str  # the loader's app name (bench.load)
     argv: tuple[str, ...]
-    shape: str  # processes × threads, for the table
+    shape: str  # processes x threads, for the table
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -52,7 +52,7 @@ def _ours(opts: Options, key: str, level: str) -> Contender:
         role="ours",
         app="ours",
         argv=(*_dramatiq(opts, "worker_app", "bench.apps.ours"), *queues),
-        shape=f"{opts.processes}p×{opts.threads}t",
+        shape=f"{opts.processes}px{opts.threads}t",
         env={"LOG_LEVEL": level, "LOG_FORMAT": "json", "METRICS_PORT": "0"},
     )
 
@@ -65,11 +65,11 @@ def _celery(opts: Options, concurrency: int) -> Contender:
     )  # fmt: skip
     return Contender(
         key=f"celery-c{concurrency}",
-        label=f"Celery prefork -c {concurrency} (prefetch ×{opts.celery_prefetch})",
+        label=f"Celery prefork -c {concurrency} (prefetch x{opts.celery_prefetch})",
         role="celery",
         app="celery",
         argv=argv,
-        shape=f"{concurrency}p×1t",
+        shape=f"{concurrency}px1t",
         env={"BENCH_CELERY_PREFETCH": str(opts.celery_prefetch)},
     )
 
@@ -82,7 +82,7 @@ def build(opts: Options) -> list[Contender]:
         role="bare",
         app="bare",
         argv=_dramatiq(opts, "bench.apps.bare"),
-        shape=f"{opts.processes}p×{opts.threads}t",
+        shape=f"{opts.processes}px{opts.threads}t",
     )
     return [
         _ours(opts, "ours-info", "INFO"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from urllib.parse import quote, unquote, urlsplit
 
 import pika
@@ -34,10 +35,8 @@ class Rabbit:
 
     def delete_vhost(self, vhost: str) -> None:
         """Delete ``vhost`` and everything in it (best effort)."""
-        try:
+        with suppress(requests.RequestException):
             requests.delete(f"{self.api}/vhosts/{quote(vhost, safe='')}", auth=self.auth, timeout=30)
-        except requests.RequestException:
-            pass
 
     def queue_depth(self, vhost: str, queue: str) -> int:
         """Messages ready in ``queue`` right now (a passive declare: exact, unlike the API's)."""

@@ -11,7 +11,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -71,15 +71,32 @@ def run_once(contender: Contender, config: Config, rabbit: Rabbit, round_no: int
     try:
         with tempfile.TemporaryDirectory(prefix="bench-metrics-") as metrics_dir:
             env = _environment(contender, config, rabbit.url(vhost), key, metrics_dir)
-            load_s = _preload(contender, config, rabbit, vhost, env, config.log_dir / f"{run_id}.load.log")
-            return _measure(contender, config, env, client, key, load_s, config.log_dir / f"{run_id}.worker.log")
+            load_s = _preload(
+                contender,
+                config,
+                rabbit,
+                vhost=vhost,
+                env=env,
+                log_path=config.log_dir / f"{run_id}.load.log",
+            )
+            return _measure(
+                contender,
+                config,
+                env=env,
+                client=client,
+                key=key,
+                load_s=load_s,
+                log_path=config.log_dir / f"{run_id}.worker.log",
+            )
     finally:
         client.delete(f"{key}:count", f"{key}:first", f"{key}:last")
         client.close()
         rabbit.delete_vhost(vhost)
 
 
-def _environment(contender: Contender, config: Config, amqp_url: str, key: str, metrics_dir: str) -> dict[str, str]:
+def _environment(
+    contender: Contender, config: Config, amqp_url: str, key: str, metrics_dir: str
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
@@ -96,7 +113,7 @@ def _environment(contender: Contender, config: Config, amqp_url: str, key: str, 
 
 
 def _preload(
-    contender: Contender, config: Config, rabbit: Rabbit, vhost: str, env: dict[str, str], log_path: Path
+    contender: Contender, config: Config, rabbit: Rabbit, *, vhost: str, env: dict[str, str], log_path: Path
 ) -> float:
     """Publish N messages with the contender's own producer; check that exactly N are queued."""
     argv = (sys.executable, "-m", "bench.load", contender.app, str(config.messages))
@@ -121,6 +138,7 @@ def _preload(
 def _measure(
     contender: Contender,
     config: Config,
+    *,
     env: dict[str, str],
     client: redis.Redis,
     key: str,
@@ -135,14 +153,20 @@ def _measure(
                 raise BenchError(f"worker exited with code {proc.returncode}: {_tail(log_path)}")
             if time.monotonic() > deadline:
                 completed = int(client.get(f"{key}:count") or 0)
-                return RunResult(contender, "timeout", load_s=load_s, completed=completed,
-                                 detail=f"{completed}/{config.messages} done after {config.timeout_s:.0f}s")
+                return RunResult(
+                    contender,
+                    "timeout",
+                    load_s=load_s,
+                    completed=completed,
+                    detail=f"{completed}/{config.messages} done after {config.timeout_s:.0f}s",
+                )
             time.sleep(POLL_S)
     first = float(client.get(f"{key}:first") or launched)
     last = float(client.get(f"{key}:last") or launched)
     completed = int(client.get(f"{key}:count") or 0)
-    return RunResult(contender, "ok", seconds=last - first, startup_s=first - launched, load_s=load_s,
-                     completed=completed)
+    return RunResult(
+        contender, "ok", seconds=last - first, startup_s=first - launched, load_s=load_s, completed=completed
+    )
 
 
 @contextmanager
@@ -163,19 +187,15 @@ def _workers(argv: tuple[str, ...], env: dict[str, str], log_path: Path) -> Iter
 def stop_group(proc: subprocess.Popen[bytes]) -> None:
     """Stop every process of ``proc``'s group (its leader is ``proc``)."""
     _signal_group(proc.pid, signal.SIGTERM)
-    try:
+    with suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
     _signal_group(proc.pid, signal.SIGKILL)  # stragglers: pool children, forks
     proc.wait()
 
 
 def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    try:
+    with suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _tail(path: Path, lines: int = 5) -> str:

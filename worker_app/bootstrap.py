@@ -56,7 +56,7 @@ def build_middleware(runtime: Runtime, *, with_metrics: bool = True) -> list[Mid
         PolicyRetries(),
         DeadLetters(runtime.dead_letters),
         CurrentMessage(),
-        Results(
+        Results(  # type: ignore[no-untyped-call]
             backend=RedisBackend(url=settings.redis_url.get_secret_value(), namespace="cybervpn:results"),
             result_ttl=settings.result_ttl_seconds * 1000,
         ),

@@ -96,10 +96,10 @@ class CyberRabbitmqBroker(RabbitmqBroker):
                 self._hold_declared = False
                 attempts += 1
                 if attempts >= MAX_PARK_ATTEMPTS:
-                    raise ConnectionClosed(e) from None
+                    raise ConnectionClosed(e) from None  # type: ignore[no-untyped-call]
 
 
-class _Consumer(_RabbitmqConsumer):  # type: ignore[misc]
+class _Consumer(_RabbitmqConsumer):
     """Dramatiq's consumer, plus parking of far-future delayed messages and recording of bodies
     that cannot be decoded."""
 
@@ -113,7 +113,7 @@ class _Consumer(_RabbitmqConsumer):  # type: ignore[misc]
         except (AssertionError, pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as e:
             if getattr(e, "reply_code", None) == 404:
                 self.broker.queues_pending.add(q_name(self.queue_name))
-            raise ConnectionClosed(e) from None
+            raise ConnectionClosed(e) from None  # type: ignore[no-untyped-call]
 
         try:
             message = Message.decode(body)
@@ -127,7 +127,7 @@ class _Consumer(_RabbitmqConsumer):  # type: ignore[misc]
             return None
 
         self.known_tags.add(method.delivery_tag)
-        return _RabbitmqMessage(method.redelivered, method.delivery_tag, message)
+        return _RabbitmqMessage(method.redelivered, method.delivery_tag, message)  # type: ignore[no-untyped-call]
 
     def _should_park(self, message: Message[Any]) -> bool:
         eta = message.options.get("eta")
@@ -139,4 +139,4 @@ class _Consumer(_RabbitmqConsumer):  # type: ignore[misc]
         sink = self.broker.undecodable_sink
         if sink is not None:
             sink.record_undecodable(self.queue_name, body, error, message_id)
-        self._nack(method.delivery_tag)
+        self._nack(method.delivery_tag)  # type: ignore[no-untyped-call]

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import sys
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -74,15 +73,23 @@ def db_check() -> None:
 
 
 @main.command()
-@click.option("--processes", "-p", type=int, default=None, help="Worker processes (default WORKER_CONCURRENCY).")
+@click.option(
+    "--processes", "-p", type=int, default=None, help="Worker processes (default WORKER_CONCURRENCY)."
+)
 @click.option("--threads", "-t", type=int, default=None, help="Threads per process (default WORKER_THREADS).")
 @click.option("--queues", "-Q", multiple=True, help="Only these queues (repeatable).")
 def worker(processes: int | None, threads: int | None, queues: tuple[str, ...]) -> None:
     """Run ``dramatiq worker_app`` with the configured processes and threads."""
     settings = get_runtime().settings
     exe = shutil.which("dramatiq") or os.path.join(os.path.dirname(sys.executable), "dramatiq")
-    args = [exe, "worker_app", "-p", str(processes or settings.worker_concurrency),
-            "-t", str(threads or settings.worker_threads)]
+    args = [
+        exe,
+        "worker_app",
+        "-p",
+        str(processes or settings.worker_concurrency),
+        "-t",
+        str(threads or settings.worker_threads),
+    ]
     if queues:
         args += ["-Q", *queues]
     os.execv(exe, args)
@@ -116,8 +123,10 @@ def dlq_list(queue: str | None, limit: int) -> None:
         if queue:
             query = query.where(DeadLetter.queue_name == queue)
         for d in s.scalars(query):
-            click.echo(f"{d.id:>6} {d.dead_at:%Y-%m-%d %H:%M:%S} {d.queue_name:<14} {d.actor_name or '-':<32} "
-                       f"{d.reason:<18} {d.attempts} {d.exception_type or ''}: {(d.exception_message or '')[:80]}")
+            click.echo(
+                f"{d.id:>6} {d.dead_at:%Y-%m-%d %H:%M:%S} {d.queue_name:<14} {d.actor_name or '-':<32} "
+                f"{d.reason:<18} {d.attempts} {d.exception_type or ''}: {(d.exception_message or '')[:80]}"
+            )
 
 
 @dlq.command("show")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -156,9 +156,9 @@ def _url_password(value: str) -> list[str]:
     return [str(password)] if password else []
 
 
-def _read_secret_files(environ: dict[str, str]) -> dict[str, str]:
+def _read_secret_files(environ: dict[str, str]) -> dict[str, Any]:
     """Fill ``NAME`` from the file named by ``NAME_FILE`` when ``NAME`` itself is not set."""
-    found: dict[str, str] = {}
+    found: dict[str, Any] = {}
     for name in SECRET_NAMES:
         path = environ.get(f"{name}_FILE")
         if path and name not in environ:
@@ -185,12 +185,19 @@ class _MappingSettings(Settings):
     """Settings read only from an explicit mapping (tests, tools), never from os.environ."""
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: Any, init_settings: Any, **sources: Any) -> tuple[Any, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)
 
 
-def _settings_from_mapping(env: dict[str, str], overrides: dict[str, str]) -> Settings:
-    lowered = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
+def _settings_from_mapping(env: dict[str, str], overrides: dict[str, Any]) -> Settings:
+    lowered: dict[str, Any] = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
     lowered.update(overrides)
     return _MappingSettings(**lowered)
 

@@ -138,7 +138,14 @@ class DeadLetterStore:
             index_elements=["message_id"],
             set_={
                 c: stmt.excluded[c]
-                for c in ("reason", "exception_type", "exception_message", "traceback", "attempts", "last_failed_at")
+                for c in (
+                    "reason",
+                    "exception_type",
+                    "exception_message",
+                    "traceback",
+                    "attempts",
+                    "last_failed_at",
+                )
             },
         )
         with self.database.transaction() as s:
@@ -148,4 +155,6 @@ class DeadLetterStore:
         try:
             self.redis.lpush(SPOOL_KEY, rec.to_json())
         except redis.RedisError as e:
-            log.critical("dead letter could not be stored anywhere (%s); record follows: %s", e, rec.to_json())
+            log.critical(
+                "dead letter could not be stored anywhere (%s); record follows: %s", e, rec.to_json()
+            )

@@ -50,7 +50,8 @@ def declare_heartbeat(queue: str) -> dramatiq.Actor[[str, int], None]:
         record_heartbeat(get_runtime().redis, queue, nonce, sent_at_ms)
 
     heartbeat.__doc__ = f"Proves the {queue!r} queue is consumed (see worker_app.heartbeat)."
-    return dramatiq.actor(heartbeat, actor_name=f"heartbeat_{queue}", queue_name=queue, max_age=3_600_000)
+    declare = dramatiq.actor(actor_name=f"heartbeat_{queue}", queue_name=queue, max_age=3_600_000)
+    return declare(heartbeat)
 
 
 def ping(

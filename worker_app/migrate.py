@@ -70,32 +70,44 @@ def _compare(conn: Connection) -> list[Drift]:
     return drifts
 
 
+def _name(obj: Any) -> str:
+    return str(getattr(obj, "name", obj))
+
+
+#: How each kind of Alembic difference reads, and whether it fails the check. Extra objects in
+#: the database (the backend's own columns and indexes) are noted but are not drift.
+_KINDS: dict[str, tuple[bool, Any]] = {
+    "add_column": (True, lambda d: f"missing column: {d[2]}.{d[3].name} ({d[3].type})"),
+    "remove_column": (False, lambda d: f"extra column (not in models, ignored): {d[2]}.{d[3].name}"),
+    "add_index": (True, lambda d: f"missing index: {d[1].name} on {d[1].table.name}"),
+    "remove_index": (False, lambda d: f"extra index (not in models): {d[1].name}"),
+    "add_constraint": (True, lambda d: f"missing constraint: {_name(d[1])}"),
+    "add_fk": (True, lambda d: f"missing constraint: {_name(d[1])}"),
+    "remove_constraint": (False, lambda d: f"extra constraint (not in models): {_name(d[1])}"),
+    "remove_fk": (False, lambda d: f"extra constraint (not in models): {_name(d[1])}"),
+}
+
+
 def _describe(diff: Any) -> Drift | None:
     if isinstance(diff, list):  # column modifications come grouped
         return _describe_modification(diff[0])
-    kind = diff[0]
-    if kind == "add_table":
+    if diff[0] == "add_table":
         return None  # reported as "missing table" above
-    if kind == "add_column":
-        return Drift(True, f"missing column: {diff[2]}.{diff[3].name} ({diff[3].type})")
-    if kind == "remove_column":
-        return Drift(False, f"extra column (not in models, ignored): {diff[2]}.{diff[3].name}")
-    if kind == "add_index":
-        return Drift(True, f"missing index: {diff[1].name} on {diff[1].table.name}")
-    if kind == "remove_index":
-        return Drift(False, f"extra index (not in models): {diff[1].name}")
-    if kind in ("add_constraint", "add_fk"):
-        return Drift(True, f"missing constraint: {getattr(diff[1], 'name', diff[1])}")
-    if kind in ("remove_constraint", "remove_fk"):
-        return Drift(False, f"extra constraint (not in models): {getattr(diff[1], 'name', diff[1])}")
+    if diff[0] in _KINDS:
+        fatal, text = _KINDS[diff[0]]
+        return Drift(fatal, text(diff))
     return Drift(True, f"difference: {diff!r}")
 
 
 def _describe_modification(mod: Any) -> Drift:
     kind, _schema, table, column, _info, db_value, model_value = mod
     if kind == "modify_type":
-        return Drift(True, f"type mismatch: {table}.{column} is {db_value} in the database, {model_value} in the models")
+        return Drift(
+            True,
+            f"type mismatch: {table}.{column} is {db_value} in the database, {model_value} in the models",
+        )
     if kind == "modify_nullable":
+
         def word(nullable: bool) -> str:
             return "nullable" if nullable else "NOT NULL"
 

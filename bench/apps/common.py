@@ -16,15 +16,18 @@ import redis
 KEY = os.environ.get("BENCH_KEY", "bench:manual")
 TARGET = int(os.environ.get("BENCH_TARGET", "0"))
 
-_client: redis.Redis | None = None
+_clients: dict[int, redis.Redis] = {}
 
 
 def _redis() -> redis.Redis:
     """One pooled client per process, created on first use (after any fork)."""
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
-    return _client
+    pid = os.getpid()
+    client = _clients.get(pid)
+    if client is None:
+        client = _clients[pid] = redis.Redis.from_url(
+            os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+        )
+    return client
 
 
 def record_completion() -> None:

@@ -3,10 +3,9 @@ them from the environment) with a no-op actor on a queue of its own."""
 
 from __future__ import annotations
 
-import worker_app  # noqa: F401  (sets the product's broker before the actor below is declared)
-
 import dramatiq
 
+import worker_app  # noqa: F401  (sets the product's broker before the actor below is declared)
 from bench.apps.common import record_completion
 
 QUEUE = "bench"

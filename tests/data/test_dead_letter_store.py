@@ -11,16 +11,25 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from worker_app.dead_letters import SPOOL_KEY, DeadLetterRecord, DeadLetterStore
 from worker_app.db import Database
+from worker_app.dead_letters import SPOOL_KEY, DeadLetterRecord, DeadLetterStore
 
 
 def record(message_id: str) -> DeadLetterRecord:
     now = int(time.time() * 1000)
     return DeadLetterRecord(
-        message_id=message_id, queue_name="payments", reason="permanent_error", actor_name="verify",
-        args=[1], kwargs={}, options={"trace_id": "t1"}, exception_type="PermanentError",
-        exception_message="boom", traceback="Traceback ...", first_failed_at=now, last_failed_at=now,
+        message_id=message_id,
+        queue_name="payments",
+        reason="permanent_error",
+        actor_name="verify",
+        args=[1],
+        kwargs={},
+        options={"trace_id": "t1"},
+        exception_type="PermanentError",
+        exception_message="boom",
+        traceback="Traceback ...",
+        first_failed_at=now,
+        last_failed_at=now,
         trace_id="t1",
     )
 
@@ -41,7 +50,9 @@ def make_store(redis_client: redis.Redis) -> Iterator[Callable[[str], DeadLetter
 
 def rows(engine: sa.Engine) -> list[str]:
     with engine.connect() as conn:
-        return [r.message_id for r in conn.execute(sa.text("SELECT message_id FROM dead_letters ORDER BY id"))]
+        return [
+            r.message_id for r in conn.execute(sa.text("SELECT message_id FROM dead_letters ORDER BY id"))
+        ]
 
 
 def test_record_while_postgresql_is_down_is_spooled_then_drained(

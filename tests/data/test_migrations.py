@@ -27,7 +27,12 @@ def scratch_db() -> Iterator[str]:
 
 def cli(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [WORKER_APP, *args], env={**os.environ, "DATABASE_URL": url}, capture_output=True, text=True, timeout=120
+        [WORKER_APP, *args],
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -54,7 +59,10 @@ def test_upgrade_then_check_is_clean_and_a_dropped_column_is_drift(scratch_db: s
     drifted = cli("db", "check", url=scratch_db)
     assert drifted.returncode == 1
     assert "DRIFT  missing column: payments.paid_at" in drifted.stdout
-    assert "DRIFT  nullability mismatch: notification_queue.message is nullable in the database" in drifted.stdout
+    assert (
+        "DRIFT  nullability mismatch: notification_queue.message is nullable in the database"
+        in drifted.stdout
+    )
     assert "note   extra column (not in models, ignored): audit_logs.backend_only" in drifted.stdout
 
 
@@ -71,7 +79,10 @@ def test_check_reports_missing_tables_and_type_mismatches(scratch_db: str) -> No
     drifted = cli("db", "check", url=scratch_db)
     assert drifted.returncode == 1
     assert "DRIFT  missing table: server_geolocations" in drifted.stdout
-    assert "DRIFT  type mismatch: webhook_logs.event_type is INTEGER in the database, VARCHAR(64)" in drifted.stdout
+    assert (
+        "DRIFT  type mismatch: webhook_logs.event_type is INTEGER in the database, VARCHAR(64)"
+        in drifted.stdout
+    )
 
 
 def test_an_unreachable_database_is_one_clear_error() -> None:

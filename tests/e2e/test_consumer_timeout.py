@@ -66,7 +66,9 @@ def test_retry_delayed_beyond_consumer_timeout_runs_exactly_once_without_channel
         # Then the retry runs, once: two runs in all, and nothing is left anywhere to run again
         wait_for(lambda: redis_client.get("runs:delayed:done"), 60, "the delayed retry to complete")
         for queue in ("monitoring", "monitoring.DQ", "cybervpn.hold.2000ms"):
-            wait_for(lambda q=queue: queue_depth(rabbitmq_vhost, q) == 0, 30, f"{queue} to be empty", poll_s=1)
+            wait_for(
+                lambda q=queue: queue_depth(rabbitmq_vhost, q) == 0, 30, f"{queue} to be empty", poll_s=1
+            )
         assert redis_client.get("runs:delayed") == "2"
         log = worker.log()
 

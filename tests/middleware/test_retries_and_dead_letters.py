@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 from dramatiq.brokers.stub import StubBroker
 
-from worker_app.errors import PermanentError, RateLimited, UpstreamUnavailable
 from tests.fixtures.stub import DelayCapturingStubBroker, run_until_idle
+from worker_app.errors import PermanentError, RateLimited, UpstreamUnavailable
 from worker_app.policies import POLICIES, RetryPolicy
 
 
@@ -148,7 +148,9 @@ def test_unknown_actor_is_dead_lettered_with_a_clear_reason(
 ) -> None:
     # Given a message for an actor no worker knows
     stub_broker.declare_queue("cleanup")
-    message = dramatiq.Message(queue_name="cleanup", actor_name="no_such_actor", args=(1,), kwargs={}, options={})
+    message = dramatiq.Message(
+        queue_name="cleanup", actor_name="no_such_actor", args=(1,), kwargs={}, options={}
+    )
 
     # When it is consumed
     stub_broker.enqueue(message)

@@ -72,12 +72,20 @@ def test_each_processed_message_is_one_json_line_with_its_context(
         stub_worker.join()
 
     # Then the actor's own line and the completion line carry the message's context
-    lines = [json.loads(caplog.handler.format(r)) for r in caplog.records if r.name in ("reports", "worker_app.messages")]
+    lines = [
+        json.loads(caplog.handler.format(r))
+        for r in caplog.records
+        if r.name in ("reports", "worker_app.messages")
+    ]
     by_logger: dict[str, Any] = {line["logger"]: line for line in lines}
     assert by_logger["reports"]["trace_id"] == "t-42"
     done = by_logger["worker_app.messages"]
     assert {k: done[k] for k in ("actor", "queue", "message_id", "trace_id", "attempt", "outcome")} == {
-        "actor": "report", "queue": "reports", "message_id": message.message_id, "trace_id": "t-42",
-        "attempt": 1, "outcome": "success",
+        "actor": "report",
+        "queue": "reports",
+        "message_id": message.message_id,
+        "trace_id": "t-42",
+        "attempt": 1,
+        "outcome": "success",
     }
     assert isinstance(done["duration_ms"], float)

@@ -16,7 +16,11 @@ def test_no_environment_at_all_points_at_the_local_services_and_the_sandbox() ->
     assert settings.rabbitmq_url.get_secret_value().startswith("amqp://guest:guest@127.0.0.1:5672")
     assert settings.telegram_bot_token.get_secret_value() == SANDBOX_TELEGRAM_TOKEN
     assert settings.admin_telegram_ids == []
-    assert (settings.result_ttl_seconds, settings.notification_max_retries, settings.metrics_port) == (3600, 5, 9090)
+    assert (settings.result_ttl_seconds, settings.notification_max_retries, settings.metrics_port) == (
+        3600,
+        5,
+        9090,
+    )
 
 
 @pytest.mark.parametrize(
@@ -26,12 +30,21 @@ def test_no_environment_at_all_points_at_the_local_services_and_the_sandbox() ->
         ({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL: expected a postgresql://"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL: expected a URL like redis://"),
         ({"RABBITMQ_URL": "http://x"}, "RABBITMQ_URL: expected a URL like amqp://"),
-        ({"ADMIN_TELEGRAM_IDS": "1,two"}, "ADMIN_TELEGRAM_IDS: expected comma-separated integer Telegram ids"),
+        (
+            {"ADMIN_TELEGRAM_IDS": "1,two"},
+            "ADMIN_TELEGRAM_IDS: expected comma-separated integer Telegram ids",
+        ),
         ({"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY: Input should be greater than or equal to 1"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT: Input should be 'json' or 'text'"),
         ({"TELEGRAM_API_URL": "api.telegram.org"}, "TELEGRAM_API_URL: expected an http:// or https:// URL"),
-        ({"TIME_LIMIT_MS": "1000000"}, "TIME_LIMIT_MS (1000000) must be below half of RABBITMQ_CONSUMER_TIMEOUT_MS"),
-        ({"DEAD_LETTER_RETENTION_DAYS": "7"}, "DEAD_LETTER_RETENTION_DAYS: Input should be greater than or equal to 30"),
+        (
+            {"TIME_LIMIT_MS": "1000000"},
+            "TIME_LIMIT_MS (1000000) must be below half of RABBITMQ_CONSUMER_TIMEOUT_MS",
+        ),
+        (
+            {"DEAD_LETTER_RETENTION_DAYS": "7"},
+            "DEAD_LETTER_RETENTION_DAYS: Input should be greater than or equal to 30",
+        ),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(env: dict[str, str], expected: str) -> None:
@@ -67,7 +80,9 @@ def test_an_unreadable_secret_file_is_named() -> None:
 
 
 def test_secrets_are_never_shown_by_repr() -> None:
-    settings = load_settings({"TELEGRAM_BOT_TOKEN": "777:very-secret", "DATABASE_URL": "postgresql://u:pw1234@h/d"})
+    settings = load_settings(
+        {"TELEGRAM_BOT_TOKEN": "777:very-secret", "DATABASE_URL": "postgresql://u:pw1234@h/d"}
+    )
     assert "very-secret" not in repr(settings)
     assert "pw1234" not in repr(settings)
     assert {"777:very-secret", "pw1234"} <= set(settings.secret_values())

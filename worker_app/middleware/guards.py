@@ -48,7 +48,11 @@ class ArgumentCheck(dramatiq.Middleware):
         try:
             inspect.signature(actor.fn).bind(*message.args, **message.kwargs)
         except TypeError as e:
-            reject(message, "bad_message", f"arguments do not match {message.actor_name}{inspect.signature(actor.fn)}: {e}")
+            reject(
+                message,
+                "bad_message",
+                f"arguments do not match {message.actor_name}{inspect.signature(actor.fn)}: {e}",
+            )
 
 
 class RedeliveryLimit(dramatiq.Middleware):

@@ -10,9 +10,9 @@ inflate counters — a hazard of Dramatiq's own Prometheus middleware.
 from __future__ import annotations
 
 import logging
-import threading
 import os
 import shutil
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,8 +22,27 @@ import dramatiq
 
 log = logging.getLogger(__name__)
 _LABELS = ("queue_name", "actor_name")
-_DURATION_BUCKETS_MS = (5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000, 30000, 60000,
-                        600000, 900000, float("inf"))
+_DURATION_BUCKETS_MS = (
+    5,
+    10,
+    25,
+    50,
+    75,
+    100,
+    250,
+    500,
+    750,
+    1000,
+    2500,
+    5000,
+    7500,
+    10000,
+    30000,
+    60000,
+    600000,
+    900000,
+    float("inf"),
+)
 _QUEUE_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
 
 
@@ -79,24 +98,42 @@ class Metrics(dramatiq.Middleware):
         import prometheus_client as prom
 
         self.total = prom.Counter("dramatiq_messages_total", "Messages processed.", _LABELS, registry=None)
-        self.errored = prom.Counter("dramatiq_message_errors_total", "Messages that raised.", _LABELS, registry=None)
-        self.retried = prom.Counter("dramatiq_message_retries_total", "Retries enqueued.", _LABELS, registry=None)
-        self.dead = prom.Counter("dramatiq_message_dead_total", "Messages dead-lettered.", _LABELS, registry=None)
+        self.errored = prom.Counter(
+            "dramatiq_message_errors_total", "Messages that raised.", _LABELS, registry=None
+        )
+        self.retried = prom.Counter(
+            "dramatiq_message_retries_total", "Retries enqueued.", _LABELS, registry=None
+        )
+        self.dead = prom.Counter(
+            "dramatiq_message_dead_total", "Messages dead-lettered.", _LABELS, registry=None
+        )
         self.inprogress = prom.Gauge(
-            "dramatiq_messages_inprogress", "Messages being processed.", _LABELS, multiprocess_mode="livesum", registry=None
+            "dramatiq_messages_inprogress",
+            "Messages being processed.",
+            _LABELS,
+            multiprocess_mode="livesum",
+            registry=None,
         )
         self.delayed = prom.Gauge(
-            "dramatiq_delayed_messages_inprogress", "Delayed messages held in memory.", _LABELS,
-            multiprocess_mode="livesum", registry=None,
+            "dramatiq_delayed_messages_inprogress",
+            "Delayed messages held in memory.",
+            _LABELS,
+            multiprocess_mode="livesum",
+            registry=None,
         )
         self.duration = prom.Histogram(
-            "dramatiq_message_duration_milliseconds", "Time spent processing.", _LABELS,
-            buckets=_DURATION_BUCKETS_MS, registry=None,
+            "dramatiq_message_duration_milliseconds",
+            "Time spent processing.",
+            _LABELS,
+            buckets=_DURATION_BUCKETS_MS,
+            registry=None,
         )
         self.time_in_queue = prom.Histogram(
             "cybervpn_message_time_in_queue_seconds",
-            "From enqueue (or the end of its delay) to the start of processing.", _LABELS,
-            buckets=_QUEUE_BUCKETS_S, registry=None,
+            "From enqueue (or the end of its delay) to the start of processing.",
+            _LABELS,
+            buckets=_QUEUE_BUCKETS_S,
+            registry=None,
         )
 
     @property
@@ -107,7 +144,7 @@ class Metrics(dramatiq.Middleware):
         from prometheus_client import multiprocess
 
         if self.multiproc_dir is not None:
-            multiprocess.mark_process_dead(os.getpid(), str(self.multiproc_dir))
+            multiprocess.mark_process_dead(os.getpid(), str(self.multiproc_dir))  # type: ignore[no-untyped-call]
 
     def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
         if self.multiproc_dir is None:
@@ -166,7 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
         from prometheus_client import multiprocess
 
         registry = prom.CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         body = prom.generate_latest(registry)
         self.send_response(200)
         self.send_header("Content-Type", prom.CONTENT_TYPE_LATEST)

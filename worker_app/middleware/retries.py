@@ -43,7 +43,10 @@ class PolicyRetries(dramatiq.Middleware):
         if self._is_permanent(exception, actor_options):
             self._fail(message, "bad_message" if isinstance(exception, BadMessage) else "permanent_error")
             return
-        if isinstance(exception, RateLimited) and message.options.get("rate_limited", 0) < MAX_RATE_LIMITED_RETRIES:
+        if (
+            isinstance(exception, RateLimited)
+            and message.options.get("rate_limited", 0) < MAX_RATE_LIMITED_RETRIES
+        ):
             message.options["rate_limited"] = message.options.get("rate_limited", 0) + 1
             self._retry(broker, message, int(exception.retry_after_s * 1000))
             return
