@@ -150,6 +150,16 @@ def dlq_drain() -> None:
 
 
 @main.command()
+def seed() -> None:
+    """Insert demo data (plans, nodes) for a local run; idempotent."""
+    from worker_app.seed import seed_demo
+
+    with _database_errors():
+        added = seed_demo(get_runtime().database)
+    click.echo(", ".join(f"{table}: +{n}" for table, n in added.items()))
+
+
+@main.command()
 @click.option("--host", default=None, help="Default SANDBOX_HOST.")
 @click.option("--telegram-port", type=int, default=None, help="Default SANDBOX_TELEGRAM_PORT.")
 def sandbox(host: str | None, telegram_port: int | None) -> None:

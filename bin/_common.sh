@@ -1,0 +1,65 @@
+# Shared by bin/run and bin/test: the virtualenv and the local services. Sourced, not executed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+ensure_venv() {
+  local stamp="$VENV/.installed" python="${PYTHON:-python3}"
+  if [ ! -x "$PY" ]; then
+    say "creating $VENV"
+    "$python" -m venv "$VENV"
+  fi
+  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+    say "installing the project and its dev/test/bench extras into .venv"
+    "$PY" -m pip install --quiet --upgrade pip
+    "$PY" -m pip install --quiet -e "$ROOT[dev,bench]"
+    touch "$stamp"
+  fi
+}
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local port=$1 name=$2 i
+  for i in $(seq 1 120); do
+    listening "$port" && return 0
+    sleep 0.5
+  done
+  echo "error: $name did not start listening on 127.0.0.1:$port" >&2
+  return 1
+}
+
+ensure_services() {
+  if ! listening 5432; then
+    say "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+    wait_port 5432 PostgreSQL
+  fi
+  if ! listening 6379; then
+    say "starting Redis"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+    wait_port 6379 Redis
+  fi
+  if ! listening 5672; then
+    say "starting RabbitMQ"
+    rabbitmq-server -detached
+    wait_port 5672 RabbitMQ
+  fi
+  if ! listening 15672; then
+    say "enabling the RabbitMQ management plugin"
+    rabbitmq-plugins enable rabbitmq_management >/dev/null
+    wait_port 15672 "RabbitMQ management"
+  fi
+}
+
+ensure_database() {
+  local name=$1
+  if ! psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$name'" | grep -q 1; then
+    say "creating database $name"
+    psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE \"$name\""
+  fi
+}
