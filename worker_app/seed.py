@@ -40,9 +40,15 @@ def seed_demo(database: Database) -> dict[str, int]:
     """Insert the demo plans and nodes unless present; how many rows each table gained."""
     with database.transaction() as s:
         plans = s.scalars(
-            insert(SubscriptionPlan).values(DEMO_PLANS).on_conflict_do_nothing().returning(SubscriptionPlan.id)
+            insert(SubscriptionPlan)
+            .values(DEMO_PLANS)
+            .on_conflict_do_nothing()
+            .returning(SubscriptionPlan.id)
         ).all()
         nodes = s.scalars(
-            insert(ServerGeolocation).values(DEMO_NODES).on_conflict_do_nothing().returning(ServerGeolocation.id)
+            insert(ServerGeolocation)
+            .values(DEMO_NODES)
+            .on_conflict_do_nothing()
+            .returning(ServerGeolocation.id)
         ).all()
     return {"subscription_plans": len(plans), "server_geolocations": len(nodes)}
