@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import gzip
+import http.server
 import json
 import os
 import subprocess
+import threading
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import quote
 
 import pika
 import pytest
 import redis
+import requests
 import sqlalchemy as sa
 
 import worker_app
 from tests import e2e_actors
-from tests.fixtures.worker import DRAMATIQ, ROOT, run_worker, wait_for
+from tests.fixtures.services import MANAGEMENT
+from tests.fixtures.worker import DRAMATIQ, ROOT, run_worker, wait_for, wait_until_consuming
 from worker_app.config import get_settings
 
 pytestmark = pytest.mark.rabbitmq
@@ -124,8 +130,6 @@ def test_malformed_messages_are_recorded_dead_and_the_worker_keeps_running(
         assert row.reason == "bad_message" and "arguments do not match e2e_transient" in row.exception_message
 
         # And the worker is still alive and consuming
-        from tests.fixtures.worker import wait_until_consuming
-
         wait_until_consuming(worker, ["analytics"])
         assert worker.proc.poll() is None
 
@@ -161,3 +165,72 @@ def test_startup_with_a_bad_database_url_prints_one_clear_line(tmp_path: Path) -
     assert result.returncode != 0
     assert "invalid configuration: DATABASE_URL: expected a URL like postgresql" in output
     assert "Traceback" not in output
+
+
+def close_all_connections(vhost: str) -> int:
+    """Force-close every AMQP connection of ``vhost`` through the management API."""
+    api, auth = f"{MANAGEMENT}/api", ("guest", "guest")
+    connections = requests.get(f"{api}/vhosts/{quote(vhost, safe='')}/connections", auth=auth, timeout=10)
+    connections.raise_for_status()
+    for conn in connections.json():
+        requests.delete(f"{api}/connections/{quote(conn['name'], safe='')}", auth=auth, timeout=10)
+    return len(connections.json())
+
+
+def test_worker_and_producer_recover_when_rabbitmq_drops_their_connections(
+    e2e: sa.Engine, rabbitmq_vhost: str, tmp_path: Path
+) -> None:
+    # Given a consuming worker and a producer that has published before
+    with run_worker(tmp_path / "worker.log") as worker:
+        # When RabbitMQ closes every connection of the vhost (consumers' and the producer's)
+        wait_for(lambda: close_all_connections(rabbitmq_vhost) > 0, 30, "connections to close")
+
+        # Then the producer publishes again and the worker consumes every queue again, on its own
+        wait_until_consuming(worker, None)
+        message = e2e_actors.e2e_permanent.send(7)
+        row = wait_for(lambda: dead_letter(e2e, message_id=message.message_id), 60, "message after reconnect")
+        assert row.reason == "permanent_error"
+        assert worker.proc.poll() is None
+
+
+class _SentryIntake(http.server.BaseHTTPRequestHandler):
+    """Receives Sentry envelopes on loopback and keeps their decoded bodies."""
+
+    received: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        self.received.append(body.decode(errors="replace"))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_sentry_events_are_sent_without_secrets(e2e: sa.Engine, tmp_path: Path) -> None:
+    # Given a worker reporting to a Sentry intake on loopback, with an unreachable Telegram
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SentryIntake)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {
+        "SENTRY_DSN": f"http://public@127.0.0.1:{server.server_port}/1",
+        "TELEGRAM_API_URL": "http://127.0.0.1:9",
+    }
+    try:
+        with run_worker(tmp_path / "worker.log", env=env):
+            # When an actor fails calling Telegram
+            e2e_actors.e2e_telegram_call.send()
+
+            # Then Sentry receives the error, with the token redacted everywhere in the event
+            event = wait_for(
+                lambda: next((b for b in _SentryIntake.received if "TelegramUnavailable" in b), None),
+                60,
+                "a Sentry event",
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "bot***" in event
+    assert TOKEN not in event
