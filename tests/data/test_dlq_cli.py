@@ -28,11 +28,20 @@ def test_operator_lists_and_reads_a_dead_letter_with_its_traceback(
     # Given a dead letter spooled while PostgreSQL was down
     now = int(time.time() * 1000)
     spooled = DeadLetterRecord(
-        message_id="m-cli", queue_name="payments", reason="retries_exhausted", actor_name="verify_pending",
-        args=[3], kwargs={}, exception_type="UpstreamUnavailable", exception_message="crypto pay answered 502",
+        message_id="m-cli",
+        queue_name="payments",
+        reason="retries_exhausted",
+        actor_name="verify_pending",
+        args=[3],
+        kwargs={},
+        exception_type="UpstreamUnavailable",
+        exception_message="crypto pay answered 502",
         traceback="Traceback (most recent call last):\n  ...\nUpstreamUnavailable: crypto pay answered 502",
-        attempts=4, first_failed_at=now, last_failed_at=now, trace_id="t-cli",
-    )  # fmt: skip
+        attempts=4,
+        first_failed_at=now,
+        last_failed_at=now,
+        trace_id="t-cli",
+    )
     redis_client.lpush(SPOOL_KEY, spooled.to_json())
 
     # When the operator drains the spool, lists and shows it
