@@ -6,6 +6,7 @@ Called once by ``import worker_app``. Performs no network I/O: connections open 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import sys
 
 import dramatiq
@@ -102,12 +103,19 @@ def init_sentry(settings: Settings, redactor: Redactor) -> None:
     )
 
 
+def _first_process() -> bool:
+    """False in the 2nd, 3rd… worker process of ``dramatiq -p N``, so a bad setting prints once."""
+    name = multiprocessing.current_process().name
+    return not name.startswith("Process-") or name == "Process-1"
+
+
 def bootstrap() -> CyberRabbitmqBroker:
     """Read settings and build everything; a bad setting exits with one line naming it."""
     try:
         settings = load_settings()
     except ConfigurationError as e:
-        print(f"worker-app: {e}", file=sys.stderr)
+        if _first_process():
+            print(f"worker-app: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     redactor = Redactor(settings.secret_values())
     install(redactor)
