@@ -41,17 +41,23 @@ def reject(message: Any, reason: str, text: str) -> None:
 class ArgumentCheck(dramatiq.Middleware):
     """Dead-letters a message whose arguments do not fit its actor's signature."""
 
+    def __init__(self) -> None:
+        self._signatures: dict[str, inspect.Signature] = {}
+
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        actor = broker.actors.get(message.actor_name)
-        if actor is None:
-            return
+        signature = self._signatures.get(message.actor_name)
+        if signature is None:
+            actor = broker.actors.get(message.actor_name)
+            if actor is None:
+                return
+            signature = self._signatures[message.actor_name] = inspect.signature(actor.fn)
         try:
-            inspect.signature(actor.fn).bind(*message.args, **message.kwargs)
+            signature.bind(*message.args, **message.kwargs)
         except TypeError as e:
             reject(
                 message,
                 "bad_message",
-                f"arguments do not match {message.actor_name}{inspect.signature(actor.fn)}: {e}",
+                f"arguments do not match {message.actor_name}{signature}: {e}",
             )
 
 
