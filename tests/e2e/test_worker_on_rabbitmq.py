@@ -6,6 +6,7 @@ import gzip
 import http.server
 import json
 import os
+import socket
 import subprocess
 import threading
 import uuid
@@ -234,3 +235,34 @@ def test_sentry_events_are_sent_without_secrets(e2e: sa.Engine, tmp_path: Path) 
         server.server_close()
     assert "bot***" in event
     assert TOKEN not in event
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_metrics_of_every_worker_process_are_served_on_metrics_port(e2e: sa.Engine, tmp_path: Path) -> None:
+    # Given a worker exposing metrics
+    port = free_port()
+    env = {"METRICS_PORT": str(port), "METRICS_DIR": str(tmp_path / "prom")}
+    with run_worker(tmp_path / "worker.log", env=env):
+        # When messages succeed and one dies
+        e2e_actors.e2e_permanent.send(1)
+
+        # Then the exposition shows processed, dead and time-in-queue series for them
+        def scrape() -> str | None:
+            try:
+                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except requests.ConnectionError:
+                return None
+            return text if "dramatiq_message_dead_total" in text else None
+
+        text = wait_for(scrape, 30, "the metrics endpoint to show the dead message")
+    assert 'dramatiq_messages_total{actor_name="heartbeat_analytics",queue_name="analytics"}' in text
+    assert 'dramatiq_message_dead_total{actor_name="e2e_permanent",queue_name="payments"} 1.0' in text
+    assert (
+        'cybervpn_message_time_in_queue_seconds_count{actor_name="e2e_permanent",queue_name="payments"} 1.0'
+        in text
+    )

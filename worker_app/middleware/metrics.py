@@ -14,6 +14,7 @@ import os
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ class Metrics(dramatiq.Middleware):
         self.base_dir = base_dir
         self.multiproc_dir: Path | None = None
         self._local = threading.local()  # start time of the message on this worker thread
-        self._delayed: set[str] = set()
+        self._cache: dict[tuple[str, str], _Series] = {}
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
         """Create the metrics in a worker process (never in CLI or API processes)."""
@@ -146,10 +147,33 @@ class Metrics(dramatiq.Middleware):
         if self.multiproc_dir is not None:
             multiprocess.mark_process_dead(os.getpid(), str(self.multiproc_dir))  # type: ignore[no-untyped-call]
 
+    def _series(self, queue_name: str, actor_name: str) -> _Series:
+        """The labelled children of one (queue, actor), created once: ``labels()`` is not free."""
+        key = (queue_name, actor_name)
+        series = self._cache.get(key)
+        if series is None:
+            series = self._cache[key] = _Series(
+                *(
+                    m.labels(queue_name, actor_name)
+                    for m in (self.total, self.errored, self.inprogress, self.duration, self.time_in_queue)
+                )
+            )
+        return series
+
     def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
         if self.multiproc_dir is None:
             return
+        self._release_delayed(message)
         self.dead.labels(_canonical(message.queue_name), message.actor_name).inc()
+
+    def after_ack(self, broker: dramatiq.Broker, message: Any) -> None:
+        if self.multiproc_dir is not None:
+            self._release_delayed(message)
+
+    def _release_delayed(self, message: Any) -> None:
+        # A delayed message leaves this process's memory when its .DQ delivery is settled.
+        if message.queue_name.endswith(".DQ"):
+            self.delayed.labels(_canonical(message.queue_name), message.actor_name).dec()
 
     def after_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
         if self.multiproc_dir is None:
@@ -160,37 +184,42 @@ class Metrics(dramatiq.Middleware):
     def before_delay_message(self, broker: dramatiq.Broker, message: Any) -> None:
         if self.multiproc_dir is None:
             return
-        self._delayed.add(message.message_id)
         self.delayed.labels(_canonical(message.queue_name), message.actor_name).inc()
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         if self.multiproc_dir is None:
             return
-        labels = (message.queue_name, message.actor_name)
-        if message.message_id in self._delayed:
-            self._delayed.discard(message.message_id)
-            self.delayed.labels(*labels).dec()
+        series = self._series(message.queue_name, message.actor_name)
         enqueued_at = message.options.get("enqueued_at")
         if isinstance(enqueued_at, int | float):
-            self.time_in_queue.labels(*labels).observe(max(0.0, time.time() - enqueued_at / 1000))
-        self.inprogress.labels(*labels).inc()
+            series.time_in_queue.observe(max(0.0, time.time() - enqueued_at / 1000))
+        series.inprogress.inc()
         self._local.started = time.perf_counter()
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
     ) -> None:
-        labels = (message.queue_name, message.actor_name)
         started, self._local.started = getattr(self._local, "started", None), None
         if started is None:
             return  # before_process_message of this middleware never ran for it
-        self.duration.labels(*labels).observe((time.perf_counter() - started) * 1000)
-        self.inprogress.labels(*labels).dec()
-        self.total.labels(*labels).inc()
+        series = self._series(message.queue_name, message.actor_name)
+        series.duration.observe((time.perf_counter() - started) * 1000)
+        series.inprogress.dec()
+        series.total.inc()
         if exception is not None:
-            self.errored.labels(*labels).inc()
+            series.errored.inc()
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self.after_process_message(broker, message)
+
+
+@dataclass(frozen=True)
+class _Series:
+    total: Any
+    errored: Any
+    inprogress: Any
+    duration: Any
+    time_in_queue: Any
 
 
 def _canonical(queue_name: str) -> str:
