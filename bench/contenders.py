@@ -4,7 +4,8 @@ Every contender runs on a fresh vhost of the same RabbitMQ, with the same no-op 
 (:func:`bench.apps.common.record_completion`) and, for the Dramatiq ones, the same process x
 thread counts. Celery's prefork pool has no threads, so it runs once per ``--celery-concurrency``
 value (by default 2 processes, the same process count, and 16, the same number of concurrent
-slots as 2 x 8 threads); the best Celery figure is the baseline.
+slots as 2 x 8 threads) and per ``--celery-prefetch`` multiplier (by default 1, the usual advice
+with acks_late, and 4, Celery's default); the best Celery figure is the baseline.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class Options:
     processes: int = 2
     threads: int = 8
     celery_concurrency: tuple[int, ...] = (2, 16)
-    celery_prefetch: int = 4
+    celery_prefetch: tuple[int, ...] = (1, 4)
     ours_queues: Literal["all", "bench"] = "all"
 
 
@@ -57,20 +58,20 @@ def _ours(opts: Options, key: str, level: str) -> Contender:
     )
 
 
-def _celery(opts: Options, concurrency: int) -> Contender:
+def _celery(concurrency: int, prefetch: int) -> Contender:
     argv = (
         sys.executable, "-m", "celery", "-A", "bench.apps.celery_app", "worker",
         "-P", "prefork", "-c", str(concurrency), "-Q", "bench", "-l", "WARNING",
         "--without-gossip", "--without-mingle", "--without-heartbeat",
     )  # fmt: skip
     return Contender(
-        key=f"celery-c{concurrency}",
-        label=f"Celery prefork -c {concurrency} (prefetch x{opts.celery_prefetch})",
+        key=f"celery-c{concurrency}-p{prefetch}",
+        label=f"Celery prefork -c {concurrency}, prefetch x{prefetch}",
         role="celery",
         app="celery",
         argv=argv,
         shape=f"{concurrency}px1t",
-        env={"BENCH_CELERY_PREFETCH": str(opts.celery_prefetch)},
+        env={"BENCH_CELERY_PREFETCH": str(prefetch)},
     )
 
 
@@ -88,5 +89,5 @@ def build(opts: Options) -> list[Contender]:
         _ours(opts, "ours-info", "INFO"),
         _ours(opts, "ours-warning", "WARNING"),
         bare,
-        *(_celery(opts, c) for c in opts.celery_concurrency),
+        *(_celery(c, p) for c in opts.celery_concurrency for p in opts.celery_prefetch),
     ]

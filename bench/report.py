@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bench.contenders import Contender
@@ -15,7 +15,7 @@ TARGET_VS_CELERY = 2.5
 
 @dataclass(frozen=True)
 class Summary:
-    """A contender's median over the rounds that completed."""
+    """A contender's medians over the rounds that completed."""
 
     contender: Contender
     messages: int
@@ -25,19 +25,35 @@ class Summary:
     def ok_runs(self) -> list[RunResult]:
         return [r for r in self.runs if r.status == "ok" and r.seconds]
 
+    def _median(self, value: Callable[[RunResult], float | None]) -> float | None:
+        values = [v for v in map(value, self.ok_runs) if v is not None]
+        return statistics.median(values) if values else None
+
     @property
     def seconds(self) -> float | None:
-        ok = self.ok_runs
-        return statistics.median(r.seconds for r in ok if r.seconds) if ok else None
+        return self._median(lambda r: r.seconds)
 
     @property
     def rate(self) -> float | None:
-        return (self.messages - 1) / self.seconds if self.seconds else None
+        """(N - 1) completions after the first, per second."""
+        return self._median(lambda r: r.rate(self.messages))
+
+    @property
+    def half_rate(self) -> float | None:
+        """The second half's completions per second (start-up transients excluded)."""
+        half = self.messages - self.messages // 2
+        return self._median(lambda r: half / r.half_seconds if r.half_seconds else None)
+
+    def cpu_us_per_message(self, which: str) -> float | None:
+        """Median CPU µs per message in the window, of the workers or of RabbitMQ."""
+        attr = "worker_cpu_s" if which == "worker" else "rabbit_cpu_s"
+        return self._median(
+            lambda r: getattr(r, attr) * 1e6 / (self.messages - 1) if getattr(r, attr) is not None else None
+        )
 
     @property
     def startup_s(self) -> float | None:
-        values = [r.startup_s for r in self.ok_runs if r.startup_s is not None]
-        return statistics.median(values) if values else None
+        return self._median(lambda r: r.startup_s)
 
     @property
     def status(self) -> str:
@@ -53,20 +69,31 @@ def summarize(contenders: Iterable[Contender], results: list[RunResult], message
 
 
 def _num(value: float | None, fmt: str) -> str:
-    return "—" if value is None else format(value, fmt)
+    return "-" if value is None else format(value, fmt)
+
+
+_COLUMNS = (
+    ("contender", 42), ("shape", 6), ("messages", 8), ("seconds", 7), ("msg/s", 7), ("2nd-half", 8),
+    ("wrk-cpu", 7), ("mq-cpu", 6), ("start-up", 8),
+)  # fmt: skip
 
 
 def table(summaries: list[Summary]) -> str:
-    """The results table: one row per contender."""
-    header = (
-        f"{'contender':<44} {'shape':>7} {'messages':>9} {'seconds':>8} {'msg/s':>8} {'start-up':>8}  status"
-    )
-    rows = [header, "-" * len(header)]
+    """One row per contender. msg/s = (N-1)/seconds; 2nd-half = msg/s over the last N/2;
+    wrk-cpu / mq-cpu = CPU µs per message of the worker processes / of RabbitMQ in the window."""
+    header = " ".join(f"{name:<{w}}" if i == 0 else f"{name:>{w}}" for i, (name, w) in enumerate(_COLUMNS))
+    rows = [header + "  status", "-" * (len(header) + 8)]
     for s in summaries:
-        rows.append(
-            f"{s.contender.label:<44} {s.contender.shape:>7} {s.messages:>9} {_num(s.seconds, '.2f'):>8} "
-            f"{_num(s.rate, ',.0f'):>8} {_num(s.startup_s, '.2f'):>8}  {s.status}"
+        cells = (
+            s.contender.label, s.contender.shape, str(s.messages), _num(s.seconds, ".2f"),
+            _num(s.rate, ",.0f"), _num(s.half_rate, ",.0f"), _num(s.cpu_us_per_message("worker"), ".0f"),
+            _num(s.cpu_us_per_message("rabbit"), ".0f"), _num(s.startup_s, ".2f"),
+        )  # fmt: skip
+        row = " ".join(
+            f"{c:<{w}}" if i == 0 else f"{c:>{w}}"
+            for i, (c, (_, w)) in enumerate(zip(cells, _COLUMNS, strict=True))
         )
+        rows.append(f"{row}  {s.status}")
     return "\n".join(rows)
 
 
@@ -75,13 +102,18 @@ def _best(summaries: list[Summary], role: str) -> Summary | None:
     return max(rated, key=lambda s: s.rate or 0.0) if rated else None
 
 
+def _ratio(ours: float | None, base: float | None) -> float | None:
+    return ours / base if ours and base else None
+
+
 def _ratio_line(ours: Summary, base: Summary | None, target: float, name: str) -> str:
     left = f"{ours.contender.label} / {name}"
-    if ours.rate is None or base is None or base.rate is None:
-        return f"{left:<62} =    —   target ≥ {target:.2f}  n/a (a run did not complete)"
-    ratio = ours.rate / base.rate
+    if base is None or _ratio(ours.rate, base.rate) is None:
+        return f"{left:<58} =    -   target >= {target:.2f}  n/a (no completed run to compare)"
+    ratio = _ratio(ours.rate, base.rate) or 0.0
+    half = _ratio(ours.half_rate, base.half_rate)
     verdict = "PASS" if ratio >= target else "MISS"
-    return f"{left:<62} = {ratio:5.2f}   target ≥ {target:.2f}  {verdict}"
+    return f"{left:<58} = {ratio:5.2f}   target >= {target:.2f}  {verdict}   (2nd half: {_num(half, '.2f')})"
 
 
 def ratios(summaries: list[Summary]) -> str:
@@ -93,5 +125,10 @@ def ratios(summaries: list[Summary]) -> str:
         lines.append(_ratio_line(ours, bare, TARGET_VS_BARE, "bare Dramatiq"))
         lines.append(_ratio_line(ours, celery, TARGET_VS_CELERY, "best Celery"))
     if celery is not None:
-        lines.append(f"(best Celery baseline: {celery.contender.label})")
+        lines.append(f"(best Celery baseline, by msg/s: {celery.contender.label})")
+    if bare is not None and celery is not None:
+        reference = _num(_ratio(bare.rate, celery.rate), ".2f")
+        lines.append(
+            f"(for reference, bare Dramatiq / best Celery = {reference}: ours' ceiling if it matched bare)"
+        )
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from typing import Literal
 
 import redis
 
+from bench import cpu
 from bench.contenders import Contender
 from bench.rabbit import Rabbit
 
@@ -52,6 +53,9 @@ class RunResult:
     startup_s: float | None = None
     load_s: float | None = None
     completed: int = 0
+    half_seconds: float | None = None  # from the (N/2)-th to the N-th completion
+    worker_cpu_s: float | None = None  # CPU of the worker process group between those completions
+    rabbit_cpu_s: float | None = None  # CPU of the RabbitMQ server, same window
     detail: str = ""
 
     def rate(self, messages: int) -> float | None:
@@ -89,7 +93,7 @@ def run_once(contender: Contender, config: Config, rabbit: Rabbit, round_no: int
                 log_path=config.log_dir / f"{run_id}.worker.log",
             )
     finally:
-        client.delete(f"{key}:count", f"{key}:first", f"{key}:last")
+        client.delete(*(f"{key}:{name}" for name in ("count", "first", "mid", "last")))
         client.close()
         rabbit.delete_vhost(vhost)
 
@@ -146,27 +150,64 @@ def _measure(
     log_path: Path,
 ) -> RunResult:
     launched = time.time()
+    rabbit_pid = cpu.rabbitmq_pid()
     with _workers(contender.argv, env, log_path) as proc:
         deadline = time.monotonic() + config.timeout_s
-        while client.get(f"{key}:last") is None:
-            if proc.poll() is not None:
-                raise BenchError(f"worker exited with code {proc.returncode}: {_tail(log_path)}")
-            if time.monotonic() > deadline:
-                completed = int(client.get(f"{key}:count") or 0)
-                return RunResult(
-                    contender,
-                    "timeout",
-                    load_s=load_s,
-                    completed=completed,
-                    detail=f"{completed}/{config.messages} done after {config.timeout_s:.0f}s",
-                )
+        waiting = _Waiter(client, proc, deadline, log_path)
+        if not waiting.until(f"{key}:first"):
+            return _timed_out(contender, config, client, key, load_s)
+        cpu_first = (cpu.group_cpu_s(proc.pid), cpu.pid_cpu_s(rabbit_pid))
+        if not waiting.until(f"{key}:last"):
+            return _timed_out(contender, config, client, key, load_s)
+        cpu_last = (cpu.group_cpu_s(proc.pid), cpu.pid_cpu_s(rabbit_pid))
+    stamps = {name: float(client.get(f"{key}:{name}") or launched) for name in ("first", "mid", "last")}
+    return RunResult(
+        contender,
+        "ok",
+        seconds=stamps["last"] - stamps["first"],
+        half_seconds=stamps["last"] - stamps["mid"],
+        startup_s=stamps["first"] - launched,
+        load_s=load_s,
+        completed=int(client.get(f"{key}:count") or 0),
+        worker_cpu_s=cpu_last[0] - cpu_first[0],
+        rabbit_cpu_s=_delta(cpu_first[1], cpu_last[1]),
+    )
+
+
+class _Waiter:
+    """Polls Redis for a key while watching the worker's main process and the deadline."""
+
+    def __init__(
+        self, client: redis.Redis, proc: subprocess.Popen[bytes], deadline: float, log: Path
+    ) -> None:
+        self.client, self.proc, self.deadline, self.log = client, proc, deadline, log
+
+    def until(self, name: str) -> bool:
+        """True once ``name`` exists; False at the deadline; BenchError if the worker exits."""
+        while self.client.get(name) is None:
+            if self.proc.poll() is not None:
+                raise BenchError(f"worker exited with code {self.proc.returncode}: {_tail(self.log)}")
+            if time.monotonic() > self.deadline:
+                return False
             time.sleep(POLL_S)
-    first = float(client.get(f"{key}:first") or launched)
-    last = float(client.get(f"{key}:last") or launched)
+        return True
+
+
+def _timed_out(
+    contender: Contender, config: Config, client: redis.Redis, key: str, load_s: float
+) -> RunResult:
     completed = int(client.get(f"{key}:count") or 0)
     return RunResult(
-        contender, "ok", seconds=last - first, startup_s=first - launched, load_s=load_s, completed=completed
+        contender,
+        "timeout",
+        load_s=load_s,
+        completed=completed,
+        detail=f"{completed}/{config.messages} done after {config.timeout_s:.0f}s",
     )
+
+
+def _delta(before: float | None, after: float | None) -> float | None:
+    return after - before if before is not None and after is not None else None
 
 
 @contextmanager
@@ -185,8 +226,10 @@ def _workers(argv: tuple[str, ...], env: dict[str, str], log_path: Path) -> Iter
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """Stop every process of ``proc``'s group (its leader is ``proc``)."""
-    _signal_group(proc.pid, signal.SIGTERM)
+    """Stop every process of ``proc``'s group: SIGTERM to the leader (Dramatiq's and Celery's main
+    processes pass it on to their children once), then SIGKILL to the whole group."""
+    with suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
     with suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=STOP_GRACE_S)
     _signal_group(proc.pid, signal.SIGKILL)  # stragglers: pool children, forks

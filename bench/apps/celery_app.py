@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from celery import Celery
+from celery import Celery  # type: ignore[import-untyped]
 
 from bench.apps.common import record_completion
 
@@ -28,7 +28,7 @@ app.conf.update(
 )
 
 
-@app.task(name="bench.noop")
+@app.task(name="bench.noop")  # type: ignore[untyped-decorator]
 def noop() -> None:
     """Does nothing but count its completion."""
     record_completion()

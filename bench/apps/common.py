@@ -1,9 +1,10 @@
 """The completion counter every contender's no-op actor/task calls, identically.
 
 One ``INCR`` per message on ``<BENCH_KEY>:count``. The message whose ``INCR`` returns 1 stamps
-``<BENCH_KEY>:first`` and the one that returns ``BENCH_TARGET`` stamps ``<BENCH_KEY>:last``
-(wall-clock seconds), so the measured window is first completion → N-th completion, excluding
-process start-up. Settings come from the environment the benchmark gives each worker.
+``<BENCH_KEY>:first``, the (N/2)-th stamps ``:mid`` and the N-th (``BENCH_TARGET``) stamps
+``:last`` (wall-clock seconds), so the measured window is first completion → N-th completion,
+excluding process start-up; ``:mid`` → ``:last`` is the second half alone.
+Settings come from the environment the benchmark gives each worker.
 """
 
 from __future__ import annotations
@@ -36,5 +37,7 @@ def record_completion() -> None:
     count = int(client.incr(f"{KEY}:count"))
     if count == 1:
         client.set(f"{KEY}:first", repr(time.time()), nx=True)
+    if count == TARGET // 2:
+        client.set(f"{KEY}:mid", repr(time.time()), nx=True)
     if count == TARGET:
         client.set(f"{KEY}:last", repr(time.time()), nx=True)
