@@ -31,7 +31,6 @@ from worker_app.middleware.dead_letters import DeadLetters
 from worker_app.middleware.event_log import EventLog
 from worker_app.middleware.guards import ArgumentCheck, RedeliveryLimit
 from worker_app.middleware.metrics import Metrics
-from worker_app.middleware.prefetch import BoundedPrefetch
 from worker_app.middleware.retries import PolicyRetries
 from worker_app.middleware.trace import TraceContext
 from worker_app.redaction import Redactor, install
@@ -45,7 +44,7 @@ def build_middleware(runtime: Runtime, *, with_metrics: bool = True) -> list[Mid
     """The ordered middleware list (ARCHITECTURE.md §2). After-hooks run in reverse order, so
     the retry decision is made before dead-letter recording, logging and metrics see it."""
     settings = runtime.settings
-    middleware: list[Middleware] = [BoundedPrefetch(), TraceContext(), EventLog()]
+    middleware: list[Middleware] = [TraceContext(), EventLog()]
     if with_metrics:
         middleware.append(Metrics(settings.metrics_dir))
     middleware += [

@@ -124,9 +124,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _bounds_below_consumer_timeout(self) -> Settings:
         bound = self.rabbitmq_consumer_timeout_ms
-        if 2 * self.time_limit_ms >= bound:
+        if self.time_limit_ms >= bound:
             raise ValueError(
-                f"TIME_LIMIT_MS ({self.time_limit_ms}) must be below half of "
+                f"TIME_LIMIT_MS ({self.time_limit_ms}) must be below "
                 f"RABBITMQ_CONSUMER_TIMEOUT_MS ({bound}), or RabbitMQ closes the channel mid-task"
             )
         if self.delay_max_hold_ms >= bound:
