@@ -46,7 +46,7 @@ def build_middleware(runtime: Runtime, *, with_metrics: bool = True) -> list[Mid
     settings = runtime.settings
     middleware: list[Middleware] = [TraceContext(), EventLog()]
     if with_metrics:
-        middleware.append(Metrics(settings.metrics_dir))
+        middleware.append(Metrics(settings.metrics_dir, settings.metrics_port))
     middleware += [
         AgeLimit(),
         TimeLimit(time_limit=settings.time_limit_ms),

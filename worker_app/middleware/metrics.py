@@ -87,8 +87,9 @@ def prepare_multiprocess_dir(base: Path) -> Path:
 class Metrics(dramatiq.Middleware):
     """Counts, times and gauges messages per queue and actor."""
 
-    def __init__(self, base_dir: Path) -> None:
+    def __init__(self, base_dir: Path, port: int) -> None:
         self.base_dir = base_dir
+        self.port = port
         self.multiproc_dir: Path | None = None
         self._local = threading.local()  # start time of the message on this worker thread
         self._cache: dict[tuple[str, str], _Series] = {}
@@ -139,7 +140,8 @@ class Metrics(dramatiq.Middleware):
 
     @property
     def forks(self) -> list[Any]:
-        return [serve_metrics]
+        """The exposition process; none when METRICS_PORT=0."""
+        return [serve_metrics] if self.port else []
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         from prometheus_client import multiprocess
