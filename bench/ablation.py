@@ -20,7 +20,7 @@ from bench.cli import add_common, check_common, run_all, select, setup
 from bench.contenders import Contender, Options, build
 
 PRODUCT_MIDDLEWARE = (
-    "BoundedPrefetch", "TraceContext", "EventLog", "Metrics", "PolicyRetries", "DeadLetters",
+    "TraceContext", "EventLog", "Metrics", "PolicyRetries", "DeadLetters",
     "CurrentMessage", "Results", "DbSessions", "RedeliveryLimit", "ArgumentCheck",
 )  # fmt: skip
 
