@@ -20,6 +20,7 @@ Admin endpoints (JSON in, JSON out; a bad request gets 400 ``{"ok": false, "erro
 
 from __future__ import annotations
 
+import contextlib
 import http
 import json
 import threading
@@ -81,9 +82,8 @@ def serve(host: str = "127.0.0.1", telegram_port: int = 8081) -> None:
     server = _make_server(host, telegram_port, TelegramState())
     print(f"Telegram sandbox on http://{host}:{server.port} (bot token {DEFAULT_TOKEN})", flush=True)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop it
+            server.serve_forever()
     finally:
         server.server_close()
 
