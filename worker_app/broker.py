@@ -27,7 +27,6 @@ from dramatiq.message import Message
 
 log = logging.getLogger(__name__)
 MAX_PARK_ATTEMPTS = 6
-DAY_MS = 86_400_000
 
 
 class UndecodableSink(Protocol):

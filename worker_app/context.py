@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,6 @@ class MessageContext:
     queue: str | None = None
     message_id: str | None = None
     attempt: int | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 _current: ContextVar[MessageContext | None] = ContextVar("cybervpn_message_context", default=None)

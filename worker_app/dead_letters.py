@@ -12,7 +12,7 @@ import base64
 import json
 import logging
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,12 +49,10 @@ class DeadLetterRecord:
     first_failed_at: int = 0
     last_failed_at: int = 0
     trace_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_row(self) -> dict[str, Any]:
         """Column values for ``dead_letters``."""
         row = asdict(self)
-        row.pop("extra")
         row["first_failed_at"] = _from_ms(self.first_failed_at)
         row["last_failed_at"] = _from_ms(self.last_failed_at)
         return row

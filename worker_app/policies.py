@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dramatiq.common import q_name
+
 SECOND_MS = 1000
 MINUTE_MS = 60 * SECOND_MS
 
@@ -58,5 +60,4 @@ DEFAULT_POLICY = RetryPolicy(3, (10 * SECOND_MS, 30 * SECOND_MS, 90 * SECOND_MS)
 
 def policy_for(queue_name: str) -> RetryPolicy:
     """The retry policy of ``queue_name`` (its ``.DQ``/``.XQ`` suffix ignored)."""
-    base = queue_name.removesuffix(".DQ").removesuffix(".XQ")
-    return POLICIES.get(base, DEFAULT_POLICY)
+    return POLICIES.get(q_name(queue_name), DEFAULT_POLICY)

@@ -36,6 +36,15 @@ def cli(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def alter_by_hand(url: str, *statements: str) -> None:
+    """Change the schema behind the migrations' back, as an operator or the backend might."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(sa.text(statement))
+    engine.dispose()
+
+
 def test_upgrade_then_check_is_clean_and_a_dropped_column_is_drift(scratch_db: str) -> None:
     # Given an empty database, When migrations are applied
     upgraded = cli("db", "upgrade", url=scratch_db)
@@ -44,16 +53,18 @@ def test_upgrade_then_check_is_clean_and_a_dropped_column_is_drift(scratch_db: s
     # Then every model table exists and the check passes
     engine = sa.create_engine(scratch_db)
     assert set(models.Base.metadata.tables) <= set(sa.inspect(engine).get_table_names())
+    engine.dispose()
     clean = cli("db", "check", url=scratch_db)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "database matches the models" in clean.stdout
 
     # When a column is dropped and another loses its NOT NULL by hand
-    with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE payments DROP COLUMN paid_at"))
-        conn.execute(sa.text("ALTER TABLE notification_queue ALTER COLUMN message DROP NOT NULL"))
-        conn.execute(sa.text("ALTER TABLE audit_logs ADD COLUMN backend_only text"))
-    engine.dispose()
+    alter_by_hand(
+        scratch_db,
+        "ALTER TABLE payments DROP COLUMN paid_at",
+        "ALTER TABLE notification_queue ALTER COLUMN message DROP NOT NULL",
+        "ALTER TABLE audit_logs ADD COLUMN backend_only text",
+    )
 
     # Then the check names each drift and exits 1, noting (not failing on) the backend's extra column
     drifted = cli("db", "check", url=scratch_db)
@@ -69,11 +80,11 @@ def test_upgrade_then_check_is_clean_and_a_dropped_column_is_drift(scratch_db: s
 def test_check_reports_missing_tables_and_type_mismatches(scratch_db: str) -> None:
     # Given a migrated database where one table is gone and a column changed type
     assert cli("db", "upgrade", url=scratch_db).returncode == 0
-    engine = sa.create_engine(scratch_db)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE server_geolocations"))
-        conn.execute(sa.text("ALTER TABLE webhook_logs ALTER COLUMN event_type TYPE integer USING 0"))
-    engine.dispose()
+    alter_by_hand(
+        scratch_db,
+        "DROP TABLE server_geolocations",
+        "ALTER TABLE webhook_logs ALTER COLUMN event_type TYPE integer USING 0",
+    )
 
     # When checked, Then both are reported
     drifted = cli("db", "check", url=scratch_db)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import dramatiq
+from dramatiq.common import q_name
 
 log = logging.getLogger(__name__)
 _LABELS = ("queue_name", "actor_name")
@@ -166,7 +167,7 @@ class Metrics(dramatiq.Middleware):
         if self.multiproc_dir is None:
             return
         self._release_delayed(message)
-        self.dead.labels(_canonical(message.queue_name), message.actor_name).inc()
+        self.dead.labels(q_name(message.queue_name), message.actor_name).inc()
 
     def after_ack(self, broker: dramatiq.Broker, message: Any) -> None:
         if self.multiproc_dir is not None:
@@ -175,18 +176,18 @@ class Metrics(dramatiq.Middleware):
     def _release_delayed(self, message: Any) -> None:
         # A delayed message leaves this process's memory when its .DQ delivery is settled.
         if message.queue_name.endswith(".DQ"):
-            self.delayed.labels(_canonical(message.queue_name), message.actor_name).dec()
+            self.delayed.labels(q_name(message.queue_name), message.actor_name).dec()
 
     def after_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
         if self.multiproc_dir is None:
             return
         if "retries" in message.options and delay:
-            self.retried.labels(_canonical(message.queue_name), message.actor_name).inc()
+            self.retried.labels(q_name(message.queue_name), message.actor_name).inc()
 
     def before_delay_message(self, broker: dramatiq.Broker, message: Any) -> None:
         if self.multiproc_dir is None:
             return
-        self.delayed.labels(_canonical(message.queue_name), message.actor_name).inc()
+        self.delayed.labels(q_name(message.queue_name), message.actor_name).inc()
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         if self.multiproc_dir is None:
@@ -224,10 +225,6 @@ class _Series:
     time_in_queue: Any
 
 
-def _canonical(queue_name: str) -> str:
-    return queue_name.removesuffix(".DQ").removesuffix(".XQ")
-
-
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         import prometheus_client as prom
@@ -251,9 +248,6 @@ def serve_metrics() -> int:
 
     settings = get_settings()
     prepare_multiprocess_dir(settings.metrics_dir)
-    if settings.metrics_port == 0:
-        log.info("METRICS_PORT=0: metrics exposition disabled")
-        return 0
     server = ThreadingHTTPServer(("0.0.0.0", settings.metrics_port), _Handler)
     log.info("serving Prometheus metrics on :%d/metrics", settings.metrics_port)
     try:
