@@ -1,12 +1,141 @@
 """Telegram notifications: the notification_queue consumer, on-demand sends and broadcasts.
 
-Module = domain = queue ``notifications``; retry policy: ``worker_app.policies.POLICIES['notifications']``.
+Module = domain = queue ``notifications``; retry policy: ``worker_app.policies.POLICIES['notifications']``
+(on-demand sends). The logic lives in :mod:`worker_app.notifications`; these actors decode their
+arguments, pick the process's services and call it.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+
+from worker_app.context import current_trace_id
+from worker_app.errors import ConfigurationError
 from worker_app.heartbeat import declare_heartbeat
+from worker_app.notifications import broadcast
+from worker_app.notifications.on_demand import send_on_demand
+from worker_app.notifications.text import check_text, check_type
+from worker_app.policies import RetryPolicy, policy_for
+from worker_app.runtime import get_runtime
 
 QUEUE = "notifications"
+log = logging.getLogger(__name__)
 
 heartbeat = declare_heartbeat(QUEUE)
+
+
+@dramatiq.actor(
+    queue_name=QUEUE,
+    retry_policy=RetryPolicy(0, when_exhausted="recorded dead; the next tick drains again"),
+)
+def process_notification_queue() -> dict[str, Any]:
+    """Send every due ``notification_queue`` row (scheduled every 30 s; broadcasts also kick it).
+
+    Runs only when one of NOTIFICATION_DRAINERS fleet-wide slots is free; drains until nothing is
+    due or NOTIFICATION_DRAIN_BUDGET_S ends, and then re-enqueues itself if rows are still due.
+    Rows that used up their attempts raise one (de-duplicated) admin alert per drain.
+    """
+    runtime = get_runtime()
+    holder = _current_message_id()
+    if not runtime.drainer_slots.acquire(holder):
+        log.info("notification drain skipped: %d drains already running", runtime.drainer_slots.max_holders)
+        return {"stopped": "busy"}
+    try:
+        report = runtime.notification_drainer.drain()
+    finally:
+        runtime.drainer_slots.release(holder)
+    broadcast.refresh_progress(
+        runtime.database, runtime.redis, report.broadcast_ids | set(broadcast.unsettled(runtime.database))
+    )
+    if report.exhausted:
+        row, error = report.exhausted[-1]
+        runtime.alerts.alert(
+            "notifications.retries_exhausted",
+            f"{len(report.exhausted)} notification(s) failed after "
+            f"{runtime.settings.notification_max_retries} attempts; "
+            f"last: {row.notification_type} to {row.telegram_id}: {error}",
+        )
+    if report.stopped == "halt":
+        runtime.alerts.alert(
+            "notifications.telegram_config",
+            f"Telegram rejects the bot: {report.halt_error}",
+            severity="critical",
+        )
+        raise ConfigurationError(f"notification drain stopped: {report.halt_error}")
+    if report.stopped in ("budget", "paused"):
+        process_notification_queue.send()
+    log.info("notification drain: %s", report.summary())
+    return report.summary()
+
+
+@dramatiq.actor(queue_name=QUEUE, store_results=True)
+def send_notification(
+    telegram_id: int, message: str, notification_type: str, parse_mode: str | None = "HTML"
+) -> dict[str, Any]:
+    """Send one Telegram message now; the stored result is ``{status, message_id, sent_at, ...}``.
+
+    ``status`` is ``sent``, ``failed`` (the chat cannot receive it) or ``queued`` (three retries at
+    10 s, 30 s, 90 s failed; the message went to ``notification_queue``). Bad text (empty, over
+    4096 characters, unknown parse mode) is rejected and recorded dead.
+    """
+    runtime = get_runtime()
+    mode = check_text(message, parse_mode)
+    message_obj = CurrentMessage.get_current_message()
+    retries = message_obj.options.get("retries", 0) if message_obj is not None else 0
+    return send_on_demand(
+        runtime.telegram_sender,
+        runtime.database,
+        chat_id=broadcast.unique_chat_ids([telegram_id])[0],
+        message=message,
+        notification_type=check_type(notification_type),
+        parse_mode=mode,
+        max_wait_s=runtime.settings.notification_max_wait_s,
+        last_attempt=retries >= policy_for(QUEUE).max_retries,
+    )
+
+
+@dramatiq.actor(queue_name=QUEUE, store_results=True)
+def broadcast_message(
+    telegram_ids: list[int], message: str, notification_type: str, parse_mode: str | None = "HTML"
+) -> dict[str, Any]:
+    """Queue one message for many chats and start sending it at the rate limit.
+
+    De-duplicates the ids, inserts the rows in batches (once, even if this message is redelivered)
+    and tracks progress in the Redis hash ``cybervpn:broadcast:<broadcast_id>``, which holds the
+    final ``{sent, failed, total, duration_seconds}`` once every row is settled.
+    """
+    runtime = get_runtime()
+    mode = check_text(message, parse_mode)
+    ids = broadcast.unique_chat_ids(telegram_ids)
+    with runtime.database.transaction() as session:
+        created = broadcast.create_broadcast(
+            session,
+            _current_message_id(),
+            ids,
+            message=message,
+            notification_type=check_type(notification_type),
+            parse_mode=mode,
+            duplicates_removed=len(telegram_ids) - len(ids),
+            trace_id=current_trace_id(),
+        )
+    if created.created:
+        broadcast.start_progress(runtime.redis, created, time.time())
+    process_notification_queue.send()
+    return {
+        "broadcast_id": created.broadcast_id,
+        "total": created.total,
+        "duplicates_removed": created.duplicates_removed,
+        "progress_key": broadcast.progress_key(created.broadcast_id),
+    }
+
+
+def _current_message_id() -> str:
+    message = CurrentMessage.get_current_message()
+    if message is None:
+        raise RuntimeError("called outside a Dramatiq worker")
+    return str(message.message_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from models.base import Base
 from models.billing import Payment, SubscriptionPlan, WebhookLog
-from models.notifications import NotificationQueue
+from models.notifications import NotificationBroadcast, NotificationBroadcastItem, NotificationQueue
 from models.security import AuditLog, RefreshToken
 from models.servers import ServerGeolocation
 from models.worker import DeadLetter
@@ -17,6 +17,8 @@ __all__ = [
     "AuditLog",
     "Base",
     "DeadLetter",
+    "NotificationBroadcast",
+    "NotificationBroadcastItem",
     "NotificationQueue",
     "Payment",
     "RefreshToken",

@@ -1,14 +1,15 @@
-"""``notification_queue``: Telegram messages the backend wants delivered (backend-owned table)."""
+"""``notification_queue``: Telegram messages the backend wants delivered (backend-owned table), and
+the worker's own record of broadcasts (which rows each broadcast inserted, and its final report)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, String, Text, func, text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, Timestamps
+from models.base import Base, CreatedAt, Timestamps
 
 NOTIFICATION_STATUSES = ("pending", "sent", "failed")
 
@@ -39,3 +40,31 @@ class NotificationQueue(Timestamps, Base):
     sent_at: Mapped[datetime | None]
     error_message: Mapped[str | None] = mapped_column(Text)
     telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class NotificationBroadcast(CreatedAt, Base):
+    """One ``broadcast_message`` call (worker-owned); its id is the Dramatiq message id, which
+    makes a redelivered broadcast insert nothing twice. ``settled_at`` and the counts are written
+    once, when none of its rows is ``pending`` any more."""
+
+    __tablename__ = "notification_broadcasts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    notification_type: Mapped[str] = mapped_column(String(64))
+    total: Mapped[int]
+    duplicates_removed: Mapped[int] = mapped_column(server_default="0")
+    trace_id: Mapped[str | None] = mapped_column(String(64))
+    settled_at: Mapped[datetime | None]
+    sent: Mapped[int | None]
+    failed: Mapped[int | None]
+
+
+class NotificationBroadcastItem(Base):
+    """Which ``notification_queue`` row belongs to which broadcast (worker-owned)."""
+
+    __tablename__ = "notification_broadcast_items"
+
+    notification_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    broadcast_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("notification_broadcasts.id", ondelete="CASCADE"), index=True
+    )

@@ -18,4 +18,9 @@ os.environ.setdefault("METRICS_DIR", f"/tmp/cybervpn-test-prometheus-{TEST_RUN}"
 os.environ.setdefault("LOG_FORMAT", "text")
 os.environ.setdefault("TELEGRAM_BOT_TOKEN", "424242:test-only-secret-token")
 
-pytest_plugins = ["tests.fixtures.services", "tests.fixtures.stub", "tests.fixtures.sandbox"]
+pytest_plugins = [
+    "tests.fixtures.services",
+    "tests.fixtures.stub",
+    "tests.fixtures.sandbox",
+    "tests.fixtures.notifications",
+]

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
 
     notification_max_retries: int = Field(default=5, ge=0, le=50)
     notification_batch_size: int = Field(default=50, ge=1, le=1000)
+    notification_drain_budget_s: float = Field(default=25.0, gt=0, le=3600)
+    notification_drainers: int = Field(default=2, ge=1, le=64)
+    notification_send_concurrency: int = Field(default=8, ge=1, le=64)
+    notification_max_wait_s: float = Field(default=5.0, ge=0, le=300)
+    telegram_global_rate_per_s: float = Field(default=30.0, ge=0)
+    telegram_per_chat_rate_per_s: float = Field(default=1.0, ge=0)
+    admin_alert_dedup_s: int = Field(default=900, ge=0)
     health_check_interval_seconds: int = Field(default=120, ge=10)
     cleanup_audit_retention_days: int = Field(default=90, ge=1)
     cleanup_webhook_retention_days: int = Field(default=30, ge=1)
@@ -128,6 +135,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"TIME_LIMIT_MS ({self.time_limit_ms}) must be below "
                 f"RABBITMQ_CONSUMER_TIMEOUT_MS ({bound}), or RabbitMQ closes the channel mid-task"
+            )
+        if self.notification_drain_budget_s * 1000 >= self.time_limit_ms:
+            raise ValueError(
+                f"NOTIFICATION_DRAIN_BUDGET_S ({self.notification_drain_budget_s}) must be below "
+                f"TIME_LIMIT_MS ({self.time_limit_ms} ms), or the time limit kills a drain mid-batch"
             )
         if self.delay_max_hold_ms >= bound:
             raise ValueError(

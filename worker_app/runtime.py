@@ -4,15 +4,21 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import redis
 
+from worker_app.alerts import AdminAlerts
 from worker_app.clients.telegram import TelegramClient
 from worker_app.config import Settings
 from worker_app.db import Database
 from worker_app.dead_letters import DeadLetterStore
+from worker_app.notifications.queue import DrainConfig, QueueDrainer
+from worker_app.notifications.ratelimit import TelegramRateLimiter
+from worker_app.notifications.sender import TelegramSender
+from worker_app.notifications.slots import DrainerSlots
 from worker_app.redis_client import make_redis
 
 
@@ -37,6 +43,45 @@ class Runtime:
             self.settings.telegram_api_url,
             self.settings.telegram_bot_token.get_secret_value(),
             timeout_s=self.settings.http_timeout_s,
+        )
+
+    @cached_property
+    def telegram_sender(self) -> TelegramSender:
+        """Telegram sends inside the fleet-wide rate limits (TELEGRAM_*_RATE_PER_S)."""
+        limiter = TelegramRateLimiter(
+            self.redis,
+            global_per_s=self.settings.telegram_global_rate_per_s,
+            per_chat_per_s=self.settings.telegram_per_chat_rate_per_s,
+        )
+        return TelegramSender(self.telegram, limiter)
+
+    @cached_property
+    def alerts(self) -> AdminAlerts:
+        """Admin alerts to ADMIN_TELEGRAM_IDS, de-duplicated for ADMIN_ALERT_DEDUP_S."""
+        s = self.settings
+        return AdminAlerts(
+            self.redis, self.telegram_sender, s.admin_telegram_ids, dedup_s=s.admin_alert_dedup_s
+        )
+
+    @cached_property
+    def notification_drainer(self) -> QueueDrainer:
+        """The ``notification_queue`` consumer, sending on NOTIFICATION_SEND_CONCURRENCY threads."""
+        s = self.settings
+        pool = ThreadPoolExecutor(s.notification_send_concurrency, thread_name_prefix="telegram-send")
+        config = DrainConfig(
+            batch_size=s.notification_batch_size,
+            max_retries=s.notification_max_retries,
+            budget_s=s.notification_drain_budget_s,
+            max_wait_s=s.notification_max_wait_s,
+        )
+        return QueueDrainer(self.database, self.telegram_sender, pool, config)
+
+    @cached_property
+    def drainer_slots(self) -> DrainerSlots:
+        """Fleet-wide cap on concurrent drains (NOTIFICATION_DRAINERS)."""
+        s = self.settings
+        return DrainerSlots(
+            self.redis, max_holders=s.notification_drainers, ttl_s=s.notification_drain_budget_s + 60
         )
 
 

@@ -1,0 +1,196 @@
+"""Broadcasts: one message to many chats, as ``notification_queue`` rows the queue consumer sends.
+
+:func:`create_broadcast` de-duplicates the chat ids and inserts every row in batched INSERTs, in
+one transaction together with the worker's own ``notification_broadcasts`` row whose id is the
+Dramatiq message id — so a redelivered ``broadcast_message`` inserts nothing twice.
+
+Progress lives in the Redis hash ``cybervpn:broadcast:<id>`` (``total``, ``sent``, ``failed``,
+``pending``, ``status`` = ``sending`` | ``settled``, ``created_at``, ``duration_seconds``; kept
+7 days). :func:`refresh_progress` recomputes it from the rows themselves (never from counters that a
+crash could skew) after every batch that touched the broadcast; the call that finds no row pending
+any more writes the final report — ``{sent, failed, total, duration_seconds}`` — once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from models.notifications import NotificationBroadcast
+from worker_app.db import Database
+from worker_app.errors import BadMessage
+from worker_app.redis_client import key
+
+log = logging.getLogger(__name__)
+
+INSERT_CHUNK = 1000
+PROGRESS_TTL_S = 7 * 86_400
+
+_INSERT_ROWS = text(
+    """
+    WITH inserted AS (
+        INSERT INTO notification_queue (telegram_id, message, notification_type, parse_mode)
+        SELECT unnest(CAST(:telegram_ids AS bigint[])), :message, :notification_type, :parse_mode
+        RETURNING id
+    )
+    INSERT INTO notification_broadcast_items (notification_id, broadcast_id)
+    SELECT id, :broadcast_id FROM inserted
+    """
+)
+_COUNTS = text(
+    """
+    SELECT i.broadcast_id,
+           count(*) FILTER (WHERE n.status = 'sent'),
+           count(*) FILTER (WHERE n.status = 'failed'),
+           count(*) FILTER (WHERE n.status = 'pending')
+    FROM notification_broadcast_items AS i
+    JOIN notification_queue AS n ON n.id = i.notification_id
+    WHERE i.broadcast_id = ANY(CAST(:ids AS text[]))
+    GROUP BY i.broadcast_id
+    """
+)
+_SETTLE = text(
+    """
+    UPDATE notification_broadcasts SET settled_at = now(), sent = :sent, failed = :failed
+    WHERE id = :id AND settled_at IS NULL
+    RETURNING total, extract(epoch FROM settled_at - created_at)::float8
+    """
+)
+
+
+def progress_key(broadcast_id: str) -> str:
+    """Redis hash holding a broadcast's progress and, once settled, its report."""
+    return key("broadcast", broadcast_id)
+
+
+@dataclass(frozen=True)
+class BroadcastCreated:
+    """The outcome of :func:`create_broadcast`; ``created`` is False for a redelivered broadcast."""
+
+    broadcast_id: str
+    total: int
+    duplicates_removed: int
+    created: bool
+
+
+def unique_chat_ids(telegram_ids: Iterable[Any]) -> list[int]:
+    """The ids as ints, first occurrence kept; a non-integer id is a :class:`BadMessage`."""
+    if isinstance(telegram_ids, str | bytes) or not isinstance(telegram_ids, Iterable):
+        raise BadMessage(f"telegram_ids must be a list of chat ids, got {type(telegram_ids).__name__}")
+    seen: dict[int, None] = {}
+    for position, value in enumerate(telegram_ids):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | str)
+            or not str(value).lstrip("-").isdigit()
+        ):
+            raise BadMessage(f"telegram_ids[{position}] = {value!r} is not an integer chat id")
+        seen.setdefault(int(value), None)
+    if not seen:
+        raise BadMessage("telegram_ids is empty")
+    return list(seen)
+
+
+def create_broadcast(
+    session: Session,
+    broadcast_id: str,
+    telegram_ids: Sequence[int],
+    *,
+    message: str,
+    notification_type: str,
+    parse_mode: str | None,
+    duplicates_removed: int = 0,
+    trace_id: str | None = None,
+) -> BroadcastCreated:
+    """Insert the broadcast and its rows (in the caller's transaction), unless it exists already."""
+    created = session.execute(
+        insert(NotificationBroadcast)
+        .values(
+            id=broadcast_id,
+            notification_type=notification_type,
+            total=len(telegram_ids),
+            duplicates_removed=duplicates_removed,
+            trace_id=trace_id,
+        )
+        .on_conflict_do_nothing()
+        .returning(NotificationBroadcast.id)
+    ).first()
+    if created is None:
+        existing = session.get_one(NotificationBroadcast, broadcast_id)
+        return BroadcastCreated(broadcast_id, existing.total, existing.duplicates_removed, created=False)
+    for start in range(0, len(telegram_ids), INSERT_CHUNK):
+        session.execute(
+            _INSERT_ROWS,
+            {
+                "telegram_ids": list(telegram_ids[start : start + INSERT_CHUNK]),
+                "message": message, "notification_type": notification_type,
+                "parse_mode": parse_mode, "broadcast_id": broadcast_id,
+            },
+        )  # fmt: skip
+    return BroadcastCreated(broadcast_id, len(telegram_ids), duplicates_removed, created=True)
+
+
+def refresh_progress(
+    database: Database, client: redis.Redis, broadcast_ids: Iterable[str]
+) -> list[dict[str, Any]]:
+    """Recompute the progress of ``broadcast_ids`` from their rows; settle those with none pending.
+
+    Returns the reports of the broadcasts this call settled.
+    """
+    ids = sorted(set(broadcast_ids))
+    if not ids:
+        return []
+    reports = []
+    with database.transaction() as session:
+        for broadcast_id, sent, failed, pending in session.execute(_COUNTS, {"ids": ids}).all():
+            progress = {"sent": sent, "failed": failed, "pending": pending, "status": "sending"}
+            if pending == 0:
+                settled = session.execute(
+                    _SETTLE, {"id": broadcast_id, "sent": sent, "failed": failed}
+                ).first()
+                if settled is not None:
+                    report = {"broadcast_id": broadcast_id, "sent": sent, "failed": failed,
+                              "total": settled[0], "duration_seconds": round(settled[1], 3)}  # fmt: skip
+                    reports.append(report)
+                progress["status"] = "settled"
+            _write_progress(client, broadcast_id, progress)
+    for report in reports:
+        _write_progress(client, str(report["broadcast_id"]), {"duration_seconds": report["duration_seconds"]})
+        log.info("broadcast %s settled: %s", report["broadcast_id"], report)
+    return reports
+
+
+def unsettled(database: Database) -> list[str]:
+    """Ids of broadcasts not settled yet (a drain that crashed may have skipped their refresh)."""
+    with database.transaction() as session:
+        query = text("SELECT id FROM notification_broadcasts WHERE settled_at IS NULL")
+        return [str(r[0]) for r in session.execute(query)]
+
+
+def start_progress(client: redis.Redis, created: BroadcastCreated, created_at: float) -> None:
+    """The first progress entry: every row pending."""
+    _write_progress(
+        client, created.broadcast_id,
+        {"total": created.total, "sent": 0, "failed": 0, "pending": created.total, "status": "sending",
+         "duplicates_removed": created.duplicates_removed, "created_at": round(created_at, 3)},
+    )  # fmt: skip
+
+
+def read_progress(client: redis.Redis, broadcast_id: str) -> dict[str, str]:
+    """The progress hash of ``broadcast_id`` (empty when unknown or expired)."""
+    return dict(client.hgetall(progress_key(broadcast_id)))  # type: ignore[arg-type]
+
+
+def _write_progress(client: redis.Redis, broadcast_id: str, fields: dict[str, Any]) -> None:
+    name = progress_key(broadcast_id)
+    pipe = client.pipeline()
+    pipe.hset(name, mapping={k: str(v) for k, v in fields.items()})
+    pipe.expire(name, PROGRESS_TTL_S)
+    pipe.execute()

@@ -1,0 +1,86 @@
+"""``send_notification``'s logic: send now, or retry, or (retries spent) defer to the queue.
+
+Nothing is lost: a transient failure raises so that the retry middleware tries again after 10 s,
+30 s and 90 s (the notifications policy); on the last attempt the message is inserted into
+``notification_queue`` instead, where the queue consumer keeps trying with its own backoff. Rate
+limits and 429s raise :class:`~worker_app.errors.RateLimited`, retried after the wait without
+counting as an attempt. A chat that cannot receive messages (blocked, deactivated, not found) is
+a result, not an error: ``{"status": "failed", "error": ...}``.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from models.notifications import NotificationQueue
+from worker_app.db import Database
+from worker_app.errors import RateLimited, UpstreamUnavailable
+from worker_app.notifications import metrics
+from worker_app.notifications.sender import DEFERRED, FAILED, SENT, TelegramSender
+
+
+def send_on_demand(
+    sender: TelegramSender,
+    database: Database,
+    *,
+    chat_id: int,
+    message: str,
+    notification_type: str,
+    parse_mode: str | None,
+    max_wait_s: float,
+    last_attempt: bool,
+) -> dict[str, Any]:
+    """Send one message now; the result is what ``send_notification`` stores for its caller."""
+    started = time.time()
+    delivery = sender.send(chat_id, message, parse_mode, max_wait_s=max_wait_s)
+    if delivery.status == SENT and delivery.sent_at is not None:
+        metrics.count(notification_type, "sent")
+        metrics.observe_latency(notification_type, delivery.sent_at - started)
+        sent_at = datetime.fromtimestamp(delivery.sent_at, UTC).isoformat()
+        return {
+            "status": "sent",
+            "message_id": delivery.message_id,
+            "chat_id": delivery.chat_id,
+            "sent_at": sent_at,
+        }
+    if delivery.status == FAILED:
+        metrics.count(notification_type, "failed")
+        return {"status": "failed", "message_id": None, "sent_at": None, "error": delivery.error}
+    if delivery.status == DEFERRED:
+        metrics.count(notification_type, "deferred")
+        raise RateLimited(f"telegram send deferred: {delivery.error}", retry_after_s=delivery.wait_s)
+    if not last_attempt:
+        metrics.count(notification_type, "retry")
+        raise UpstreamUnavailable(f"telegram send failed: {delivery.error}")
+    notification_id = defer_to_queue(
+        database,
+        chat_id,
+        message,
+        notification_type=notification_type,
+        parse_mode=parse_mode,
+        error=delivery.error,
+    )
+    metrics.count(notification_type, "queued")
+    return {"status": "queued", "message_id": None, "sent_at": None, "notification_id": str(notification_id)}
+
+
+def defer_to_queue(
+    database: Database,
+    chat_id: int,
+    message: str,
+    *,
+    notification_type: str,
+    parse_mode: str | None,
+    error: str | None,
+) -> object:
+    """Insert the message into ``notification_queue`` (due now); returns the row id."""
+    with database.transaction() as session:
+        row = NotificationQueue(
+            telegram_id=chat_id, message=message, notification_type=notification_type,
+            parse_mode=parse_mode, error_message=error,
+        )  # fmt: skip
+        session.add(row)
+        session.flush()
+        return row.id

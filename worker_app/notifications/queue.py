@@ -1,0 +1,272 @@
+"""The ``notification_queue`` consumer: claim due rows, send them, settle them, until none are due.
+
+A *drain* repeats one step until no row is due, its time budget ends or Telegram asks everyone to
+pause for longer than the budget has left:
+
+1. in one transaction, claim up to ``batch_size`` due ``pending`` rows with
+   ``FOR UPDATE SKIP LOCKED`` — rows another drain (any process, any host) holds are skipped, not
+   waited on, so two drains never send the same row;
+2. send them concurrently (``concurrency`` threads) through :class:`TelegramSender`, inside the
+   fleet-wide rate limits;
+3. write every row's outcome in one ``UPDATE ... FROM unnest(...)`` and commit, releasing the locks.
+
+Outcomes per row (ARCHITECTURE.md §3, notifications): sent → ``sent``, ``sent_at``, Telegram's
+``message_id``; transient failure → ``attempts + 1``, ``error_message`` and the next attempt after
+30 s, 1 m, 5 m, 15 m, 1 h; the ``max_retries``-th failure, or a permanent one (403, chat-level 400,
+text Telegram will never take) → ``failed``; rate limited or 429 → back to ``pending`` after the
+wait, ``attempts`` unchanged; a wrong bot token (401/404) → back to ``pending`` and the drain stops.
+
+Delivery is at-least-once: a worker killed after Telegram accepted a message but before the commit
+leaves the row pending, and it is sent again by the next drain.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from worker_app.db import Database
+from worker_app.notifications import metrics
+from worker_app.notifications.sender import DEFERRED, FAILED, HALT, RETRY, SENT, Delivery, TelegramSender
+from worker_app.notifications.text import NotificationRejected, check_text
+
+BACKOFF_S = (30, 60, 300, 900, 3600)
+"""Wait before the next attempt after the 1st, 2nd, ... transient failure (the last repeats)."""
+HALT_RETRY_S = 60.0
+
+_CLAIM = text(
+    """
+    SELECT n.id, n.telegram_id, n.message, n.parse_mode, n.notification_type, n.attempts,
+           extract(epoch FROM greatest(n.created_at, n.scheduled_at))::float8 AS due_epoch,
+           b.broadcast_id
+    FROM notification_queue AS n
+    LEFT JOIN notification_broadcast_items AS b ON b.notification_id = n.id
+    WHERE n.status = 'pending' AND n.next_attempt_at <= now() AND n.scheduled_at <= now()
+    ORDER BY n.next_attempt_at
+    LIMIT :limit
+    FOR UPDATE OF n SKIP LOCKED
+    """
+)
+_SETTLE = text(
+    """
+    UPDATE notification_queue AS n
+    SET status = v.status,
+        attempts = v.attempts,
+        next_attempt_at = clock_timestamp() + make_interval(secs => v.delay_s),
+        sent_at = CASE WHEN v.sent_epoch IS NULL THEN n.sent_at ELSE to_timestamp(v.sent_epoch) END,
+        telegram_message_id = coalesce(v.message_id, n.telegram_message_id),
+        error_message = v.error,
+        updated_at = clock_timestamp()
+    FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:attempts AS int[]),
+        CAST(:delays AS float8[]), CAST(:sent AS float8[]), CAST(:message_ids AS bigint[]),
+        CAST(:errors AS text[])
+    ) AS v(id, status, attempts, delay_s, sent_epoch, message_id, error)
+    WHERE n.id = v.id
+    """
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """A claimed ``notification_queue`` row (only what sending needs)."""
+
+    id: uuid.UUID
+    telegram_id: int
+    message: str
+    parse_mode: str | None
+    notification_type: str
+    attempts: int
+    due_epoch: float
+    broadcast_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """The row's new state, as written by the settle statement."""
+
+    status: str
+    attempts: int
+    delay_s: float = 0.0
+    exhausted: bool = False
+
+
+@dataclass(frozen=True)
+class DrainConfig:
+    """Limits of one drain (from NOTIFICATION_* settings)."""
+
+    batch_size: int = 50
+    max_retries: int = 5
+    budget_s: float = 25.0
+    max_wait_s: float = 5.0
+
+
+@dataclass
+class DrainReport:
+    """What one drain did; ``stopped`` is ``empty``, ``budget``, ``paused`` or ``halt``."""
+
+    batches: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    deferred: int = 0
+    stopped: str = "empty"
+    exhausted: list[tuple[Row, str]] = field(default_factory=list)
+    halt_error: str | None = None
+    broadcast_ids: set[str] = field(default_factory=set)
+    deferred_for_s: float | None = None
+    """The shortest deferral of the last batch: when its first deferred row is due again."""
+
+    def summary(self) -> dict[str, object]:
+        """JSON-able counts (the actor's result and log line)."""
+        return {
+            "batches": self.batches, "sent": self.sent, "retried": self.retried, "failed": self.failed,
+            "deferred": self.deferred, "stopped": self.stopped,
+        }  # fmt: skip
+
+
+def settle(row: Row, delivery: Delivery, max_retries: int) -> Settlement:
+    """The row's next state after ``delivery`` (pure; the backoff table lives here)."""
+    if delivery.status == SENT:
+        return Settlement("sent", row.attempts)
+    if delivery.status == FAILED:
+        return Settlement("failed", row.attempts + 1)
+    if delivery.status == RETRY:
+        attempts = row.attempts + 1
+        if attempts >= max_retries:
+            return Settlement("failed", attempts, exhausted=True)
+        return Settlement("pending", attempts, float(BACKOFF_S[min(attempts, len(BACKOFF_S)) - 1]))
+    wait_s = HALT_RETRY_S if delivery.status == HALT else delivery.wait_s
+    return Settlement("pending", row.attempts, max(wait_s, 1.0))
+
+
+class QueueDrainer:
+    """Drains ``notification_queue``; one per process, thread-safe, sends on a shared pool."""
+
+    def __init__(
+        self,
+        database: Database,
+        sender: TelegramSender,
+        pool: ThreadPoolExecutor,
+        config: DrainConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.database = database
+        self.sender = sender
+        self.pool = pool
+        self.config = config
+        self._clock = clock
+        self._sleep = sleep
+
+    def drain(self) -> DrainReport:
+        """Claim, send and settle batches until none is due or the budget ends."""
+        deadline = self._clock() + self.config.budget_s
+        report = DrainReport()
+        while report.stopped == "empty":
+            remaining = deadline - self._clock()
+            paused = self.sender.limiter.paused_for()
+            if remaining <= 0 or paused >= remaining:
+                report.stopped = "budget" if remaining <= 0 else "paused"
+                break
+            if paused:
+                self._sleep(paused)
+            if not self._step(report, deadline) and not self._await_deferred(report, deadline):
+                break
+        return report
+
+    def _await_deferred(self, report: DrainReport, deadline: float) -> bool:
+        """Nothing is due: sleep until the rows this drain deferred are, if that is within budget."""
+        wait_s, report.deferred_for_s = report.deferred_for_s, None
+        if wait_s is None or self._clock() + wait_s >= deadline:
+            return False
+        self._sleep(wait_s + 0.05)
+        return True
+
+    def _step(self, report: DrainReport, deadline: float) -> bool:
+        """One claim-send-settle round; False when nothing was due."""
+        with self.database.transaction() as session:
+            rows = claim(session, self.config.batch_size)
+            if not rows:
+                return False
+            deliveries = self._send_all(rows, deadline)
+            settlements = [
+                settle(r, d, self.config.max_retries) for r, d in zip(rows, deliveries, strict=True)
+            ]
+            write(session, rows, deliveries, settlements)
+        _account(report, rows, deliveries, settlements)
+        return True
+
+    def _send_all(self, rows: Sequence[Row], deadline: float) -> list[Delivery]:
+        futures = [
+            self.pool.submit(contextvars.copy_context().run, self._deliver, row, deadline) for row in rows
+        ]
+        return [f.result() for f in futures]
+
+    def _deliver(self, row: Row, deadline: float) -> Delivery:
+        try:
+            mode = check_text(row.message, row.parse_mode)
+        except NotificationRejected as e:
+            return Delivery(FAILED, error=f"rejected before sending: {e}")
+        max_wait_s = max(0.0, min(self.config.max_wait_s, deadline - self._clock()))
+        return self.sender.send(row.telegram_id, row.message, mode, max_wait_s=max_wait_s)
+
+
+def claim(session: Session, limit: int) -> list[Row]:
+    """Lock up to ``limit`` due pending rows, skipping rows locked by anyone else."""
+    return [Row(*r) for r in session.execute(_CLAIM, {"limit": limit})]
+
+
+def write(
+    session: Session, rows: Sequence[Row], deliveries: Sequence[Delivery], settlements: Sequence[Settlement]
+) -> None:
+    """Write every row's settlement in one statement."""
+    session.execute(
+        _SETTLE,
+        {
+            "ids": [r.id for r in rows],
+            "statuses": [s.status for s in settlements],
+            "attempts": [s.attempts for s in settlements],
+            "delays": [s.delay_s for s in settlements],
+            "sent": [d.sent_at for d in deliveries],
+            "message_ids": [d.message_id for d in deliveries],
+            "errors": [None if d.status == SENT else d.error for d in deliveries],
+        },
+    )
+
+
+def _account(
+    report: DrainReport,
+    rows: Sequence[Row],
+    deliveries: Sequence[Delivery],
+    settlements: Sequence[Settlement],
+) -> None:
+    report.batches += 1
+    waits = [s.delay_s for d, s in zip(deliveries, settlements, strict=True) if d.status == DEFERRED]
+    report.deferred_for_s = min(waits, default=None)
+    for row, delivery, settled in zip(rows, deliveries, settlements, strict=True):
+        status = {SENT: "sent", RETRY: "retry", FAILED: "failed"}.get(delivery.status, "deferred")
+        if settled.exhausted:
+            status = "failed"
+            report.exhausted.append((row, delivery.error or ""))
+        setattr(report, _REPORT_FIELD[status], getattr(report, _REPORT_FIELD[status]) + 1)
+        metrics.count(row.notification_type, status)
+        if delivery.status == SENT and delivery.sent_at is not None:
+            metrics.observe_latency(row.notification_type, delivery.sent_at - row.due_epoch)
+        if delivery.rate_limited:
+            metrics.count_rate_limited()
+        if delivery.status == HALT:
+            report.stopped, report.halt_error = "halt", delivery.error
+        if row.broadcast_id is not None:
+            report.broadcast_ids.add(row.broadcast_id)
+
+
+_REPORT_FIELD = {"sent": "sent", "retry": "retried", "failed": "failed", "deferred": "deferred"}
