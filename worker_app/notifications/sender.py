@@ -55,17 +55,24 @@ class TelegramSender:
         limiter: TelegramRateLimiter,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.limiter = limiter
         self._sleep = sleep
+        self._clock = clock
 
     def send(self, chat_id: int, text: str, parse_mode: str | None, *, max_wait_s: float) -> Delivery:
         """Send once a slot is free, waiting at most ``max_wait_s`` for it (else :data:`DEFERRED`)."""
+        deadline = self._clock() + max_wait_s
         while True:
-            slot = self.limiter.reserve(chat_id, max_wait_s=max_wait_s)
-            if not slot.booked:
+            patience = max(0.0, deadline - self._clock())
+            slot = self.limiter.reserve(chat_id, max_wait_s=patience)
+            if not slot.booked and slot.wait_s > patience:
                 return Delivery(DEFERRED, wait_s=slot.wait_s, error=f"rate limited for {slot.wait_s:.1f}s")
+            if not slot.booked:
+                self._sleep(slot.wait_s)  # the chat is busy for a moment: wait, then book afresh
+                continue
             if slot.wait_s > 0:
                 self._sleep(slot.wait_s)
                 if self.limiter.paused_for() > 0:

@@ -1,0 +1,188 @@
+"""Tier 2: the notifications actors through the real middleware on Dramatiq's StubBroker, with real
+PostgreSQL and Redis, sending to the sandbox over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+import sqlalchemy as sa
+from dramatiq.brokers.stub import StubBroker
+
+from actors.notifications import broadcast_message, process_notification_queue, send_notification
+from sandbox.server import RunningSandbox
+from tests.fixtures.notifications import ADMIN_CHAT, insert_rows, rows
+from worker_app.notifications import broadcast
+from worker_app.notifications.slots import SLOTS_KEY
+from worker_app.runtime import Runtime
+
+QUEUE = "notifications"
+
+
+def drain_stub(broker: StubBroker, worker: dramatiq.Worker) -> None:
+    broker.join(QUEUE, fail_fast=False)
+    worker.join()
+
+
+def admin_messages(sandbox: RunningSandbox) -> list[str]:
+    return [str(e["text"]) for e in sandbox.state.received() if e["chat_id"] == ADMIN_CHAT]
+
+
+def test_on_demand_send_returns_the_telegram_message_id(
+    runtime: Runtime, stub_broker: StubBroker, stub_worker: dramatiq.Worker, sandbox: RunningSandbox
+) -> None:
+    message = send_notification.send(901, "<b>Your VPN expires tomorrow</b>", "expiry")
+    drain_stub(stub_broker, stub_worker)
+    result = message.get_result(block=True, timeout=5000)
+    assert result["status"] == "sent" and result["message_id"] == 1 and result["sent_at"]
+    assert sandbox.state.received()[0]["parse_mode"] == "HTML"
+
+
+def test_on_demand_send_to_a_blocked_user_is_a_failed_result_not_a_retry(
+    runtime: Runtime, stub_broker: StubBroker, stub_worker: dramatiq.Worker, sandbox: RunningSandbox
+) -> None:
+    sandbox.state.mark_chat(902, "blocked")
+    message = send_notification.send(902, "hello", "expiry")
+    drain_stub(stub_broker, stub_worker)
+    result = message.get_result(block=True, timeout=5000)
+    assert result["status"] == "failed" and "blocked" in result["error"]
+    assert sandbox.state.stats()["total"] == 1
+
+
+def test_on_demand_send_whose_retries_are_spent_goes_to_the_queue_instead_of_being_lost(
+    runtime: Runtime,
+    stub_broker: StubBroker,
+    stub_worker: dramatiq.Worker,
+    sandbox: RunningSandbox,
+    db_engine: sa.Engine,
+) -> None:
+    # Given Telegram is down and this is the message's last attempt (3 retries already used)
+    sandbox.state.set_faults(server_error_count=5, server_error_status=502)
+    message = send_notification.send_with_options(args=(903, "renewed!", "payment"), retries=3)
+    drain_stub(stub_broker, stub_worker)
+    # Then the result says queued, and the row waits in notification_queue
+    result = message.get_result(block=True, timeout=5000)
+    assert result["status"] == "queued"
+    [row] = rows(db_engine)
+    assert str(row["id"]) == result["notification_id"]
+    assert (row["telegram_id"], row["message"], row["status"], row["notification_type"]) == (
+        903, "renewed!", "pending", "payment",
+    )  # fmt: skip
+    assert "502" in row["error_message"]
+
+
+def test_text_over_the_limit_is_rejected_with_a_clear_error(
+    runtime: Runtime,
+    stub_broker: StubBroker,
+    stub_worker: dramatiq.Worker,
+    sandbox: RunningSandbox,
+    db_engine: sa.Engine,
+) -> None:
+    send_notification.send(904, "z" * 5000, "expiry")
+    drain_stub(stub_broker, stub_worker)
+    with db_engine.connect() as conn:
+        reason, text = conn.execute(sa.text("SELECT reason, exception_message FROM dead_letters")).one()
+    assert reason == "bad_message"
+    assert "5000 characters" in text and "4096" in text
+    assert sandbox.state.stats()["total"] == 0
+
+
+def test_drain_alerts_the_admins_once_per_incident(
+    runtime: Runtime,
+    stub_broker: StubBroker,
+    stub_worker: dramatiq.Worker,
+    sandbox: RunningSandbox,
+    db_engine: sa.Engine,
+) -> None:
+    # Given rows on their last attempt and Telegram failing for user chats only
+    sandbox.state.set_faults(server_error_count=1)
+    insert_rows(db_engine, [1001], attempts="4")
+    process_notification_queue.send()
+    drain_stub(stub_broker, stub_worker)
+    # Then the row is failed and the admins got one alert naming it
+    assert rows(db_engine)[0]["status"] == "failed"
+    [alert] = admin_messages(sandbox)
+    assert alert.startswith("[WARNING] 1 notification(s) failed after 5 attempts") and "1001" in alert
+    # When the same incident repeats within the window, no second message is sent
+    sandbox.state.set_faults(server_error_count=1)
+    insert_rows(db_engine, [1002], attempts="4")
+    process_notification_queue.send()
+    drain_stub(stub_broker, stub_worker)
+    assert len(admin_messages(sandbox)) == 1
+
+
+def test_a_tick_is_a_no_op_while_every_drainer_slot_is_taken(
+    runtime: Runtime,
+    stub_broker: StubBroker,
+    stub_worker: dramatiq.Worker,
+    sandbox: RunningSandbox,
+    db_engine: sa.Engine,
+    redis_client: Any,
+) -> None:
+    redis_client.zadd(SLOTS_KEY, {"other-1": 9e15, "other-2": 9e15})  # two live drains elsewhere
+    insert_rows(db_engine, [1101])
+    message = process_notification_queue.send()
+    drain_stub(stub_broker, stub_worker)
+    assert sandbox.state.stats()["total"] == 0
+    assert message.message_id  # the tick ran and returned without sending
+    redis_client.delete(SLOTS_KEY)
+    process_notification_queue.send()
+    drain_stub(stub_broker, stub_worker)
+    assert sandbox.state.stats()["total"] == 1
+
+
+def test_broadcast_deduplicates_sends_and_reports_when_settled(
+    runtime: Runtime,
+    stub_broker: StubBroker,
+    stub_worker: dramatiq.Worker,
+    sandbox: RunningSandbox,
+    db_engine: sa.Engine,
+    redis_client: Any,
+) -> None:
+    sandbox.state.mark_chat(1203, "deactivated")
+    # When a broadcast names a chat twice (once as a string)
+    message = broadcast_message.send(
+        [1201, 1202, 1201, "1203"], "<i>Maintenance at 02:00 UTC</i>", "maintenance"
+    )
+    drain_stub(stub_broker, stub_worker)
+    created = message.get_result(block=True, timeout=5000)
+    # Then three rows were queued and sent by the drain the broadcast started
+    assert created["total"] == 3 and created["duplicates_removed"] == 1
+    assert sorted(e["chat_id"] for e in sandbox.state.received()) == [1201, 1202, 1203]
+    # And its progress hash holds the final report
+    progress = broadcast.read_progress(redis_client, created["broadcast_id"])
+    assert progress["status"] == "settled"
+    assert (progress["total"], progress["sent"], progress["failed"], progress["pending"]) == (
+        "3",
+        "2",
+        "1",
+        "0",
+    )
+    assert float(progress["duration_seconds"]) >= 0
+    with db_engine.connect() as conn:
+        settled = conn.execute(sa.text("SELECT sent, failed, settled_at FROM notification_broadcasts")).one()
+    assert settled[:2] == (2, 1) and settled[2] is not None
+
+
+def test_a_redelivered_broadcast_inserts_nothing_twice(runtime: Runtime, db_engine: sa.Engine) -> None:
+    with runtime.database.transaction() as session:
+        first = broadcast.create_broadcast(
+            session, "msg-1", [1, 2, 3], message="hi", notification_type="t", parse_mode=None
+        )
+    with runtime.database.transaction() as session:
+        again = broadcast.create_broadcast(
+            session, "msg-1", [1, 2, 3], message="hi", notification_type="t", parse_mode=None
+        )
+    assert first.created and not again.created and again.total == 3
+    assert len(rows(db_engine)) == 3
+
+
+def test_broadcast_with_a_bad_chat_id_is_rejected_naming_it(
+    runtime: Runtime, stub_broker: StubBroker, stub_worker: dramatiq.Worker, db_engine: sa.Engine
+) -> None:
+    broadcast_message.send([1, "two", 3], "hi", "maintenance")
+    drain_stub(stub_broker, stub_worker)
+    with db_engine.connect() as conn:
+        reason, text = conn.execute(sa.text("SELECT reason, exception_message FROM dead_letters")).one()
+    assert reason == "bad_message" and "telegram_ids[1] = 'two'" in text
+    assert rows(db_engine) == []
