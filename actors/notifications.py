@@ -36,8 +36,9 @@ heartbeat = declare_heartbeat(QUEUE)
 def process_notification_queue() -> dict[str, Any]:
     """Send every due ``notification_queue`` row (scheduled every 30 s; broadcasts also kick it).
 
-    Runs only when one of NOTIFICATION_DRAINERS fleet-wide slots is free; drains until nothing is
-    due or NOTIFICATION_DRAIN_BUDGET_S ends, and then re-enqueues itself if rows are still due.
+    Runs only when one of NOTIFICATION_DRAINERS fleet-wide slots is free; drains (polling every
+    NOTIFICATION_POLL_INTERVAL_S for new rows) until NOTIFICATION_DRAIN_BUDGET_S ends or the worker
+    stops, then re-enqueues itself if it sent anything, so a busy queue is drained continuously.
     Rows that used up their attempts raise one (de-duplicated) admin alert per drain.
     """
     runtime = get_runtime()
@@ -67,8 +68,8 @@ def process_notification_queue() -> dict[str, Any]:
             severity="critical",
         )
         raise ConfigurationError(f"notification drain stopped: {report.halt_error}")
-    if report.stopped in ("budget", "paused"):
-        process_notification_queue.send()
+    if report.stopped in ("budget", "paused", "shutdown") and report.batches:
+        process_notification_queue.send()  # rows may still be due: carry on in a fresh message
     log.info("notification drain: %s", report.summary())
     return report.summary()
 

@@ -30,6 +30,7 @@ from worker_app.middleware.db_sessions import DbSessions
 from worker_app.middleware.dead_letters import DeadLetters
 from worker_app.middleware.event_log import EventLog
 from worker_app.middleware.guards import ArgumentCheck, RedeliveryLimit
+from worker_app.middleware.lifecycle import StopFlag
 from worker_app.middleware.metrics import Metrics
 from worker_app.middleware.retries import PolicyRetries
 from worker_app.middleware.trace import TraceContext
@@ -61,6 +62,7 @@ def build_middleware(runtime: Runtime, *, with_metrics: bool = True) -> list[Mid
             result_ttl=settings.result_ttl_seconds * 1000,
         ),
         DbSessions(runtime.database),
+        StopFlag(runtime.stopping),
         RedeliveryLimit(runtime.redis, settings.max_redeliveries),
         ArgumentCheck(),
     ]

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     notification_max_retries: int = Field(default=5, ge=0, le=50)
     notification_batch_size: int = Field(default=50, ge=1, le=1000)
     notification_drain_budget_s: float = Field(default=25.0, gt=0, le=3600)
+    notification_poll_interval_s: float = Field(default=1.0, ge=0, le=60)
     notification_drainers: int = Field(default=2, ge=1, le=64)
     notification_send_concurrency: int = Field(default=8, ge=1, le=64)
     notification_max_wait_s: float = Field(default=5.0, ge=0, le=300)

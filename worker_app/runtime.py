@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -30,6 +31,8 @@ class Runtime:
     database: Database = field(init=False)
     redis: redis.Redis = field(init=False)
     dead_letters: DeadLetterStore = field(init=False)
+    stopping: threading.Event = field(init=False, default_factory=threading.Event)
+    """Set when the worker begins to shut down (:class:`~worker_app.middleware.lifecycle.StopFlag`)."""
 
     def __post_init__(self) -> None:
         self.database = Database(self.settings.database_url.get_secret_value())
@@ -73,8 +76,9 @@ class Runtime:
             max_retries=s.notification_max_retries,
             budget_s=s.notification_drain_budget_s,
             max_wait_s=s.notification_max_wait_s,
+            poll_interval_s=s.notification_poll_interval_s,
         )
-        return QueueDrainer(self.database, self.telegram_sender, pool, config)
+        return QueueDrainer(self.database, self.telegram_sender, pool, config, stopping=self.stopping)
 
     @cached_property
     def drainer_slots(self) -> DrainerSlots:

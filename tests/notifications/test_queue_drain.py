@@ -3,12 +3,14 @@ HTTP. These are the PRD's test scenarios for capability 1, plus the cases ARCHIT
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
 from sandbox.server import RunningSandbox
 from tests.fixtures.notifications import MakeRuntime, insert_rows, rows
+from tests.fixtures.worker import wait_for
 from worker_app.runtime import Runtime
 
 
@@ -172,3 +174,21 @@ def test_a_drain_keeps_claiming_batches_until_nothing_is_due(
     report = runtime.notification_drainer.drain()
     assert report.batches == 8 and report.sent == 50
     assert len({e["chat_id"] for e in sends(sandbox)}) == 50
+
+
+def test_a_lingering_drain_sends_rows_that_arrive_while_it_runs_and_stops_on_shutdown(
+    make_runtime: MakeRuntime, sandbox: RunningSandbox, db_engine: sa.Engine
+) -> None:
+    # Given a drain that polls every 0.1 s for up to 20 s
+    runtime = make_runtime(NOTIFICATION_POLL_INTERVAL_S="0.1", NOTIFICATION_DRAIN_BUDGET_S="20")
+    reports = []
+    drain = threading.Thread(target=lambda: reports.append(runtime.notification_drainer.drain()))
+    drain.start()
+    # When a row arrives after it started
+    insert_rows(db_engine, [1301])
+    # Then the running drain sends it
+    wait_for(lambda: sandbox.state.stats()["total"] == 1, 10, "the late row to be sent")
+    # And when the worker begins to stop, the drain ends at the next safe point
+    runtime.stopping.set()
+    drain.join(timeout=10)
+    assert reports[0].stopped == "shutdown" and reports[0].sent == 1

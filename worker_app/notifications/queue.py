@@ -23,6 +23,7 @@ leaves the row pending, and it is sent again by the next drain.
 from __future__ import annotations
 
 import contextvars
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -106,18 +107,21 @@ class DrainConfig:
     max_retries: int = 5
     budget_s: float = 25.0
     max_wait_s: float = 5.0
+    poll_interval_s: float = 0.0
+    """When > 0, a drain with nothing due keeps polling at this interval until its budget ends."""
 
 
 @dataclass
 class DrainReport:
-    """What one drain did; ``stopped`` is ``empty``, ``budget``, ``paused`` or ``halt``."""
+    """What one drain did. ``stopped``: ``empty`` (nothing due), ``budget`` (time is up),
+    ``paused`` (a 429 pause outlasts the budget), ``halt`` (bad bot token), ``shutdown``."""
 
     batches: int = 0
     sent: int = 0
     retried: int = 0
     failed: int = 0
     deferred: int = 0
-    stopped: str = "empty"
+    stopped: str = ""
     exhausted: list[tuple[Row, str]] = field(default_factory=list)
     halt_error: str | None = None
     broadcast_ids: set[str] = field(default_factory=set)
@@ -157,38 +161,49 @@ class QueueDrainer:
         pool: ThreadPoolExecutor,
         config: DrainConfig,
         *,
+        stopping: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.database = database
         self.sender = sender
         self.pool = pool
         self.config = config
+        self.stopping = stopping if stopping is not None else threading.Event()
         self._clock = clock
-        self._sleep = sleep
 
     def drain(self) -> DrainReport:
-        """Claim, send and settle batches until none is due or the budget ends."""
+        """Claim, send and settle batches until none is due (or, lingering, the budget ends)."""
         deadline = self._clock() + self.config.budget_s
         report = DrainReport()
-        while report.stopped == "empty":
-            remaining = deadline - self._clock()
-            paused = self.sender.limiter.paused_for()
-            if remaining <= 0 or paused >= remaining:
-                report.stopped = "budget" if remaining <= 0 else "paused"
-                break
-            if paused:
-                self._sleep(paused)
-            if not self._step(report, deadline) and not self._await_deferred(report, deadline):
-                break
+        while not report.stopped:
+            report.stopped = self._reason_to_stop(deadline)
+            if not report.stopped and not self._step(report, deadline) and not self._idle(report, deadline):
+                report.stopped = "empty"
         return report
 
-    def _await_deferred(self, report: DrainReport, deadline: float) -> bool:
-        """Nothing is due: sleep until the rows this drain deferred are, if that is within budget."""
-        wait_s, report.deferred_for_s = report.deferred_for_s, None
-        if wait_s is None or self._clock() + wait_s >= deadline:
+    def _reason_to_stop(self, deadline: float) -> str:
+        """Why the drain must end now ("" to go on); sits out a fleet-wide pause that fits the budget."""
+        remaining = deadline - self._clock()
+        if self.stopping.is_set():
+            return "shutdown"
+        if remaining <= 0:
+            return "budget"
+        paused = self.sender.limiter.paused_for()
+        if paused >= remaining:
+            return "paused"
+        if paused:
+            self.stopping.wait(paused)
+        return ""
+
+    def _idle(self, report: DrainReport, deadline: float) -> bool:
+        """Nothing is due: wait for rows this drain deferred, or linger for new ones; False to stop."""
+        deferred, report.deferred_for_s = report.deferred_for_s, None
+        poll_s = self.config.poll_interval_s
+        waits = [w for w in (deferred and deferred + 0.05, poll_s) if w]
+        remaining = deadline - self._clock()
+        if not waits or (not poll_s and min(waits) >= remaining):
             return False
-        self._sleep(wait_s + 0.05)
+        self.stopping.wait(max(0.0, min(*waits, remaining)))
         return True
 
     def _step(self, report: DrainReport, deadline: float) -> bool:
