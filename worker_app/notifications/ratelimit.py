@@ -93,6 +93,9 @@ class TelegramRateLimiter:
 
     def reserve(self, chat_id: int | str, *, max_wait_s: float) -> Reservation:
         """Book the next slot for ``chat_id`` if it starts within ``max_wait_s``."""
+        if not (self._global_ms or self._chat_ms):  # limits off: only a 429 pause can hold us
+            paused_s = self.paused_for()
+            return Reservation(paused_s <= max_wait_s, paused_s)
         booked, wait_ms = self._reserve(
             keys=[GLOBAL_KEY, chat_key(chat_id), PAUSE_KEY],
             args=[self._global_ms, self._chat_ms, max_wait_s * 1000],
