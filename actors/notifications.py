@@ -50,9 +50,7 @@ def process_notification_queue() -> dict[str, Any]:
         report = runtime.notification_drainer.drain()
     finally:
         runtime.drainer_slots.release(holder)
-    broadcast.refresh_progress(
-        runtime.database, runtime.redis, report.broadcast_ids | set(broadcast.unsettled(runtime.database))
-    )
+    broadcast.refresh_progress(runtime.database, runtime.redis, broadcast.unsettled(runtime.database))
     if report.exhausted:
         row, error = report.exhausted[-1]
         runtime.alerts.alert(

@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from models import DeadLetter
 from worker_app import broker, migrate
+from worker_app.cli_notifications import notifications
 from worker_app.heartbeat import ping as ping_queues
 from worker_app.policies import DOMAINS
 from worker_app.redaction import redact
@@ -25,6 +26,9 @@ from worker_app.runtime import get_runtime
 @click.group()
 def main() -> None:
     """CyberVPN Task Worker operations."""
+
+
+main.add_command(notifications)
 
 
 @main.group()
@@ -151,7 +155,7 @@ def dlq_drain() -> None:
 
 @main.command()
 def seed() -> None:
-    """Insert demo data (plans, nodes) for a local run; idempotent."""
+    """Insert demo data (plans, nodes, a few due notifications) for a local run; idempotent."""
     from worker_app.seed import seed_demo
 
     with _database_errors():

@@ -16,6 +16,7 @@ from worker_app.clients.telegram import TelegramClient
 from worker_app.config import Settings
 from worker_app.db import Database
 from worker_app.dead_letters import DeadLetterStore
+from worker_app.notifications.broadcast import refresh_progress
 from worker_app.notifications.queue import DrainConfig, QueueDrainer
 from worker_app.notifications.ratelimit import TelegramRateLimiter
 from worker_app.notifications.sender import TelegramSender
@@ -78,7 +79,14 @@ class Runtime:
             max_wait_s=s.notification_max_wait_s,
             poll_interval_s=s.notification_poll_interval_s,
         )
-        return QueueDrainer(self.database, self.telegram_sender, pool, config, stopping=self.stopping)
+        return QueueDrainer(
+            self.database,
+            self.telegram_sender,
+            pool,
+            config,
+            stopping=self.stopping,
+            after_batch=lambda ids: refresh_progress(self.database, self.redis, ids),
+        )
 
     @cached_property
     def drainer_slots(self) -> DrainerSlots:

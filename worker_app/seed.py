@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from sqlalchemy import exists, select
 from sqlalchemy.dialects.postgresql import insert
 
-from models import ServerGeolocation, SubscriptionPlan
+from models import NotificationQueue, ServerGeolocation, SubscriptionPlan
 from worker_app.db import Database
 
 DEMO_PLANS = [
@@ -36,6 +37,27 @@ DEMO_NODES = [
 ]
 
 
+DEMO_NOTIFICATIONS = [
+    {
+        "telegram_id": 1001,
+        "notification_type": "demo",
+        "message": "<b>Welcome to CyberVPN!</b> Your trial is active.",
+    },
+    {
+        "telegram_id": 1002,
+        "notification_type": "demo",
+        "message": "Your subscription expires in <b>3 days</b>.",
+    },
+    {"telegram_id": 1003, "notification_type": "demo", "message": "Payment received: 12 months, thank you!"},
+    {
+        "telegram_id": 1004,
+        "notification_type": "demo",
+        "message": "You have used 80% of this month's traffic.",
+    },
+    {"telegram_id": 1005, "notification_type": "demo", "message": "Server Amsterdam-1 is back online."},
+]
+
+
 def seed_demo(database: Database) -> dict[str, int]:
     """Insert the demo plans and nodes unless present; how many rows each table gained."""
     with database.transaction() as s:
@@ -51,4 +73,12 @@ def seed_demo(database: Database) -> dict[str, int]:
             .on_conflict_do_nothing()
             .returning(ServerGeolocation.id)
         ).all()
-    return {"subscription_plans": len(plans), "server_geolocations": len(nodes)}
+        demo_sent = s.scalar(select(exists().where(NotificationQueue.notification_type == "demo")))
+        if not demo_sent:
+            s.execute(insert(NotificationQueue).values(DEMO_NOTIFICATIONS))
+    added_notifications = 0 if demo_sent else len(DEMO_NOTIFICATIONS)
+    return {
+        "subscription_plans": len(plans),
+        "server_geolocations": len(nodes),
+        "notification_queue": added_notifications,
+    }

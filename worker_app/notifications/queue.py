@@ -124,7 +124,6 @@ class DrainReport:
     stopped: str = ""
     exhausted: list[tuple[Row, str]] = field(default_factory=list)
     halt_error: str | None = None
-    broadcast_ids: set[str] = field(default_factory=set)
     deferred_for_s: float | None = None
     """The shortest deferral of the last batch: when its first deferred row is due again."""
 
@@ -162,6 +161,7 @@ class QueueDrainer:
         config: DrainConfig,
         *,
         stopping: threading.Event | None = None,
+        after_batch: Callable[[set[str]], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.database = database
@@ -169,6 +169,8 @@ class QueueDrainer:
         self.pool = pool
         self.config = config
         self.stopping = stopping if stopping is not None else threading.Event()
+        self.after_batch = after_batch
+        """Called after each commit with the broadcast ids the batch touched (progress refresh)."""
         self._clock = clock
 
     def drain(self) -> DrainReport:
@@ -218,6 +220,9 @@ class QueueDrainer:
             ]
             write(session, rows, deliveries, settlements)
         _account(report, rows, deliveries, settlements)
+        touched = {r.broadcast_id for r in rows if r.broadcast_id is not None}
+        if touched and self.after_batch is not None:
+            self.after_batch(touched)
         return True
 
     def _send_all(self, rows: Sequence[Row], deadline: float) -> list[Delivery]:
@@ -280,8 +285,6 @@ def _account(
             metrics.count_rate_limited()
         if delivery.status == HALT:
             report.stopped, report.halt_error = "halt", delivery.error
-        if row.broadcast_id is not None:
-            report.broadcast_ids.add(row.broadcast_id)
 
 
 _REPORT_FIELD = {"sent": "sent", "retry": "retried", "failed": "failed", "deferred": "deferred"}

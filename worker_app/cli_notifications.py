@@ -1,0 +1,110 @@
+"""``worker-app notifications ...``: look at the notification queue, kick a drain, send, broadcast."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+from sqlalchemy import text
+
+from worker_app.runtime import get_runtime
+
+_STATUS = text(
+    """
+    SELECT count(*) FILTER (WHERE status = 'pending'),
+           count(*) FILTER (WHERE status = 'pending' AND next_attempt_at <= now() AND scheduled_at <= now()),
+           count(*) FILTER (WHERE status = 'sent'),
+           count(*) FILTER (WHERE status = 'failed'),
+           extract(epoch FROM now() - min(greatest(created_at, scheduled_at))
+                   FILTER (WHERE status = 'pending' AND next_attempt_at <= now() AND scheduled_at <= now()))
+    FROM notification_queue
+    """
+)
+
+
+@click.group()
+def notifications() -> None:
+    """Telegram notifications: queue status, drains, sends and broadcasts."""
+
+
+def queue_status() -> dict[str, object]:
+    """Row counts by status, how many are due now and how late the oldest due row is."""
+    runtime = get_runtime()
+    with runtime.database.transaction() as session:
+        pending, due, sent, failed, oldest = session.execute(_STATUS).one()
+    return {
+        "pending": pending, "due_now": due, "sent": sent, "failed": failed,
+        "oldest_due_s": round(float(oldest), 1) if oldest is not None else None,
+        "drains_running": runtime.drainer_slots.holders(),
+        "telegram_paused_s": runtime.telegram_sender.limiter.paused_for(),
+    }  # fmt: skip
+
+
+@notifications.command("status")
+def status() -> None:
+    """Counts by status, rows due now, drains running and any Telegram 429 pause."""
+    click.echo(json.dumps(queue_status(), indent=2))
+
+
+@notifications.command("drain")
+@click.option("--wait", "wait_s", type=float, default=0, help="Wait up to this long for no row to be due.")
+def drain(wait_s: float) -> None:
+    """Enqueue process_notification_queue now (the scheduler does it every 30 s)."""
+    from actors.notifications import process_notification_queue
+
+    message = process_notification_queue.send()
+    click.echo(f"enqueued process_notification_queue ({message.message_id})")
+    deadline = time.monotonic() + wait_s
+    while wait_s and time.monotonic() < deadline and queue_status()["due_now"]:
+        time.sleep(0.5)
+    if wait_s:
+        current = queue_status()
+        click.echo(json.dumps(current))
+        if current["due_now"]:
+            raise click.ClickException(f"{current['due_now']} row(s) still due after {wait_s:.0f}s")
+
+
+@notifications.command("send")
+@click.argument("telegram_id", type=int)
+@click.argument("message")
+@click.option("--type", "notification_type", default="manual", show_default=True)
+@click.option("--parse-mode", default="HTML", show_default=True, help="HTML, MarkdownV2, Markdown or none.")
+@click.option(
+    "--wait", "wait_s", type=float, default=30, show_default=True, help="Seconds to wait for the result."
+)
+def send(telegram_id: int, message: str, notification_type: str, parse_mode: str, wait_s: float) -> None:
+    """Send one message now through send_notification and print its result."""
+    from actors.notifications import send_notification
+
+    mode = None if parse_mode.lower() == "none" else parse_mode
+    sent = send_notification.send(telegram_id, message, notification_type, mode)
+    click.echo(f"enqueued send_notification ({sent.message_id})")
+    if wait_s:
+        click.echo(json.dumps(sent.get_result(block=True, timeout=int(wait_s * 1000))))
+
+
+@notifications.command("broadcast")
+@click.argument("telegram_ids", type=int, nargs=-1, required=True)
+@click.option("--message", "-m", required=True)
+@click.option("--type", "notification_type", default="broadcast", show_default=True)
+def broadcast(telegram_ids: tuple[int, ...], message: str, notification_type: str) -> None:
+    """Queue MESSAGE for every TELEGRAM_ID; prints the broadcast id (its progress: `progress ID`)."""
+    from actors.notifications import broadcast_message
+
+    sent = broadcast_message.send(list(telegram_ids), message, notification_type)
+    click.echo(f"broadcast {sent.message_id}: {len(telegram_ids)} chat id(s) queued for insertion")
+
+
+@notifications.command("progress")
+@click.argument("broadcast_id")
+def progress(broadcast_id: str) -> None:
+    """A broadcast's progress, and its report once settled (Redis ``cybervpn:broadcast:<id>``)."""
+    from worker_app.notifications.broadcast import read_progress
+
+    found = read_progress(get_runtime().redis, broadcast_id)
+    if not found:
+        raise click.ClickException(
+            f"no progress for broadcast {broadcast_id} (unknown, or older than 7 days)"
+        )
+    click.echo(json.dumps(found, indent=2))
