@@ -58,7 +58,12 @@ def test_retry_delayed_beyond_consumer_timeout_runs_exactly_once_without_channel
     tmp_path: Path,
 ) -> None:
     # Given consumer_timeout = 5 s and a worker that holds delayed messages for at most 2 s
-    env = {"RABBITMQ_CONSUMER_TIMEOUT_MS": "5000", "TIME_LIMIT_MS": "4000", "DELAY_MAX_HOLD_MS": "2000"}
+    env = {
+        "RABBITMQ_CONSUMER_TIMEOUT_MS": "5000",
+        "TIME_LIMIT_MS": "4000",
+        "DELAY_MAX_HOLD_MS": "2000",
+        "NOTIFICATION_DRAIN_BUDGET_S": "2",  # must stay below TIME_LIMIT_MS
+    }
     with run_worker(tmp_path / "worker.log", env=env) as worker:
         # When an actor fails and its retry is delayed by 15 s (three times the timeout)
         e2e_actors.e2e_delayed_retry.send("runs:delayed")

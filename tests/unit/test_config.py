@@ -42,6 +42,14 @@ def test_no_environment_at_all_points_at_the_local_services_and_the_sandbox() ->
             "TIME_LIMIT_MS (1800000) must be below RABBITMQ_CONSUMER_TIMEOUT_MS",
         ),
         (
+            {"TIME_LIMIT_MS": "20000"},
+            "NOTIFICATION_DRAIN_BUDGET_S (25.0) must be below TIME_LIMIT_MS (20000 ms)",
+        ),
+        (
+            {"TELEGRAM_GLOBAL_RATE_PER_S": "-1"},
+            "TELEGRAM_GLOBAL_RATE_PER_S: Input should be greater than or equal to 0",
+        ),
+        (
             {"DEAD_LETTER_RETENTION_DAYS": "7"},
             "DEAD_LETTER_RETENTION_DAYS: Input should be greater than or equal to 30",
         ),
