@@ -19,7 +19,7 @@ from worker_app.errors import ConfigurationError
 from worker_app.heartbeat import declare_heartbeat
 from worker_app.notifications import broadcast
 from worker_app.notifications.on_demand import send_on_demand
-from worker_app.notifications.text import check_text, check_type
+from worker_app.notifications.text import check_chat_id, check_text, check_type
 from worker_app.policies import RetryPolicy, policy_for
 from worker_app.runtime import get_runtime
 
@@ -89,7 +89,7 @@ def send_notification(
     return send_on_demand(
         runtime.telegram_sender,
         runtime.database,
-        chat_id=broadcast.unique_chat_ids([telegram_id])[0],
+        chat_id=check_chat_id(telegram_id),
         message=message,
         notification_type=check_type(notification_type),
         parse_mode=mode,

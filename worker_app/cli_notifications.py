@@ -8,16 +8,16 @@ import time
 import click
 from sqlalchemy import text
 
+from worker_app.notifications.queue import DUE
 from worker_app.runtime import get_runtime
 
 _STATUS = text(
-    """
+    f"""
     SELECT count(*) FILTER (WHERE status = 'pending'),
-           count(*) FILTER (WHERE status = 'pending' AND next_attempt_at <= now() AND scheduled_at <= now()),
+           count(*) FILTER (WHERE {DUE}),
            count(*) FILTER (WHERE status = 'sent'),
            count(*) FILTER (WHERE status = 'failed'),
-           extract(epoch FROM now() - min(greatest(created_at, scheduled_at))
-                   FILTER (WHERE status = 'pending' AND next_attempt_at <= now() AND scheduled_at <= now()))
+           extract(epoch FROM now() - min(greatest(created_at, scheduled_at)) FILTER (WHERE {DUE}))
     FROM notification_queue
     """
 )

@@ -121,10 +121,11 @@ def test_a_tick_is_a_no_op_while_every_drainer_slot_is_taken(
 ) -> None:
     redis_client.zadd(SLOTS_KEY, {"other-1": 9e15, "other-2": 9e15})  # two live drains elsewhere
     insert_rows(db_engine, [1101])
-    message = process_notification_queue.send()
+    process_notification_queue.send()
     drain_stub(stub_broker, stub_worker)
+    # the tick ran and returned without sending: the row is still pending
     assert sandbox.state.stats()["total"] == 0
-    assert message.message_id  # the tick ran and returned without sending
+    assert rows(db_engine)[0]["status"] == "pending"
     redis_client.delete(SLOTS_KEY)
     process_notification_queue.send()
     drain_stub(stub_broker, stub_worker)
@@ -186,3 +187,13 @@ def test_broadcast_with_a_bad_chat_id_is_rejected_naming_it(
         reason, text = conn.execute(sa.text("SELECT reason, exception_message FROM dead_letters")).one()
     assert reason == "bad_message" and "telegram_ids[1] = 'two'" in text
     assert rows(db_engine) == []
+
+
+def test_on_demand_send_to_a_non_numeric_chat_is_rejected_naming_the_argument(
+    runtime: Runtime, stub_broker: StubBroker, stub_worker: dramatiq.Worker, db_engine: sa.Engine
+) -> None:
+    send_notification.send("abc", "hi", "expiry")
+    drain_stub(stub_broker, stub_worker)
+    with db_engine.connect() as conn:
+        reason, text = conn.execute(sa.text("SELECT reason, exception_message FROM dead_letters")).one()
+    assert reason == "bad_message" and "telegram_id = 'abc' is not an integer chat id" in text

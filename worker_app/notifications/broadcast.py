@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from models.notifications import NotificationBroadcast
 from worker_app.db import Database
 from worker_app.errors import BadMessage
+from worker_app.notifications.text import check_chat_id
 from worker_app.redis_client import key
 
 log = logging.getLogger(__name__)
@@ -86,13 +87,7 @@ def unique_chat_ids(telegram_ids: Iterable[Any]) -> list[int]:
         raise BadMessage(f"telegram_ids must be a list of chat ids, got {type(telegram_ids).__name__}")
     seen: dict[int, None] = {}
     for position, value in enumerate(telegram_ids):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | str)
-            or not str(value).lstrip("-").isdigit()
-        ):
-            raise BadMessage(f"telegram_ids[{position}] = {value!r} is not an integer chat id")
-        seen.setdefault(int(value), None)
+        seen.setdefault(check_chat_id(value, f"telegram_ids[{position}]"), None)
     if not seen:
         raise BadMessage("telegram_ids is empty")
     return list(seen)
@@ -147,22 +142,26 @@ def refresh_progress(
     ids = sorted(set(broadcast_ids))
     if not ids:
         return []
+    progress: dict[str, dict[str, Any]] = {}
     reports = []
     with database.transaction() as session:
         for broadcast_id, sent, failed, pending in session.execute(_COUNTS, {"ids": ids}).all():
-            progress = {"sent": sent, "failed": failed, "pending": pending, "status": "sending"}
+            entry = progress[broadcast_id] = {"sent": sent, "failed": failed, "pending": pending}
+            entry["status"] = "settled" if pending == 0 else "sending"
+            settled = None
             if pending == 0:
                 settled = session.execute(
                     _SETTLE, {"id": broadcast_id, "sent": sent, "failed": failed}
                 ).first()
-                if settled is not None:
-                    report = {"broadcast_id": broadcast_id, "sent": sent, "failed": failed,
-                              "total": settled[0], "duration_seconds": round(settled[1], 3)}  # fmt: skip
-                    reports.append(report)
-                progress["status"] = "settled"
-            _write_progress(client, broadcast_id, progress)
+            if settled is not None:
+                entry["duration_seconds"] = round(settled[1], 3)
+                reports.append(
+                    {"broadcast_id": broadcast_id, "sent": sent, "failed": failed, "total": settled[0],
+                     "duration_seconds": entry["duration_seconds"]}
+                )  # fmt: skip
+    for broadcast_id, entry in progress.items():  # after the commit: Redis never runs ahead of the rows
+        _write_progress(client, broadcast_id, entry)
     for report in reports:
-        _write_progress(client, str(report["broadcast_id"]), {"duration_seconds": report["duration_seconds"]})
         log.info("broadcast %s settled: %s", report["broadcast_id"], report)
     return reports
 

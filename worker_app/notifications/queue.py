@@ -42,14 +42,17 @@ BACKOFF_S = (30, 60, 300, 900, 3600)
 """Wait before the next attempt after the 1st, 2nd, ... transient failure (the last repeats)."""
 HALT_RETRY_S = 60.0
 
+DUE = "status = 'pending' AND next_attempt_at <= now() AND scheduled_at <= now()"
+"""SQL condition of a ``notification_queue`` row that is due to be sent now."""
+
 _CLAIM = text(
-    """
+    f"""
     SELECT n.id, n.telegram_id, n.message, n.parse_mode, n.notification_type, n.attempts,
            extract(epoch FROM greatest(n.created_at, n.scheduled_at))::float8 AS due_epoch,
            b.broadcast_id
     FROM notification_queue AS n
     LEFT JOIN notification_broadcast_items AS b ON b.notification_id = n.id
-    WHERE n.status = 'pending' AND n.next_attempt_at <= now() AND n.scheduled_at <= now()
+    WHERE {DUE}
     ORDER BY n.next_attempt_at
     LIMIT :limit
     FOR UPDATE OF n SKIP LOCKED
@@ -273,11 +276,12 @@ def _account(
     waits = [s.delay_s for d, s in zip(deliveries, settlements, strict=True) if d.status == DEFERRED]
     report.deferred_for_s = min(waits, default=None)
     for row, delivery, settled in zip(rows, deliveries, settlements, strict=True):
-        status = {SENT: "sent", RETRY: "retry", FAILED: "failed"}.get(delivery.status, "deferred")
+        counter, status = _OUTCOMES.get(
+            FAILED if settled.exhausted else delivery.status, ("deferred", "deferred")
+        )
         if settled.exhausted:
-            status = "failed"
             report.exhausted.append((row, delivery.error or ""))
-        setattr(report, _REPORT_FIELD[status], getattr(report, _REPORT_FIELD[status]) + 1)
+        setattr(report, counter, getattr(report, counter) + 1)
         metrics.count(row.notification_type, status)
         if delivery.status == SENT and delivery.sent_at is not None:
             metrics.observe_latency(row.notification_type, delivery.sent_at - row.due_epoch)
@@ -287,4 +291,5 @@ def _account(
             report.stopped, report.halt_error = "halt", delivery.error
 
 
-_REPORT_FIELD = {"sent": "sent", "retry": "retried", "failed": "failed", "deferred": "deferred"}
+_OUTCOMES = {SENT: ("sent", "sent"), RETRY: ("retried", "retry"), FAILED: ("failed", "failed")}
+"""Delivery status -> (DrainReport counter, metric status); anything else is deferred."""

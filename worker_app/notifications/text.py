@@ -57,3 +57,11 @@ def check_type(notification_type: str) -> str:
     if not isinstance(notification_type, str) or not 1 <= len(notification_type.strip()) <= 64:
         raise NotificationRejected(f"notification_type must be 1-64 characters, got {notification_type!r}")
     return notification_type.strip()
+
+
+def check_chat_id(value: object, name: str = "telegram_id") -> int:
+    """``value`` as an integer chat id (ints and numeric strings); else :class:`NotificationRejected`
+    naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).lstrip("-").isdigit():
+        raise NotificationRejected(f"{name} = {value!r} is not an integer chat id")
+    return int(value)
