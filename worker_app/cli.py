@@ -155,7 +155,7 @@ def dlq_drain() -> None:
 
 @main.command()
 def seed() -> None:
-    """Insert demo data (plans, nodes, a few due notifications) for a local run; idempotent."""
+    """Insert demo data for a local run: plans and nodes once, five demo notifications unless some wait."""
     from worker_app.seed import seed_demo
 
     with _database_errors():

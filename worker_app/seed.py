@@ -1,4 +1,5 @@
-"""Demo data for a local run (``worker-app seed``): idempotent, never for production."""
+"""Demo data for a local run (``worker-app seed``), never for production. Plans and nodes are
+inserted once; five demo notifications are queued whenever none is still pending."""
 
 from __future__ import annotations
 
@@ -73,10 +74,16 @@ def seed_demo(database: Database) -> dict[str, int]:
             .on_conflict_do_nothing()
             .returning(ServerGeolocation.id)
         ).all()
-        demo_sent = s.scalar(select(exists().where(NotificationQueue.notification_type == "demo")))
-        if not demo_sent:
+        demo_waiting = s.scalar(
+            select(
+                exists().where(
+                    NotificationQueue.notification_type == "demo", NotificationQueue.status == "pending"
+                )
+            )
+        )
+        if not demo_waiting:  # a new round each run, so every `bin/run` shows the send flow
             s.execute(insert(NotificationQueue).values(DEMO_NOTIFICATIONS))
-    added_notifications = 0 if demo_sent else len(DEMO_NOTIFICATIONS)
+    added_notifications = 0 if demo_waiting else len(DEMO_NOTIFICATIONS)
     return {
         "subscription_plans": len(plans),
         "server_geolocations": len(nodes),
