@@ -48,5 +48,7 @@ class DrainerSlots:
         self._redis.zrem(SLOTS_KEY, holder)
 
     def holders(self) -> int:
-        """How many slots are taken (expired ones included until the next acquire)."""
-        return int(self._redis.zcard(SLOTS_KEY))
+        """How many slots are held right now (expired ones, of drains that died, not counted)."""
+        seconds, micros = self._redis.time()
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        return int(self._redis.zcount(SLOTS_KEY, f"({now_ms}", "+inf"))
