@@ -13,6 +13,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
+from sqlalchemy.exc import OperationalError
 
 from worker_app.context import current_trace_id
 from worker_app.errors import ConfigurationError
@@ -48,9 +49,14 @@ def process_notification_queue() -> dict[str, Any]:
         return {"stopped": "busy"}
     try:
         report = runtime.notification_drainer.drain()
+        broadcast.refresh_progress(runtime.database, runtime.redis, broadcast.unsettled(runtime.database))
+    except OperationalError as e:
+        # PostgreSQL unreachable: nothing was claimed, so nothing is lost; the next tick drains again.
+        # Not an error to retry or record dead, or every outage would leave a dead letter per tick.
+        log.warning("notification drain skipped: database unavailable (%s); the next tick retries", e.orig)
+        return {"stopped": "database unavailable"}
     finally:
         runtime.drainer_slots.release(holder)
-    broadcast.refresh_progress(runtime.database, runtime.redis, broadcast.unsettled(runtime.database))
     if report.exhausted:
         row, error = report.exhausted[-1]
         runtime.alerts.alert(

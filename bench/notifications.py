@@ -39,6 +39,7 @@ import redis
 import requests
 import sqlalchemy as sa
 
+from bench.db import recreate_database
 from bench.rabbit import Rabbit
 from bench.runner import stop_group
 
@@ -220,13 +221,7 @@ def publish_drain(amqp_url: str) -> None:
 def prepare(sandbox: str, enforce: dict[str, float] | None = None) -> None:
     """Fresh database (migrated), empty Redis db 14, sandbox reset (with limits enforced or not)."""
     _ENGINE.dispose()
-    admin = sa.create_engine(
-        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text("DROP DATABASE IF EXISTS cybervpn_bench WITH (FORCE)"))
-        conn.execute(sa.text("CREATE DATABASE cybervpn_bench"))
-    admin.dispose()
+    recreate_database("cybervpn_bench")
     from worker_app import migrate
 
     migrate.upgrade(DB_URL)

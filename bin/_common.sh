@@ -63,3 +63,15 @@ ensure_database() {
     psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE \"$name\""
   fi
 }
+
+ensure_browser() {  # Debian's Chromium and ChromeDriver, for the dashboard's browser test
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    return 0
+  fi
+  say "installing Debian's chromium and chromium-driver (the dashboard's browser test)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
+    || { $sudo apt-get update -q >/dev/null && $sudo env DEBIAN_FRONTEND=noninteractive \
+           apt-get install -y -q chromium chromium-driver >/dev/null; }
+}

@@ -9,19 +9,23 @@ from __future__ import annotations
 from models.base import Base
 from models.billing import Payment, SubscriptionPlan, WebhookLog
 from models.notifications import NotificationBroadcast, NotificationBroadcastItem, NotificationQueue
+from models.scheduler import SchedulerFire, SchedulerJob
 from models.security import AuditLog, RefreshToken
 from models.servers import ServerGeolocation
-from models.worker import DeadLetter
+from models.worker import DeadLetter, Job
 
 __all__ = [
     "AuditLog",
     "Base",
     "DeadLetter",
+    "Job",
     "NotificationBroadcast",
     "NotificationBroadcastItem",
     "NotificationQueue",
     "Payment",
     "RefreshToken",
+    "SchedulerFire",
+    "SchedulerJob",
     "ServerGeolocation",
     "SubscriptionPlan",
     "WebhookLog",

@@ -21,6 +21,7 @@ DEAD_LETTER_REASONS = (
     "redelivery_limit",
     "retry_enqueue_failed",
     "failed",
+    "adopted",
 )
 DEAD_LETTER_STATUSES = ("dead", "replayed", "discarded")
 
@@ -59,3 +60,40 @@ class DeadLetter(Base):
     status: Mapped[str] = mapped_column(String(16), server_default="dead")
     replayed_at: Mapped[datetime | None]
     replay_message_id: Mapped[str | None] = mapped_column(String(64))
+    replay_started_at: Mapped[datetime | None]
+    replay_started_message_id: Mapped[str | None] = mapped_column(String(64))
+    discarded_at: Mapped[datetime | None]
+
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "dead")
+
+
+class Job(Base):
+    """An on-demand job (bulk operation, export, send, anything sent through the HTTP API).
+
+    ``job_id`` is the message id. ``status``: ``queued`` (also while waiting for a retry; ``error``
+    holds the last failure), ``running``, ``succeeded``, ``failed`` (the actor finished and reported
+    ``{"status": "failed"}``), ``dead`` (recorded as a dead letter).
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(f"status IN {JOB_STATUSES}", name="status"),
+        Index("ix_jobs_status_created_at", "status", "created_at"),
+    )
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    actor_name: Mapped[str] = mapped_column(String(128), index=True)
+    queue_name: Mapped[str] = mapped_column(String(128))
+    args: Mapped[list[Any] | None] = mapped_column(JSONB)
+    kwargs: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(16), server_default="queued")
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    result: Mapped[Any | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    initiated_by: Mapped[str | None] = mapped_column(String(128))
+    trace_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]

@@ -23,4 +23,5 @@ pytest_plugins = [
     "tests.fixtures.stub",
     "tests.fixtures.sandbox",
     "tests.fixtures.notifications",
+    "tests.fixtures.scheduler",
 ]

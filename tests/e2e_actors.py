@@ -37,3 +37,41 @@ def e2e_delayed_retry(run_key: str) -> None:
 def e2e_telegram_call() -> None:
     """Calls Telegram (unreachable in that test): its errors must never show the bot token."""
     get_runtime().telegram.get_me()
+
+
+@dramatiq.actor(queue_name="payments")
+def e2e_fails_until_fixed(run_key: str) -> None:
+    """Fails permanently until ``<run_key>:fixed`` is set (the operator fixed the cause); then
+    records the trace id and retry count it ran with."""
+    from dramatiq.middleware import CurrentMessage
+
+    client = get_runtime().redis
+    if not client.exists(f"{run_key}:fixed"):
+        raise PermanentError(f"cause of {run_key} not fixed yet")
+    message = CurrentMessage.get_current_message()
+    assert message is not None
+    client.hset(f"{run_key}:done", mapping={
+        "trace_id": message.options.get("trace_id", ""), "retries": message.options.get("retries", 0),
+    })  # fmt: skip
+
+
+@dramatiq.actor(queue_name="analytics")
+def e2e_replay_count(run_key: str, n: int) -> None:
+    """Counts how often item ``n`` ran (a replayed dead letter must run exactly once)."""
+    get_runtime().redis.hincrby(run_key, str(n), 1)
+
+
+@dramatiq.actor(queue_name="bulk")
+def e2e_progress(total: int, outcome: str = "ok", pause_s: float = 0.0) -> dict[str, object]:
+    """Reports progress over ``total`` items (``pause_s`` between steps of 10); ``outcome``: ok,
+    failed (reports a failed result) or raise."""
+    import time
+
+    from worker_app.jobs import report_progress
+
+    for done in [*range(0, total, 10), total]:
+        report_progress(processed=done, total=total, failed=0)
+        time.sleep(pause_s)
+    if outcome == "raise":
+        raise PermanentError("bulk operation refused")
+    return {"status": "failed" if outcome == "failed" else "done", "processed": total}

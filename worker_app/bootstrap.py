@@ -30,12 +30,16 @@ from worker_app.middleware.db_sessions import DbSessions
 from worker_app.middleware.dead_letters import DeadLetters
 from worker_app.middleware.event_log import EventLog
 from worker_app.middleware.guards import ArgumentCheck, RedeliveryLimit
+from worker_app.middleware.jobs import JobTracking
 from worker_app.middleware.lifecycle import StopFlag
 from worker_app.middleware.metrics import Metrics
+from worker_app.middleware.replays import ReplayClaims
 from worker_app.middleware.retries import PolicyRetries
+from worker_app.middleware.scheduled import ScheduledFires
 from worker_app.middleware.trace import TraceContext
 from worker_app.redaction import Redactor, install
 from worker_app.runtime import Runtime, set_runtime
+from worker_app.workers import WorkerHeartbeats
 
 log = logging.getLogger(__name__)
 DAY_MS = 86_400_000
@@ -62,6 +66,10 @@ def build_middleware(runtime: Runtime, *, with_metrics: bool = True) -> list[Mid
             result_ttl=settings.result_ttl_seconds * 1000,
         ),
         DbSessions(runtime.database),
+        ScheduledFires(runtime.database),
+        ReplayClaims(runtime.database),
+        JobTracking(runtime.database),
+        WorkerHeartbeats(runtime.redis),
         StopFlag(runtime.stopping),
         RedeliveryLimit(runtime.redis, settings.max_redeliveries),
         ArgumentCheck(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -10,13 +9,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from models import DeadLetter
 from worker_app import broker, migrate
+from worker_app.cli_dlq import dlq
+from worker_app.cli_jobs import jobs
 from worker_app.cli_notifications import notifications
+from worker_app.cli_queues import queues
+from worker_app.cli_schedules import schedules
 from worker_app.heartbeat import ping as ping_queues
 from worker_app.policies import DOMAINS
 from worker_app.redaction import redact
@@ -28,7 +29,11 @@ def main() -> None:
     """CyberVPN Task Worker operations."""
 
 
+main.add_command(dlq)
+main.add_command(jobs)
 main.add_command(notifications)
+main.add_command(queues)
+main.add_command(schedules)
 
 
 @main.group()
@@ -112,47 +117,6 @@ def ping(queues: tuple[str, ...], timeout_s: float) -> None:
         sys.exit(1)
 
 
-@main.group()
-def dlq() -> None:
-    """Dead letters recorded by the worker."""
-
-
-@dlq.command("list")
-@click.option("--queue", default=None)
-@click.option("--limit", type=int, default=20, show_default=True)
-def dlq_list(queue: str | None, limit: int) -> None:
-    """The most recent dead letters."""
-    with get_runtime().database.new_session() as s:
-        query = select(DeadLetter).order_by(DeadLetter.dead_at.desc()).limit(limit)
-        if queue:
-            query = query.where(DeadLetter.queue_name == queue)
-        for d in s.scalars(query):
-            click.echo(
-                f"{d.id:>6} {d.dead_at:%Y-%m-%d %H:%M:%S} {d.queue_name:<14} {d.actor_name or '-':<32} "
-                f"{d.reason:<18} {d.attempts} {d.exception_type or ''}: {(d.exception_message or '')[:80]}"
-            )
-
-
-@dlq.command("show")
-@click.argument("dead_letter_id", type=int)
-def dlq_show(dead_letter_id: int) -> None:
-    """One dead letter with its arguments and full traceback."""
-    with get_runtime().database.new_session() as s:
-        d = s.get(DeadLetter, dead_letter_id)
-        if d is None:
-            raise click.ClickException(f"no dead letter with id {dead_letter_id}")
-        fields = {c.name: getattr(d, c.name) for c in DeadLetter.__table__.columns if c.name != "traceback"}
-        fields["raw_body"] = d.raw_body.decode(errors="replace") if d.raw_body else None
-        click.echo(json.dumps(fields, indent=2, default=str))
-        click.echo(d.traceback or "(no traceback)")
-
-
-@dlq.command("drain")
-def dlq_drain() -> None:
-    """Move dead letters spooled in Redis (PostgreSQL was down) into PostgreSQL."""
-    click.echo(f"moved {get_runtime().dead_letters.drain(limit=1_000_000)} spooled dead letter(s)")
-
-
 @main.command()
 def seed() -> None:
     """Insert demo data for a local run: plans and nodes once, five demo notifications unless some wait."""
@@ -172,3 +136,30 @@ def sandbox(host: str | None, telegram_port: int | None) -> None:
 
     settings = get_runtime().settings
     serve(host or settings.sandbox_host, telegram_port or settings.sandbox_telegram_port)
+
+
+@main.command()
+@click.option("--host", default=None, help="Default API_HOST (127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Default API_PORT (8000).")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the HTTP API (and, later, the dashboard). Without API_TOKEN it binds only to loopback."""
+    from werkzeug.serving import make_server
+
+    import worker_app
+    from worker_app.api import check_serving, create_app
+    from worker_app.errors import ConfigurationError
+
+    runtime = get_runtime()
+    settings = runtime.settings
+    host = host or settings.api_host
+    port = port or settings.api_port
+    try:
+        check_serving(host, settings.api_token is not None)
+    except ConfigurationError as e:
+        raise click.ClickException(str(e)) from None
+    server = make_server(host, port, create_app(runtime, worker_app.broker), threaded=True)
+    click.echo(f"API on http://{host}:{port}/api/v1 (OpenAPI: /api/v1/openapi.json)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.shutdown()

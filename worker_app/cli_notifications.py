@@ -76,10 +76,14 @@ def drain(wait_s: float) -> None:
 def send(telegram_id: int, message: str, notification_type: str, parse_mode: str, wait_s: float) -> None:
     """Send one message now through send_notification and print its result."""
     from actors.notifications import send_notification
+    from worker_app.jobs import cli_user, enqueue_job
 
     mode = None if parse_mode.lower() == "none" else parse_mode
-    sent = send_notification.send(telegram_id, message, notification_type, mode)
-    click.echo(f"enqueued send_notification ({sent.message_id})")
+    sent = enqueue_job(
+        get_runtime().database, send_notification, (telegram_id, message, notification_type, mode),
+        initiated_by=cli_user(),
+    )  # fmt: skip
+    click.echo(f"enqueued send_notification (job {sent.message_id})")
     if wait_s:
         click.echo(json.dumps(sent.get_result(block=True, timeout=int(wait_s * 1000))))
 
@@ -91,8 +95,12 @@ def send(telegram_id: int, message: str, notification_type: str, parse_mode: str
 def broadcast(telegram_ids: tuple[int, ...], message: str, notification_type: str) -> None:
     """Queue MESSAGE for every TELEGRAM_ID; prints the broadcast id (its progress: `progress ID`)."""
     from actors.notifications import broadcast_message
+    from worker_app.jobs import cli_user, enqueue_job
 
-    sent = broadcast_message.send(list(telegram_ids), message, notification_type)
+    sent = enqueue_job(
+        get_runtime().database, broadcast_message, (list(telegram_ids), message, notification_type),
+        initiated_by=cli_user(),
+    )  # fmt: skip
     click.echo(f"broadcast {sent.message_id}: {len(telegram_ids)} chat id(s) queued for insertion")
 
 

@@ -22,7 +22,13 @@ from worker_app.errors import ConfigurationError
 #: Settings that are URLs whose password (if any) is secret.
 SECRET_URL_NAMES = ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL")
 #: Settings that are secret as a whole.
-SECRET_TOKEN_NAMES = ("REMNAWAVE_API_TOKEN", "TELEGRAM_BOT_TOKEN", "CRYPTOBOT_TOKEN", "SENTRY_DSN")
+SECRET_TOKEN_NAMES = (
+    "REMNAWAVE_API_TOKEN",
+    "TELEGRAM_BOT_TOKEN",
+    "CRYPTOBOT_TOKEN",
+    "SENTRY_DSN",
+    "API_TOKEN",
+)
 #: Settings whose value may instead be read from the file named by ``<NAME>_FILE``.
 SECRET_NAMES = SECRET_URL_NAMES + SECRET_TOKEN_NAMES
 
@@ -81,6 +87,26 @@ class Settings(BaseSettings):
     dead_letter_retention_days: int = Field(default=30, ge=30)
     max_redeliveries: int = Field(default=5, ge=1)
 
+    scheduler_metrics_port: int = Field(default=9091, ge=0, le=65535)
+    scheduler_leader_poll_s: float = Field(default=1.0, ge=0.1, le=5)
+    scheduler_immediate: bool = False
+    scheduler_pending_stale_s: int = Field(default=3600, ge=10)
+    scheduler_fire_retention_days: int = Field(default=7, ge=1)
+    scheduler_lock_name: str = Field(default="cybervpn-scheduler", min_length=1, max_length=64)
+    #: Every ``SCHEDULE_*`` variable, as set (names upper-cased); validated by ``scheduler.table``.
+    schedule_env: dict[str, str] = Field(default_factory=dict)
+
+    api_token: SecretStr | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    #: Actors producers may call through ``POST /api/v1/jobs`` (only those that exist are callable).
+    api_actors: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "send_notification", "broadcast_message", "execute_bulk_user_operation",
+            "execute_bulk_broadcast", "generate_data_export",
+        ]
+    )  # fmt: skip
+
     sandbox_host: str = "127.0.0.1"
     sandbox_telegram_port: int = Field(default=8081, ge=1, le=65535)
 
@@ -93,6 +119,13 @@ class Settings(BaseSettings):
                 return [int(p) for p in parts]
             except ValueError:
                 raise ValueError("expected comma-separated integer Telegram ids, e.g. 111,222") from None
+        return value
+
+    @field_validator("api_actors", mode="before")
+    @classmethod
+    def _split_actors(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
         return value
 
     @field_validator("database_url")
@@ -187,6 +220,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
     try:
         overrides = _read_secret_files(env)
+        overrides["schedule_env"] = {
+            k.upper(): v for k, v in env.items() if k.upper().startswith("SCHEDULE_")
+        }
         if environ is None:
             return Settings(**overrides)
         return _settings_from_mapping(env, overrides)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -128,6 +129,18 @@ class DeadLetterStore:
         except (redis.RedisError, SQLAlchemyError) as e:
             log.warning("dead-letter spool drain stopped after %d: %s", moved, e)
         return moved
+
+    def known_message_ids(self, message_ids: list[str]) -> set[str]:
+        """Which of ``message_ids`` already have a record."""
+        if not message_ids:
+            return set()
+        with self.database.new_session() as s:
+            found = s.scalars(select(DeadLetter.message_id).where(DeadLetter.message_id.in_(message_ids)))
+            return set(found)
+
+    def insert(self, records: list[DeadLetterRecord]) -> None:
+        """Write ``records`` (an existing message id is updated); raises on a database error."""
+        self._insert(records)
 
     def _insert(self, records: list[DeadLetterRecord]) -> None:
         rows = [r.to_row() for r in records]

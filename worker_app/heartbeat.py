@@ -1,6 +1,6 @@
 """Per-queue heartbeats: a tiny actor on every domain queue that proves the queue is consumed.
 
-``worker-app ping`` (and the scheduler) send one to each queue; the worker that runs it writes
+``worker-app ping`` sends one to each queue; the worker that runs it writes
 ``cybervpn:worker:heartbeat:<queue>`` = ``{nonce, sent_at_ms, received_at_ms, latency_ms, pid,
 host}`` (TTL 1 day). A queue whose heartbeat does not come back is not being consumed.
 """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from werkzeug.serving import make_server
 
 from sandbox.server import RunningSandbox
 from sandbox.telegram import DEFAULT_TOKEN
+from tests.fixtures.ports import free_port
 from worker_app import context
 from worker_app.clients.telegram import (
     SentMessage,
@@ -70,12 +70,6 @@ def odd_server(status: str, headers: Headers, body: bytes) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_get_me_returns_the_bot_user(client: TelegramClient) -> None:

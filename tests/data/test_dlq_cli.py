@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,3 +58,67 @@ def test_operator_lists_and_reads_a_dead_letter_with_its_traceback(
     assert '"trace_id": "t-cli"' in shown.stdout
     assert "UpstreamUnavailable: crypto pay answered 502" in shown.stdout
     assert cli("dlq", "show", "999999").returncode == 1
+
+
+def _insert_dead(engine: sa.Engine, rows: list[dict[str, object]]) -> list[int]:
+    with engine.begin() as conn:
+        return [
+            conn.execute(
+                sa.text("""
+                    INSERT INTO dead_letters (message_id, queue_name, actor_name, args, kwargs, options,
+                        reason, exception_type, exception_message, attempts, first_failed_at,
+                        last_failed_at, dead_at)
+                    VALUES (:message_id, :queue, :actor, '[1]', '{}', '{"trace_id": "t"}', 'permanent_error',
+                        :etype, :emsg, 1, now(), now(), now() - make_interval(hours => :hours_ago))
+                    RETURNING id
+                """),
+                row,
+            ).scalar_one()
+            for row in rows
+        ]
+
+
+def test_filters_discard_and_export(
+    clean_tables: sa.Engine, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    ids = _insert_dead(clean_tables, [
+        {"message_id": "a", "queue": "payments", "actor": "pay", "etype": "PermanentError",
+         "emsg": "invoice missing", "hours_ago": 1},
+        {"message_id": "b", "queue": "payments", "actor": "pay", "etype": "UpstreamUnavailable",
+         "emsg": "crypto pay 502", "hours_ago": 30},
+        {"message_id": "c", "queue": "sync", "actor": "sync_it", "etype": "UpstreamUnavailable",
+         "emsg": "panel 503", "hours_ago": 2},
+    ])  # fmt: skip
+
+    def listed(*args: str) -> list[int]:
+        out = cli("dlq", "list", "--json", *args)
+        assert out.returncode == 0, out.stderr
+        return sorted(json.loads(line)["id"] for line in out.stdout.splitlines())
+
+    assert listed() == ids
+    assert listed("--queue", "payments") == ids[:2]
+    assert listed("--error", "upstream") == ids[1:]
+    assert listed("--since", "24h") == [ids[0], ids[2]]
+    assert listed("--until", "24h") == [ids[1]]
+    assert listed("--actor", "pay", "--error", "502") == [ids[1]]
+    bad_time = cli("dlq", "list", "--since", "yesterday")
+    assert bad_time.returncode == 2 and "'yesterday': expected an ISO time" in bad_time.stderr
+
+    assert "name dead letter ids or a filter to discard, or pass --all" in cli("dlq", "discard").stderr
+    declined = subprocess.run(
+        [WORKER_APP, "dlq", "discard", "--queue", "sync"], input="n\n", capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert declined.returncode == 1 and listed() == ids, "declining changes nothing"
+    discarded = cli("dlq", "discard", "--queue", "sync", "--yes")
+    assert discarded.stdout.strip() == "discarded 1 dead letter(s)"
+    assert listed() == ids[:2]
+    assert listed("--status", "discarded") == [ids[2]]
+    assert cli("dlq", "replay", str(ids[2])).stdout.strip() == "no dead letter matches", "discarded is final"
+
+    out = tmp_path / "dead.jsonl"
+    exported = cli("dlq", "export", "--queue", "payments", "-o", str(out))
+    assert "exported 2 dead letter(s)" in exported.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["message_id"] for r in records] == ["a", "b"]
+    assert records[0]["exception_message"] == "invoice missing" and "traceback" in records[0]

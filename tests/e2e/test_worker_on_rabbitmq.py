@@ -6,7 +6,6 @@ import gzip
 import http.server
 import json
 import os
-import socket
 import subprocess
 import threading
 import uuid
@@ -22,6 +21,7 @@ import sqlalchemy as sa
 
 import worker_app
 from tests import e2e_actors
+from tests.fixtures.ports import free_port
 from tests.fixtures.services import MANAGEMENT
 from tests.fixtures.worker import DRAMATIQ, ROOT, run_worker, wait_for, wait_until_consuming
 from worker_app.config import get_settings
@@ -235,12 +235,6 @@ def test_sentry_events_are_sent_without_secrets(e2e: sa.Engine, tmp_path: Path) 
         server.server_close()
     assert "bot***" in event
     assert TOKEN not in event
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_metrics_of_every_worker_process_are_served_on_metrics_port(e2e: sa.Engine, tmp_path: Path) -> None:

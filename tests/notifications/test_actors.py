@@ -196,4 +196,20 @@ def test_on_demand_send_to_a_non_numeric_chat_is_rejected_naming_the_argument(
     drain_stub(stub_broker, stub_worker)
     with db_engine.connect() as conn:
         reason, text = conn.execute(sa.text("SELECT reason, exception_message FROM dead_letters")).one()
-    assert reason == "bad_message" and "telegram_id = 'abc' is not an integer chat id" in text
+    assert reason == "bad_message" and "telegram_id = 'abc': Input should be a valid integer" in text
+
+
+def test_a_tick_while_postgresql_is_unreachable_is_skipped_not_dead(
+    stub_broker: StubBroker,
+    stub_worker: dramatiq.Worker,
+    make_runtime: Any,
+    db_engine: sa.Engine,
+    redis_client: Any,
+) -> None:
+    """The next tick is the drain's retry: an outage must not leave a dead letter per tick."""
+    make_runtime(DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/cybervpn_test?connect_timeout=1")
+    process_notification_queue.send()
+    drain_stub(stub_broker, stub_worker)
+    with db_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM dead_letters")).scalar_one() == 0
+    assert redis_client.zcard(SLOTS_KEY) == 0, "the drainer slot was released"

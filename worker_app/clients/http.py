@@ -16,14 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
-
-import requests
-from requests.adapters import HTTPAdapter
+from typing import TYPE_CHECKING, Any
 
 from worker_app import context
 from worker_app.errors import UpstreamUnavailable
 from worker_app.redaction import Redactor, redact
+
+if TYPE_CHECKING:  # imported on first use: processes that never call out (the scheduler) save ~5 MB
+    import requests
 
 POOL_MAXSIZE = 32
 USER_AGENT = "cybervpn-task-worker"
@@ -104,6 +104,8 @@ class JsonHttpClient:
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
     ) -> JsonReply:
         """Call ``{base_url}{path}``; return the parsed reply or raise ``UpstreamUnavailable``."""
+        import requests
+
         try:
             response = self._session.request(
                 method,
@@ -137,6 +139,9 @@ class JsonHttpClient:
 
 
 def _new_session(headers: Mapping[str, str], pool_maxsize: int) -> requests.Session:
+    import requests
+    from requests.adapters import HTTPAdapter
+
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_maxsize)
     session.mount("http://", adapter)

@@ -1,7 +1,7 @@
 """Guards that turn unusable messages into dead letters instead of endless failures.
 
-* wrong arguments: checked against the actor's signature before it runs — a ``TypeError`` from a
-  bad producer is a :class:`BadMessage`, never retried;
+* wrong arguments: checked against the actor's signature and type hints before it runs
+  (:mod:`worker_app.arguments`) — a bad producer's message is dead as ``bad_message``, never retried;
 * poison messages: a message that kills its worker process (OOM, segfault) comes back with its
   body unchanged, so Dramatiq's retry counter never grows. RabbitMQ marks it ``redelivered``;
   those deliveries are counted per message id in Redis and capped at ``MAX_REDELIVERIES``.
@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import Any
 
@@ -17,6 +16,7 @@ import dramatiq
 import redis
 from dramatiq.middleware import SkipMessage
 
+from worker_app.arguments import mismatch
 from worker_app.redis_client import key
 
 log = logging.getLogger(__name__)
@@ -39,26 +39,15 @@ def reject(message: Any, reason: str, text: str) -> None:
 
 
 class ArgumentCheck(dramatiq.Middleware):
-    """Dead-letters a message whose arguments do not fit its actor's signature."""
-
-    def __init__(self) -> None:
-        self._signatures: dict[str, inspect.Signature] = {}
+    """Dead-letters a message whose arguments do not fit its actor's signature or type hints."""
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        signature = self._signatures.get(message.actor_name)
-        if signature is None:
-            actor = broker.actors.get(message.actor_name)
-            if actor is None:
-                return
-            signature = self._signatures[message.actor_name] = inspect.signature(actor.fn)
-        try:
-            signature.bind(*message.args, **message.kwargs)
-        except TypeError as e:
-            reject(
-                message,
-                "bad_message",
-                f"arguments do not match {message.actor_name}{signature}: {e}",
-            )
+        actor = broker.actors.get(message.actor_name)
+        if actor is None:
+            return
+        reason = mismatch(message.actor_name, actor.fn, message.args, message.kwargs, strict=False)
+        if reason is not None:
+            reject(message, "bad_message", reason)
 
 
 class RedeliveryLimit(dramatiq.Middleware):

@@ -9,6 +9,7 @@ inflate counters — a hazard of Dramatiq's own Prometheus middleware.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -232,6 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         registry = prom.CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(_queue_depths())
         body = prom.generate_latest(registry)
         self.send_response(200)
         self.send_header("Content-Type", prom.CONTENT_TYPE_LATEST)
@@ -240,6 +242,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug(format, *args)
+
+
+@functools.cache
+def _queue_depths() -> Any:
+    """One queue-depth collector per exposition process (its cache spans scrapes)."""
+    from worker_app.config import get_settings
+    from worker_app.queues import QueueDepthCollector
+
+    return QueueDepthCollector(get_settings())
 
 
 def serve_metrics() -> int:

@@ -1,0 +1,130 @@
+"""Tier 3: the dashboard in a real headless Chromium (Debian's chromium + chromedriver, Selenium),
+against `worker-app serve` and a real worker. A screenshot of each page goes under the test's
+output directory (its path is printed)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+from tests.fixtures.api import serving
+from tests.fixtures.scheduler import purge
+from tests.fixtures.worker import run_worker, wait_for
+
+TOKEN = "dashboard-test-token"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def server(tmp_path: Path, rabbitmq_vhost: str, clean_tables: sa.Engine) -> Iterator[str]:
+    with serving(tmp_path / "serve.log", {"API_TOKEN": TOKEN}) as base:
+        yield base
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.fail("Debian's chromium and chromium-driver are not installed (bin/test installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chromium'}"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.implicitly_wait(2)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_operator_logs_in_watches_a_queue_replays_a_dead_letter_and_follows_a_job(
+    server: str, browser: Any, tmp_path: Path, clean_tables: sa.Engine, redis_client: redis.Redis
+) -> None:
+    import worker_app
+    from tests import e2e_actors
+    from worker_app import jobs as tracking
+    from worker_app.runtime import get_runtime
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    print(f"\nscreenshots: {shots}")
+
+    def shot(name: str) -> None:
+        browser.save_screenshot(str(shots / f"{name}.png"))
+
+    def text(css: str) -> str:
+        """The element's text; "" while the page is reloading itself (auto-refresh)."""
+        try:
+            return str(browser.find_element(By.CSS_SELECTOR, css).text)
+        except (StaleElementReferenceException, NoSuchElementException):
+            return ""
+
+    worker_app.broker.declare_queue("sync", ensure=True)
+    purge("sync")
+    with run_worker(tmp_path / "worker.log", queues=("payments", "bulk")):
+        # Log in
+        browser.get(f"{server}/queues")
+        assert "/login" in browser.current_url
+        browser.find_element(By.ID, "token").send_keys(TOKEN)
+        shot("01-login")
+        browser.find_element(By.ID, "login").click()
+        assert text("h1") == "Queues"
+        shot("02-queues")
+
+        # See a queue's depth change (the page refreshes itself every 5 s)
+        for _ in range(3):
+            worker_app.broker.get_actor("heartbeat_sync").send("n", 0)
+        wait_for(lambda: text("#queue-sync .ready") == "3", 60, "the sync queue to show 3 ready")
+        shot("03-queue-depth")
+
+        # Open a dead letter, see its traceback, replay it once its cause is fixed
+        key = f"dash-{uuid.uuid4().hex[:8]}"
+        e2e_actors.e2e_fails_until_fixed.send(key)
+
+        def dead() -> int | None:
+            with clean_tables.connect() as conn:
+                return conn.execute(
+                    sa.text("SELECT id FROM dead_letters WHERE actor_name = 'e2e_fails_until_fixed'")
+                ).scalar()
+
+        wait_for(dead, 30, "the dead letter")
+        browser.get(f"{server}/dead-letters?actor=e2e_fails_until_fixed")
+        shot("04-dead-letters")
+        browser.find_element(By.CSS_SELECTOR, "a.dead-link").click()
+        assert "PermanentError: cause of" in text("#traceback")
+        shot("05-dead-letter")
+        redis_client.set(f"{key}:fixed", 1)
+        browser.find_element(By.ID, "replay").click()
+        assert text("#flash") == "replayed 1 of 1 dead letter(s)"
+        wait_for(lambda: redis_client.exists(f"{key}:done"), 30, "the replayed message to succeed")
+        shot("06-replayed")
+
+        # Watch a job's progress bar reach 100 %
+        job_id = tracking.enqueue_job(
+            get_runtime().database, e2e_actors.e2e_progress, (60, "ok", 0.5), initiated_by="dashboard-test"
+        ).message_id
+        browser.get(f"{server}/jobs/{job_id}")
+        wait_for(lambda: text("#job-status") == "running", 30, "the job to start")
+        shot("07-job-running")
+        wait_for(lambda: "100 %" in text("#job-progress"), 60, "the progress bar to reach 100 %")
+        assert text("#job-status") == "succeeded"
+        shot("08-job-done")
+
+        for page in ("jobs", "schedules", "workers"):
+            browser.get(f"{server}/{page}")
+            shot(f"09-{page}")
+        assert "payments" in text("#workers"), "the worker's heartbeat lists its queues"
+    assert len(list(shots.glob("*.png"))) == 11

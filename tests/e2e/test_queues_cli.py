@@ -1,0 +1,111 @@
+"""``worker-app queues``: depths from the management API, and from AMQP with the plugin disabled."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.scheduler import purge, ready_count
+from tests.fixtures.worker import ROOT, wait_for
+
+WORKER_APP = str(Path(sys.executable).parent / "worker-app")
+
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [WORKER_APP, "queues", *args], cwd=ROOT, input=stdin, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+
+
+def report() -> dict[str, Any]:
+    out = cli("--json")
+    assert out.returncode == 0, out.stderr
+    return dict(json.loads(out.stdout))
+
+
+def reports_depth(source: str, ready: int) -> dict[str, Any] | None:
+    found = report()
+    sync = next(q for q in found["queues"] if q["queue"] == "sync")
+    return found if found["source"] == source and sync["ready"] == ready else None
+
+
+def plugin(action: str) -> None:
+    done = subprocess.run(
+        ["rabbitmq-plugins", action, "rabbitmq_management"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def sync_queue(rabbitmq_vhost: str) -> str:
+    import worker_app
+
+    worker_app.broker.declare_queue("sync", ensure=True)
+    purge("sync")
+    return "sync"
+
+
+def test_depths_with_the_management_plugin_enabled_then_disabled(sync_queue: str) -> None:
+    import worker_app
+
+    actor = worker_app.broker.get_actor("heartbeat_sync")
+    for _ in range(3):
+        actor.send("n", 0)
+
+    enabled = wait_for(lambda: reports_depth("management", 3), 30, "the management API to count 3")
+    sync = next(q for q in enabled["queues"] if q["queue"] == "sync")
+    assert sync["unacked"] == 0 and sync["consumers"] == 0 and sync["publish_rate"] is not None
+
+    plugin("disable")
+    try:
+        disabled = report()
+    finally:
+        plugin("enable")
+        wait_for(lambda: reports_depth("management", 3), 60, "the management API to come back")
+    assert disabled["source"] == "amqp" and "management API unreachable" in disabled["note"]
+    sync = next(q for q in disabled["queues"] if q["queue"] == "sync")
+    assert (sync["ready"], sync["unacked"], sync["publish_rate"]) == (3, None, None)
+    table = cli()
+    assert "sync" in table.stdout and "source: management" in table.stderr
+
+
+def test_purge_asks_first_and_touches_only_our_queues(sync_queue: str) -> None:
+    import worker_app
+
+    worker_app.broker.get_actor("heartbeat_sync").send("n", 0)
+    declined = cli("purge", "sync", stdin="n\n")
+    assert declined.returncode == 1 and ready_count("sync") == 1
+    assert cli("purge", "sync", "--yes").stdout.strip() == "purged 1 message(s) from sync"
+    assert ready_count("sync") == 0
+    assert cli("purge", "sync", "--yes").stdout.strip() == "sync is empty"
+    foreign = cli("purge", "celery", "--yes")
+    assert foreign.returncode == 2 and "'celery' is not a queue of this app" in foreign.stderr
+
+
+def test_queue_depth_metrics_for_prometheus(sync_queue: str) -> None:
+    import worker_app
+    from worker_app.queues import QueueDepthCollector
+    from worker_app.runtime import get_runtime
+
+    for _ in range(2):
+        worker_app.broker.get_actor("heartbeat_sync").send("n", 0)
+    collector = QueueDepthCollector(get_runtime().settings, ttl_s=0)
+
+    def sync_ready() -> float | None:
+        families = {f.name: f for f in collector.collect()}
+        samples = {
+            (s.labels["queue"], s.labels["state"]): s.value for s in families["cybervpn_queue_depth"].samples
+        }
+        return samples.get(("sync", "ready")) if samples.get(("sync", "ready")) == 2 else None
+
+    assert wait_for(sync_ready, 30, "cybervpn_queue_depth{queue=sync,state=ready} == 2") == 2

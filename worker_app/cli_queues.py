@@ -1,0 +1,72 @@
+"""``worker-app queues``: per-queue depths and consumers; ``queues purge QUEUE``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import pika
+from dramatiq.common import dq_name, xq_name
+
+from worker_app.policies import DOMAINS
+from worker_app.queues import queue_report
+from worker_app.runtime import get_runtime
+
+
+def _num(value: float | None, fmt: str = "d") -> str:
+    return "?" if value is None else format(value, fmt)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def queues(ctx: click.Context, as_json: bool) -> None:
+    """Every domain queue: ready, unacked, delayed (.DQ), dead (.XQ), consumers, rates."""
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        report = queue_report(get_runtime().settings)
+    except pika.exceptions.AMQPError as e:
+        raise click.ClickException(f"cannot reach RabbitMQ: {type(e).__name__}") from None
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    click.echo(f"{'QUEUE':<14} {'READY':>7} {'UNACKED':>8} {'DELAYED':>8} {'DEAD':>6} {'CONSUMERS':>9} "
+               f"{'IN/s':>7} {'OUT/s':>7}")  # fmt: skip
+    for q in report.queues:
+        click.echo(
+            f"{q.queue:<14} {q.ready:>7} {_num(q.unacked):>8} {q.delayed:>8} {q.dead:>6} {q.consumers:>9} "
+            f"{_num(q.publish_rate, '.1f'):>7} {_num(q.deliver_rate, '.1f'):>7}"
+        )
+    click.echo(f"source: {report.source}" + (f" ({report.note})" if report.note else ""), err=True)
+
+
+def _our_queues() -> set[str]:
+    return {name for domain in DOMAINS for name in (domain, dq_name(domain), xq_name(domain))}
+
+
+@queues.command("purge")
+@click.argument("queue")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge(queue: str, yes: bool) -> None:
+    """Delete every ready message of QUEUE (a domain queue, or its .DQ / .XQ). Messages being processed
+    (unacked) are not touched. Dead-letter records in PostgreSQL are kept."""
+    if queue not in _our_queues():
+        raise click.BadParameter(f"{queue!r} is not a queue of this app (domain queues and their .DQ/.XQ)")
+    connection = pika.BlockingConnection(
+        pika.URLParameters(get_runtime().settings.rabbitmq_url.get_secret_value())
+    )
+    try:
+        channel = connection.channel()
+        ready = int(channel.queue_declare(queue, passive=True).method.message_count)
+        if ready == 0:
+            click.echo(f"{queue} is empty")
+            return
+        if not yes:
+            click.confirm(f"delete {ready} ready message(s) from {queue}?", abort=True, err=True)
+        purged = int(channel.queue_purge(queue).method.message_count)
+    except pika.exceptions.ChannelClosedByBroker as e:
+        raise click.ClickException(f"{queue}: {e.reply_text}") from None
+    finally:
+        connection.close()
+    click.echo(f"purged {purged} message(s) from {queue}")

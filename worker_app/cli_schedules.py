@@ -1,0 +1,168 @@
+"""``worker-app schedules``: every periodic job with last/next fire and the leader; ``run <job>``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import psycopg
+
+from scheduler.fire import conninfo, fire, process_name
+from scheduler.status import JobStatus, ScheduleStatus, current_status
+from scheduler.table import ScheduledJob, resolve_jobs
+from worker_app.errors import ConfigurationError
+from worker_app.redaction import redact
+from worker_app.runtime import get_runtime
+from worker_app.schedule_canary import read_canary
+
+
+def _local_jobs() -> list[ScheduledJob]:
+    import worker_app
+
+    try:
+        return resolve_jobs(get_runtime().settings, worker_app.broker.actors)
+    except ConfigurationError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@contextmanager
+def _connect() -> Iterator[psycopg.Connection[Any]]:
+    url = get_runtime().settings.database_url.get_secret_value()
+    try:
+        with psycopg.connect(conninfo(url), autocommit=True, connect_timeout=5) as conn:
+            yield conn
+    except psycopg.OperationalError as e:
+        raise click.ClickException(
+            f"cannot reach the database: {redact(str(e).strip().splitlines()[0])}"
+        ) from None
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _schedule_text(job: ScheduledJob) -> str:
+    return job.schedule + (f" +≤{job.jitter_s}s" if job.jitter_s else "")
+
+
+def _last_text(item: JobStatus) -> str:
+    if item.last is None:
+        return "-"
+    state = item.last.status if item.last.kind == "scheduled" else f"{item.last.status} ({item.last.kind})"
+    return f"{_when(item.last.scheduled_at)} {state}"
+
+
+def _as_json(status: ScheduleStatus) -> dict[str, Any]:
+    def fire_dict(item: JobStatus) -> dict[str, Any] | None:
+        last = item.last
+        if last is None:
+            return None
+        return {
+            "scheduled_at": last.scheduled_at.isoformat(), "kind": last.kind, "status": last.status,
+            "reason": last.reason, "message_id": last.message_id, "fired_at": last.fired_at.isoformat(),
+            "started_at": last.started_at.isoformat() if last.started_at else None,
+        }  # fmt: skip
+
+    leader = status.leader
+    return {
+        "leader": leader.application_name if leader else None,
+        "standbys": [h.application_name for h in status.standbys],
+        "table_published_by": status.published_by,
+        "jobs": [
+            {
+                "job": item.job.name,
+                "actor": item.job.actor,
+                "queue": item.job.queue,
+                "schedule": item.job.schedule,
+                "jitter_s": item.job.jitter_s,
+                "grace_s": item.job.grace_s,
+                "enabled": item.job.enabled,
+                "disabled_reason": item.job.disabled_reason,
+                "last_fire": fire_dict(item),
+                "next_fire_at": item.next_fire_at.isoformat() if item.next_fire_at else None,
+            }
+            for item in status.jobs
+        ],
+    }
+
+
+@click.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def schedules(ctx: click.Context, as_json: bool) -> None:
+    """Every periodic job: schedule, enabled or why not, last and next fire; and the leader."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import worker_app
+
+    try:
+        status = current_status(get_runtime().settings, worker_app.broker.actors)
+    except ConfigurationError as e:
+        raise click.ClickException(str(e)) from None
+    except psycopg.errors.UndefinedTable:
+        raise click.ClickException("the scheduler tables are missing: run `worker-app db upgrade`") from None
+    except psycopg.OperationalError as e:
+        raise click.ClickException(
+            f"cannot reach the database: {redact(str(e).strip().splitlines()[0])}"
+        ) from None
+    if as_json:
+        click.echo(json.dumps(_as_json(status), indent=2))
+        return
+    leader = status.leader
+    click.echo(f"leader:   {leader.application_name if leader else 'none (no scheduler holds the lock)'}")
+    if status.standbys:
+        click.echo("standby:  " + ", ".join(h.application_name for h in status.standbys))
+    source = (
+        f"as published by {status.published_by} at {_when(status.published_at)}"
+        if status.published_by
+        else "this host's configuration (no scheduler has led yet)"
+    )
+    click.echo(f"table:    {source}")
+    canary = read_canary(get_runtime().redis)
+    if canary:
+        click.echo(f"canary:   last ran {canary['started_at'][:19]} ({canary['lag_s']} s after its slot)")
+    click.echo()
+    click.echo(f"{'JOB':<30} {'SCHEDULE (UTC)':<18} {'LAST FIRE':<34} {'NEXT FIRE':<20}")
+    for item in status.jobs:
+        job = item.job
+        if job.enabled:
+            click.echo(
+                f"{job.name:<30} {_schedule_text(job):<18} {_last_text(item):<34} {_when(item.next_fire_at)}"
+            )
+        else:
+            click.echo(f"{job.name:<30} {_schedule_text(job):<18} disabled: {job.disabled_reason}")
+
+
+@schedules.command("run")
+@click.argument("job_name")
+def run(job_name: str) -> None:
+    """Enqueue JOB_NAME now (an operator's "run now"), through the scheduler's dedup and no-pile-up
+    checks; exit 1 if it was not enqueued."""
+    import worker_app
+
+    jobs = {job.name: job for job in _local_jobs()}
+    job = jobs.get(job_name)
+    if job is None:
+        raise click.ClickException(f"no periodic job named {job_name!r}; `worker-app schedules` lists them")
+    if job.name not in worker_app.broker.actors and job.actor not in worker_app.broker.actors:
+        raise click.ClickException(f"{job_name}: {job.disabled_reason}")
+    slot = datetime.now(UTC).replace(microsecond=0)
+    with _connect() as conn:
+        result = fire(
+            conn, worker_app.broker.get_actor(job.actor), job.name, slot,
+            kind="manual", fired_by=f"worker-app schedules run ({process_name()})",
+            pending_stale_s=get_runtime().settings.scheduler_pending_stale_s,
+        )  # fmt: skip
+    if result.outcome == "enqueued":
+        click.echo(
+            f"enqueued {job.name} on {result.queue}: message {result.message_id} trace {result.trace_id}"
+            + ("" if job.enabled else f" (note: its schedule is {job.disabled_reason})")
+        )
+        return
+    click.echo(f"not enqueued: {job.name} @ {slot.isoformat()}: {result.reason}", err=True)
+    sys.exit(1)

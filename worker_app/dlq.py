@@ -1,0 +1,314 @@
+"""Dead-letter operations: filter, list, replay, discard, export (``worker-app dlq``).
+
+Replay is crash-safe. Each dead letter is replayed in its own short transaction: the row is locked
+(``FOR UPDATE SKIP LOCKED``, so two replays never publish the same row), a fresh message is
+published with a publisher confirm, and the row is marked ``replayed`` with that message's id. A
+replay killed at any point loses nothing: rows not yet marked are still ``dead`` and the next run
+publishes them. The only row a re-run can publish twice is the one whose confirm arrived just as
+the process died; its two messages carry the option ``replay_of = <dead letter id>`` and the
+worker's :class:`~worker_app.middleware.replays.ReplayClaims` runs only the first to start.
+
+A replayed message keeps its actor, arguments and ``trace_id``, and starts with a fresh retry budget
+(the options of the failed attempts — retries, traceback, failure times, dead reason, eta — are
+dropped, as is a scheduled fire's ``scheduled`` claim).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import dramatiq
+import pika
+from dramatiq.common import xq_name
+from dramatiq.errors import DecodeError
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
+
+from models import DeadLetter
+from worker_app.db import Database
+from worker_app.dead_letters import DeadLetterRecord, DeadLetterStore, clean_options
+
+#: Options of the failed attempts that a replay must not carry.
+_FAILED_ATTEMPT_OPTIONS = (
+    "retries", "traceback", "eta", "first_failed_at", "last_failed_at", "dead_reason",
+    "rate_limited_retries", "scheduled", "replay_of", "redelivered",
+)  # fmt: skip
+STATUSES = ("dead", "replayed", "discarded", "all")
+
+
+@dataclass(frozen=True)
+class DeadLetterFilter:
+    """Which dead letters an operation applies to; empty fields match everything."""
+
+    ids: tuple[int, ...] = ()
+    queue: str | None = None
+    actor: str | None = None
+    error: str | None = None  # case-insensitive substring of the exception type or message
+    since: datetime | None = None
+    until: datetime | None = None
+    status: str = "dead"
+
+    def is_empty(self) -> bool:
+        return not (self.ids or self.queue or self.actor or self.error or self.since or self.until)
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = []
+        if self.ids:
+            found.append(DeadLetter.id.in_(self.ids))
+        if self.queue:
+            found.append(DeadLetter.queue_name == self.queue)
+        if self.actor:
+            found.append(DeadLetter.actor_name == self.actor)
+        if self.error:
+            pattern = f"%{self.error}%"
+            found.append(
+                or_(DeadLetter.exception_type.ilike(pattern), DeadLetter.exception_message.ilike(pattern))
+            )
+        if self.since:
+            found.append(DeadLetter.dead_at >= self.since)
+        if self.until:
+            found.append(DeadLetter.dead_at < self.until)
+        if self.status != "all":
+            found.append(DeadLetter.status == self.status)
+        return found
+
+    def select(self) -> Select[DeadLetter]:
+        return select(DeadLetter).where(and_(True, *self.conditions()))
+
+
+def parse_iso(value: str) -> datetime:
+    """An ISO time; UTC unless it carries an offset. Raises ``ValueError``."""
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def filter_from(data: dict[str, Any]) -> DeadLetterFilter:
+    """The filter named by request data (``ids``, ``queue``, ``actor``, ``error``, ``since``,
+    ``until``, ``status``); ``ValueError`` with one line naming the bad field."""
+
+    def when(name: str) -> datetime | None:
+        raw = data.get(name)
+        if raw in (None, ""):
+            return None
+        try:
+            return parse_iso(str(raw))
+        except ValueError:
+            raise ValueError(f"{name}: {raw!r} is not an ISO time") from None
+
+    ids = data.get("ids") or ()
+    if not isinstance(ids, list | tuple) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in ids
+    ):
+        raise ValueError("ids: expected a list of integers")
+    status = str(data.get("status") or "dead")
+    if status not in STATUSES:
+        raise ValueError(f"status: expected one of {', '.join(STATUSES)}")
+    return DeadLetterFilter(
+        ids=tuple(ids), queue=data.get("queue") or None, actor=data.get("actor") or None,
+        error=data.get("error") or None, since=when("since"), until=when("until"), status=status,
+    )  # fmt: skip
+
+
+def count(database: Database, where: DeadLetterFilter) -> int:
+    with database.new_session() as s:
+        return int(s.scalar(select(func.count()).select_from(DeadLetter).where(*where.conditions())) or 0)
+
+
+def listing(database: Database, where: DeadLetterFilter, limit: int) -> list[DeadLetter]:
+    """The most recent matches first."""
+    with database.new_session() as s:
+        return list(
+            s.scalars(where.select().order_by(DeadLetter.dead_at.desc(), DeadLetter.id.desc()).limit(limit))
+        )
+
+
+def iterate(database: Database, where: DeadLetterFilter, batch: int = 1000) -> Iterator[DeadLetter]:
+    """Every match, oldest first, in batches (constant memory)."""
+    last_id = 0
+    while True:
+        with database.new_session() as s:
+            rows = list(
+                s.scalars(where.select().where(DeadLetter.id > last_id).order_by(DeadLetter.id).limit(batch))
+            )
+        if not rows:
+            return
+        yield from rows
+        last_id = rows[-1].id
+
+
+def as_dict(row: DeadLetter, *, with_traceback: bool = True) -> dict[str, Any]:
+    """A dead letter as JSON-ready data (the raw body of an undecodable message as text)."""
+    data: dict[str, Any] = {}
+    for column in DeadLetter.__table__.columns:
+        if column.name == "traceback" and not with_traceback:
+            continue
+        value = getattr(row, column.name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, bytes):
+            value = value.decode(errors="replace")
+        data[column.name] = value
+    return data
+
+
+def export_lines(database: Database, where: DeadLetterFilter) -> Iterator[str]:
+    """One JSON object per matching dead letter."""
+    for row in iterate(database, where):
+        yield json.dumps(as_dict(row), default=str)
+
+
+def replay_options(options: dict[str, Any] | None, dead_letter_id: int) -> dict[str, Any]:
+    kept = {k: v for k, v in (options or {}).items() if k not in _FAILED_ATTEMPT_OPTIONS}
+    kept["replay_of"] = dead_letter_id
+    return kept
+
+
+def why_not_replayable(row: DeadLetter) -> str | None:
+    """Why ``row`` cannot be replayed, or ``None``. (The actor need not be defined in this process:
+    the message goes to its queue, and a worker that does not know the actor records it dead again.)"""
+    if row.actor_name is None:
+        return "undecodable body: nothing to replay"
+    return None
+
+
+@dataclass
+class ReplayReport:
+    matched: int = 0
+    replayed: int = 0
+    skipped: dict[int, str] = field(default_factory=dict)  # dead letter id -> why not
+    messages: dict[int, str] = field(default_factory=dict)  # dead letter id -> new message id
+
+
+def replay(
+    database: Database,
+    broker: dramatiq.Broker,
+    where: DeadLetterFilter,
+    *,
+    dry_run: bool = False,
+    progress: Callable[[ReplayReport], None] | None = None,
+) -> ReplayReport:
+    """Replay every ``dead`` match, one row per transaction (see the module docstring)."""
+    report = ReplayReport()
+    for row in iterate(database, replace(where, status="dead")):
+        report.matched += 1
+        reason = why_not_replayable(row)
+        if reason is not None:
+            report.skipped[row.id] = reason
+        elif not dry_run:
+            message_id = _replay_one(database, broker, row.id)
+            if message_id is None:
+                report.skipped[row.id] = "no longer dead (replayed or discarded meanwhile)"
+            else:
+                report.replayed += 1
+                report.messages[row.id] = message_id
+        if progress is not None:
+            progress(report)
+    return report
+
+
+def _replay_one(database: Database, broker: dramatiq.Broker, dead_letter_id: int) -> str | None:
+    with database.transaction() as s:
+        row = s.scalar(
+            select(DeadLetter)
+            .where(DeadLetter.id == dead_letter_id, DeadLetter.status == "dead")
+            .with_for_update(skip_locked=True)
+        )
+        if row is None or row.actor_name is None:
+            return None
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=row.queue_name,
+            actor_name=row.actor_name,
+            args=tuple(row.args or ()),
+            kwargs=dict(row.kwargs or {}),
+            options=replay_options(row.options, row.id),
+            message_id=str(uuid.uuid4()),
+        )
+        broker.enqueue(message)  # returns after the publisher confirm
+        row.status = "replayed"
+        row.replayed_at = datetime.now(UTC)
+        row.replay_message_id = message.message_id
+    return message.message_id
+
+
+def discard(database: Database, where: DeadLetterFilter) -> int:
+    """Mark every ``dead`` match ``discarded`` (kept for the record, never replayed); how many."""
+    with database.transaction() as s:
+        result = s.execute(
+            update(DeadLetter)
+            .where(*replace(where, status="dead").conditions())
+            .values(status="discarded", discarded_at=func.now())
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass
+class AdoptReport:
+    seen: dict[str, int] = field(default_factory=dict)  # xq -> messages read
+    adopted: dict[str, int] = field(default_factory=dict)  # xq -> records written
+
+
+def _record_from_xq(queue: str, body: bytes, delivery_id: str) -> DeadLetterRecord:
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    try:
+        message = dramatiq.Message.decode(body)
+    except DecodeError as e:
+        return DeadLetterRecord(
+            message_id=delivery_id, queue_name=queue, reason="undecodable", raw_body=body,
+            exception_type=type(e).__name__,
+            exception_message=f"adopted from {xq_name(queue)}: body is not a message",
+            first_failed_at=now_ms, last_failed_at=now_ms,
+        )  # fmt: skip
+    options = dict(message.options)
+    previous = options.get("traceback")
+    return DeadLetterRecord(
+        message_id=message.message_id, queue_name=queue, reason="adopted", actor_name=message.actor_name,
+        args=list(message.args), kwargs=dict(message.kwargs), options=clean_options(options),
+        exception_type=None,
+        exception_message=f"adopted from {xq_name(queue)}: it died without a record; the traceback is the "
+        "one RabbitMQ kept (an earlier attempt's, if any)",
+        traceback=str(previous) if previous else None, attempts=int(options.get("retries", 0)) + 1,
+        first_failed_at=int(options.get("first_failed_at", now_ms)),
+        last_failed_at=int(options.get("last_failed_at", now_ms)), trace_id=options.get("trace_id"),
+    )  # fmt: skip
+
+
+def adopt_xq(store: DeadLetterStore, amqp_url: str, queues: list[str]) -> AdoptReport:
+    """Record every message in ``<queue>.XQ`` that has no dead-letter record yet ("adopted").
+
+    The messages are read without acking and requeued afterwards, so ``.XQ`` depths stay as they were.
+    """
+    report = AdoptReport()
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        for queue in queues:
+            channel = connection.channel()
+            try:
+                depth = int(channel.queue_declare(xq_name(queue), passive=True).method.message_count)
+            except pika.exceptions.ChannelClosedByBroker:
+                continue  # never declared: nothing dead there
+            records: list[DeadLetterRecord] = []
+            last_tag = None
+            for _ in range(depth):
+                method, properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
+                if method is None:
+                    break
+                last_tag = method.delivery_tag
+                fallback_id = getattr(properties, "message_id", None) or f"xq-{uuid.uuid4().hex}"
+                records.append(_record_from_xq(queue, body, fallback_id))
+            if last_tag is not None:
+                known = store.known_message_ids([r.message_id for r in records])
+                missing = [r for r in records if r.message_id not in known]
+                if missing:
+                    store.insert(missing)
+                report.adopted[xq_name(queue)] = len(missing)
+                channel.basic_nack(delivery_tag=last_tag, multiple=True, requeue=True)
+            report.seen[xq_name(queue)] = len(records)
+            channel.close()
+    finally:
+        connection.close()
+    return report
