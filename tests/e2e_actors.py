@@ -75,3 +75,31 @@ def e2e_progress(total: int, outcome: str = "ok", pause_s: float = 0.0) -> dict[
     if outcome == "raise":
         raise PermanentError("bulk operation refused")
     return {"status": "failed" if outcome == "failed" else "done", "processed": total}
+
+
+@dramatiq.actor(queue_name="analytics")
+def e2e_exit_process(run_key: str) -> None:
+    """Kills its own worker process, as a segfault or the OOM killer would; counts its runs first."""
+    import os
+
+    get_runtime().redis.incr(run_key)
+    os._exit(70)
+
+
+@dramatiq.actor(queue_name="reports", time_limit=4_500)
+def e2e_long_task(run_key: str, n: int, seconds: float) -> None:
+    """Runs ``seconds`` (close to its 4.5 s time limit) and records each run of item ``n``: how many
+    runs of it overlapped, and when it started and ended."""
+    import json
+    import os
+    import time
+
+    client = get_runtime().redis
+    if client.hincrby(f"{run_key}:running", str(n), 1) > 1:  # another run of n is executing now
+        client.hincrby(f"{run_key}:overlaps", str(n), 1)
+    started = time.time()
+    try:
+        time.sleep(seconds)
+    finally:
+        client.hincrby(f"{run_key}:running", str(n), -1)
+    client.rpush(f"{run_key}:runs", json.dumps([n, started, time.time(), os.getpid()]))

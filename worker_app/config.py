@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     notification_max_wait_s: float = Field(default=5.0, ge=0, le=300)
     telegram_global_rate_per_s: float = Field(default=30.0, ge=0)
     telegram_per_chat_rate_per_s: float = Field(default=1.0, ge=0)
+    telegram_fallback_rate_per_s: float = Field(default=5.0, gt=0, le=1000)
+    telegram_send_timeout_s: float = Field(default=3.0, gt=0, le=60)
+    telegram_breaker_failures: int = Field(default=5, ge=1, le=1000)
+    telegram_breaker_window_s: float = Field(default=10.0, gt=0, le=3600)
+    telegram_breaker_cooldown_s: float = Field(default=5.0, gt=0, le=3600)
+    telegram_breaker_max_cooldown_s: float = Field(default=30.0, gt=0, le=3600)
     admin_alert_dedup_s: int = Field(default=900, ge=0)
     health_check_interval_seconds: int = Field(default=120, ge=10)
     cleanup_audit_retention_days: int = Field(default=90, ge=1)
@@ -85,7 +91,7 @@ class Settings(BaseSettings):
     time_limit_ms: int = Field(default=600_000, ge=1000)
     delay_max_hold_ms: int = Field(default=300_000, ge=500)
     dead_letter_retention_days: int = Field(default=30, ge=30)
-    max_redeliveries: int = Field(default=5, ge=1)
+    max_redeliveries: int = Field(default=5, ge=2)
 
     scheduler_metrics_port: int = Field(default=9091, ge=0, le=65535)
     scheduler_leader_poll_s: float = Field(default=1.0, ge=0.1, le=5)
@@ -179,6 +185,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"DELAY_MAX_HOLD_MS ({self.delay_max_hold_ms}) must be below "
                 f"RABBITMQ_CONSUMER_TIMEOUT_MS ({bound})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _breaker_cooldowns(self) -> Settings:
+        if self.telegram_breaker_max_cooldown_s < self.telegram_breaker_cooldown_s:
+            raise ValueError(
+                f"TELEGRAM_BREAKER_MAX_COOLDOWN_S ({self.telegram_breaker_max_cooldown_s}) must not be "
+                f"below TELEGRAM_BREAKER_COOLDOWN_S ({self.telegram_breaker_cooldown_s})"
             )
         return self
 

@@ -20,6 +20,7 @@ import pytest
 import worker_app
 from scheduler.fire import conninfo
 from scheduler.leader import holders
+from tests.fixtures.chaos import pg_cluster
 from tests.fixtures.scheduler import (
     QueueRecorder,
     Received,
@@ -144,16 +145,6 @@ def test_kill_9_of_the_leader_fails_over_without_doubling_or_losing_slots(
         f"{len(counts)} slots, {len(missing)} inside failover windows, {duplicates} duplicate messages "
         "(dropped by the worker claim), 0 slots run twice"
     )
-
-
-def pg_cluster(action: str) -> None:
-    version = sorted(os.listdir("/etc/postgresql"))[0]
-    mode = ["-m", "fast"] if action == "stop" else []
-    done = subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action, *mode],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, f"pg_ctlcluster {action} failed: {done.stderr or done.stdout}"
 
 
 def test_stopping_postgresql_stops_firing_and_one_process_resumes(

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,48 +20,13 @@ import sqlalchemy as sa
 
 from actors.notifications import process_notification_queue
 from sandbox.server import RunningSandbox
+from tests.fixtures.chaos import accepted, children, unsent_rows, worker_group
 from tests.fixtures.notifications import insert_rows
-from tests.fixtures.worker import DRAMATIQ, ROOT, WorkerProcess, wait_for, wait_until_consuming
+from tests.fixtures.worker import wait_for
 from tests.reliability.report import ScenarioReport, report
 
 ROWS = 5000
 BATCH, DRAINERS = 50, 2
-
-
-@contextmanager
-def worker_group(log_path: Path, env: dict[str, str]) -> Iterator[WorkerProcess]:
-    """``dramatiq worker_app -p 2`` in a process group of its own (so it can be killed whole)."""
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [DRAMATIQ, "worker_app", "-p", "2", "-t", "4", "-Q", "notifications"],
-            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    worker = WorkerProcess(proc, log_path)
-    try:
-        wait_until_consuming(worker, ["notifications"])
-        yield worker
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def children(pid: int) -> list[int]:
-    found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(p) for p in found]
-
-
-def pending(engine: sa.Engine) -> int:
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                sa.text("SELECT count(*) FROM notification_queue WHERE status <> 'sent'")
-            ).scalar_one()
-        )
 
 
 @pytest.mark.parametrize("target", ["main process group", "one worker child"])
@@ -81,33 +43,32 @@ def test_a_worker_killed_mid_drain_loses_nothing(
         "NOTIFICATION_DRAIN_BUDGET_S": "5", "NOTIFICATION_POLL_INTERVAL_S": "0",
     }  # fmt: skip
 
-    def accepted() -> list[dict[str, Any]]:
-        return [e for e in sandbox.state.received() if e["status"] == 200]
-
-    with worker_group(tmp_path / "worker-1.log", env) as first:
+    with worker_group(tmp_path / "worker-1.log", env, ("notifications",), modules=()) as first:
         for _ in range(DRAINERS):
             process_notification_queue.send()
-        wait_for(lambda: len(accepted()) >= ROWS * 0.3, 120, "30 % of the sends")
+        wait_for(lambda: len(accepted(sandbox)) >= ROWS * 0.3, 120, "30 % of the sends")
         if target == "one worker child":
             os.kill(children(first.proc.pid)[0], signal.SIGKILL)
         else:
             os.killpg(first.proc.pid, signal.SIGKILL)
         killed_at = time.time()
         first.proc.wait(timeout=60)
-    sent_before = len(accepted())
-    with worker_group(tmp_path / "worker-2.log", env):
+    sent_before = len(accepted(sandbox))
+    with worker_group(tmp_path / "worker-2.log", env, ("notifications",), modules=()):
         restarted_at = time.time()
 
         def drained_after_a_tick() -> bool:  # the scheduler's ticks, compressed: one per poll
-            if pending(clean_tables) == 0:
+            if unsent_rows(clean_tables) == 0:
                 return True
             process_notification_queue.send()
             return False
 
         wait_for(drained_after_a_tick, 180, "every row to be sent", poll_s=1.0)
-    texts = Counter(e["text"] for e in accepted())
+    texts = Counter(e["text"] for e in accepted(sandbox))
     # recovery: from the kill to the first send by the replacement worker
-    first_after = min(float(e["received_at"]) for e in accepted() if float(e["received_at"]) >= restarted_at)
+    first_after = min(
+        float(e["received_at"]) for e in accepted(sandbox) if float(e["received_at"]) >= restarted_at
+    )
     result = report(ScenarioReport(
         scenario=f"worker killed (SIGKILL, {target}) during 5,000 sends", messages=ROWS, processed=len(texts),
         lost=ROWS - len(texts), duplicated=sum(n - 1 for n in texts.values()),

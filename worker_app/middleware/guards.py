@@ -3,13 +3,14 @@
 * wrong arguments: checked against the actor's signature and type hints before it runs
   (:mod:`worker_app.arguments`) — a bad producer's message is dead as ``bad_message``, never retried;
 * poison messages: a message that kills its worker process (OOM, segfault) comes back with its
-  body unchanged, so Dramatiq's retry counter never grows. RabbitMQ marks it ``redelivered``;
-  those deliveries are counted per message id in Redis and capped at ``MAX_REDELIVERIES``.
+  body unchanged, so Dramatiq's retry counter never grows. The times a message was running when
+  its process died are counted per message id in Redis and capped at ``MAX_REDELIVERIES``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import dramatiq
@@ -50,28 +51,112 @@ class ArgumentCheck(dramatiq.Middleware):
             reject(message, "bad_message", reason)
 
 
+# KEYS: the message's "running" marker, its crash counter. ARGV: TTL s. A marker still set means the
+# message was running when its worker died: it is consumed and one crash counted. Returns
+# {suspect 0|1, crashes so far}.
+_CHECK_REDELIVERED = """
+if redis.call('DEL', KEYS[1]) == 1 then
+  local n = redis.call('INCR', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+  return {1, n}
+end
+return {0, tonumber(redis.call('GET', KEYS[2]) or '0')}
+"""
+
+
+class _SoloGate:
+    """Lets a suspect message run alone in its process: it waits until the messages running have
+    ended and holds new ones back until it is done. Everything else passes through one uncontended
+    lock acquire on the way in and one on the way out."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._running = 0
+        self._solo = False
+        self._local = threading.local()
+
+    def enter(self, *, alone: bool = False) -> None:
+        with self._cond:
+            while self._solo:
+                self._cond.wait()
+            if alone:
+                self._solo = True
+                while self._running:
+                    self._cond.wait()
+            self._running += 1
+        self._local.entered, self._local.alone = True, alone
+
+    def leave(self) -> None:
+        if not getattr(self._local, "entered", False):
+            return  # an earlier middleware skipped the message before it reached the gate
+        self._local.entered = False
+        with self._cond:
+            self._running -= 1
+            if self._local.alone:
+                self._solo = False
+            self._cond.notify_all()
+
+
 class RedeliveryLimit(dramatiq.Middleware):
-    """Dead-letters a message redelivered more than ``max_redeliveries`` times."""
+    """Dead-letters a message that keeps killing the worker process running it.
+
+    RabbitMQ's ``redelivered`` flag cannot tell the killer from the innocent messages the dead process
+    had only prefetched, which come back flagged too: counting the flag would dead-letter a healthy
+    message queued behind a killer (the reliability suite caught exactly that). So a redelivered
+    message sets a "running" marker in Redis when it starts running and clears it when it ends
+    (either way); a delivery that finds its marker still set was running when its worker died, and
+    counts one crash. Such a *suspect* then runs alone in its process (:class:`_SoloGate`): when the killer
+    strikes again nothing innocent is running beside it, so an innocent message counts at most the
+    one crash it happened to run beside before anyone was suspect. ``max_redeliveries`` (at least
+    2 for that reason) crashes seen this way and the next delivery is dead (``redelivery_limit``):
+    the killer runs ``max_redeliveries + 1`` times in all. Only redelivered messages touch Redis,
+    so the hot path pays nothing but the gate's lock. With Redis unreachable the check is skipped.
+    """
 
     def __init__(self, redis_client: redis.Redis, max_redeliveries: int) -> None:
         self.redis = redis_client
         self.max_redeliveries = max_redeliveries
+        self._check = redis_client.register_script(_CHECK_REDELIVERED)
+        self._gate = _SoloGate()
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        if not getattr(message, "redelivered", False):
-            return
-        counter = key("redeliveries", message.message_id)
-        try:
-            with self.redis.pipeline() as pipe:
-                pipe.incr(counter)
-                pipe.expire(counter, REDELIVERY_TTL_S)
-                count = int(pipe.execute()[0])
-        except redis.RedisError as e:
-            log.warning("cannot count redeliveries of %s: %s", message.message_id, e)
-            return
-        if count > self.max_redeliveries:
+        redelivered = getattr(message, "redelivered", False)
+        suspect, crashes = self._crashes(message) if redelivered else (False, 0)
+        if crashes >= self.max_redeliveries:
             reject(
                 message,
                 "redelivery_limit",
-                f"redelivered {count} times without completing (a worker crashed or was killed running it)",
+                f"its worker process died {crashes + 1} times while running it (killed, out of memory "
+                "or crashed)",
             )
+        self._gate.enter(alone=suspect)
+        if redelivered:  # set only once it runs: waiting at the gate when a killer strikes is no crash
+            try:
+                self.redis.set(_keys(message)[0], "1", ex=REDELIVERY_TTL_S)
+            except redis.RedisError as e:
+                log.warning("cannot mark %s running: %s", message.message_id, e)
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
+    ) -> None:
+        self._gate.leave()
+        if getattr(message, "redelivered", False):
+            try:
+                self.redis.delete(_keys(message)[0])
+            except redis.RedisError as e:
+                log.warning("cannot clear the running marker of %s: %s", message.message_id, e)
+
+    after_skip_message = after_process_message
+
+    def _crashes(self, message: Any) -> tuple[bool, int]:
+        """Whether it was running at its last worker's death, and the crashes counted so far."""
+        try:
+            suspect, crashes = self._check(keys=_keys(message), args=[REDELIVERY_TTL_S])
+        except redis.RedisError as e:
+            log.warning("cannot count redeliveries of %s: %s", message.message_id, e)
+            return False, 0
+        return bool(suspect), int(crashes)
+
+
+def _keys(message: Any) -> list[str]:
+    return [key("running", message.message_id), key("redeliveries", message.message_id)]
