@@ -17,6 +17,8 @@ os.environ.setdefault("METRICS_PORT", "0")
 os.environ.setdefault("METRICS_DIR", f"/tmp/cybervpn-test-prometheus-{TEST_RUN}")
 os.environ.setdefault("LOG_FORMAT", "text")
 os.environ.setdefault("TELEGRAM_BOT_TOKEN", "424242:test-only-secret-token")
+os.environ.setdefault("REMNAWAVE_API_TOKEN", "test-only-remnawave-secret")
+os.environ.setdefault("CRYPTOBOT_TOKEN", "4242:test-only-cryptobot-secret")
 
 pytest_plugins = [
     "tests.fixtures.services",
@@ -24,4 +26,6 @@ pytest_plugins = [
     "tests.fixtures.sandbox",
     "tests.fixtures.notifications",
     "tests.fixtures.scheduler",
+    "tests.fixtures.chaos",
+    "tests.fixtures.secrets",
 ]

@@ -8,9 +8,6 @@ and is redelivered. The test lowers the broker's timeout to 5 s at runtime and r
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,36 +15,11 @@ import redis
 import sqlalchemy as sa
 
 from tests import e2e_actors
-from tests.fixtures.services import IN_CI, queue_depth
+from tests.fixtures.chaos import CHANNEL_ERRORS
+from tests.fixtures.services import queue_depth
 from tests.fixtures.worker import run_worker, wait_for
 
 pytestmark = pytest.mark.rabbitmq
-CHANNEL_ERRORS = ("PRECONDITION_FAILED", "timed out", "Consumer encountered", "not in known tags")
-
-
-def rabbit_set_env(name: str, value: int) -> None:
-    subprocess.run(
-        ["rabbitmqctl", "eval", f"application:set_env(rabbit, {name}, {value})."],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-
-
-@pytest.fixture
-def consumer_timeout_5s(rabbitmq_vhost: str) -> Iterator[None]:
-    if shutil.which("rabbitmqctl") is None:
-        message = "rabbitmqctl is not installed: cannot lower consumer_timeout"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    # Channels check their deliveries once per tick (60 s by default): tick every second so the
-    # 5 s timeout is enforced at about 5 s, as a 30-minute timeout is in production.
-    rabbit_set_env("channel_tick_interval", 1000)
-    rabbit_set_env("consumer_timeout", 5000)
-    yield
-    rabbit_set_env("consumer_timeout", 1_800_000)
-    rabbit_set_env("channel_tick_interval", 60_000)
 
 
 def test_retry_delayed_beyond_consumer_timeout_runs_exactly_once_without_channel_errors(
