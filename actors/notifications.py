@@ -21,7 +21,7 @@ from worker_app.heartbeat import declare_heartbeat
 from worker_app.notifications import broadcast
 from worker_app.notifications.on_demand import send_on_demand
 from worker_app.notifications.text import check_chat_id, check_text, check_type
-from worker_app.policies import RetryPolicy, policy_for
+from worker_app.policies import MAX_RATE_LIMITED_RETRIES, RetryPolicy, policy_for
 from worker_app.runtime import get_runtime
 
 QUEUE = "notifications"
@@ -34,7 +34,7 @@ heartbeat = declare_heartbeat(QUEUE)
     queue_name=QUEUE,
     retry_policy=RetryPolicy(0, when_exhausted="recorded dead; the next tick drains again"),
 )
-def process_notification_queue() -> dict[str, Any]:
+def process_notification_queue() -> None:
     """Send every due ``notification_queue`` row (scheduled every 30 s; broadcasts also kick it).
 
     Runs only when one of NOTIFICATION_DRAINERS fleet-wide slots is free; drains (polling every
@@ -46,7 +46,7 @@ def process_notification_queue() -> dict[str, Any]:
     holder = _current_message_id()
     if not runtime.drainer_slots.acquire(holder):
         log.info("notification drain skipped: %d drains already running", runtime.drainer_slots.max_holders)
-        return {"stopped": "busy"}
+        return
     try:
         report = runtime.notification_drainer.drain()
         broadcast.refresh_progress(runtime.database, runtime.redis, broadcast.unsettled(runtime.database))
@@ -54,7 +54,7 @@ def process_notification_queue() -> dict[str, Any]:
         # PostgreSQL unreachable: nothing was claimed, so nothing is lost; the next tick drains again.
         # Not an error to retry or record dead, or every outage would leave a dead letter per tick.
         log.warning("notification drain skipped: database unavailable (%s); the next tick retries", e.orig)
-        return {"stopped": "database unavailable"}
+        return
     finally:
         runtime.drainer_slots.release(holder)
     if report.exhausted:
@@ -72,10 +72,9 @@ def process_notification_queue() -> dict[str, Any]:
             severity="critical",
         )
         raise ConfigurationError(f"notification drain stopped: {report.halt_error}")
-    if report.stopped in ("budget", "paused", "shutdown") and report.batches:
+    if report.stopped in ("budget", "paused", "breaker", "shutdown") and report.batches:
         process_notification_queue.send()  # rows may still be due: carry on in a fresh message
-    log.info("notification drain: %s", report.summary())
-    return report.summary()
+    log.info("notification drain: %s", report.summary())  # returns nothing: no result is stored
 
 
 @dramatiq.actor(queue_name=QUEUE, store_results=True)
@@ -85,13 +84,14 @@ def send_notification(
     """Send one Telegram message now; the stored result is ``{status, message_id, sent_at, ...}``.
 
     ``status`` is ``sent``, ``failed`` (the chat cannot receive it) or ``queued`` (three retries at
-    10 s, 30 s, 90 s failed; the message went to ``notification_queue``). Bad text (empty, over
-    4096 characters, unknown parse mode) is rejected and recorded dead.
+    10 s, 30 s, 90 s failed; the message went to ``notification_queue``). Rate limits and an open
+    circuit breaker delay it without spending a retry. Bad text (empty, over 4096 characters,
+    unknown parse mode) is rejected and recorded dead.
     """
     runtime = get_runtime()
     mode = check_text(message, parse_mode)
     message_obj = CurrentMessage.get_current_message()
-    retries = message_obj.options.get("retries", 0) if message_obj is not None else 0
+    options = message_obj.options if message_obj is not None else {}
     return send_on_demand(
         runtime.telegram_sender,
         runtime.database,
@@ -100,7 +100,8 @@ def send_notification(
         notification_type=check_type(notification_type),
         parse_mode=mode,
         max_wait_s=runtime.settings.notification_max_wait_s,
-        last_attempt=retries >= policy_for(QUEUE).max_retries,
+        last_attempt=options.get("retries", 0) >= policy_for(QUEUE).max_retries,
+        deferrals_left=options.get("rate_limited", 0) < MAX_RATE_LIMITED_RETRIES,
     )
 
 

@@ -11,11 +11,14 @@ Admin endpoints (JSON in, JSON out; a bad request gets 400 ``{"ok": false, "erro
   kicked, not_found, migrated (optional ``migrate_to_chat_id``); ``"ok"`` or null clears the mark.
 * ``POST /_sandbox/faults`` — any of ``{"rate_limit": {"count": N, "retry_after": S}}``,
   ``{"rate_limit_fraction": {"fraction": F, "retry_after": S, "seed": 0}}``,
-  ``{"server_error": {"count": N, "status": 502}}``, ``{"latency_ms": M}``,
+  ``{"server_error": {"count": N, "status": 502}}``, ``{"latency_ms": M}`` (Telegram slow),
+  ``{"down": true}`` (Telegram down: every Bot API call has its connection closed without an answer,
+  as when its front end or the network path is gone; the admin endpoints keep answering),
   ``{"enforce_limits": {"global_per_s": 30, "per_chat_per_s": 1}}`` (null turns a fault off);
   answers (like ``GET``) ``{"ok": true, "faults": {...}}``.
 * ``GET /_sandbox/received[?chat_id=]`` — every sendMessage seen, oldest first.
-* ``GET /_sandbox/stats`` — ``{"total", "by_status", "by_method"}``.
+* ``GET /_sandbox/stats`` — ``{"total", "by_status", "by_method"}``; calls dropped by the ``down``
+  fault count under the status ``"dropped"``.
 """
 
 from __future__ import annotations
@@ -43,9 +46,18 @@ class _QuietRequestHandler(WSGIRequestHandler):
     requests/s either costs more than the handler itself."""
 
     protocol_version = "HTTP/1.1"
+    state: TelegramState | None = None
+    """Set on the per-server subclass (:func:`_make_server`): whose ``down`` fault applies."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         return None
+
+    def run_wsgi(self) -> None:
+        """Answer the request — unless Telegram is "down": then close the connection unanswered."""
+        if self.state is not None and self.path.startswith("/bot") and self.state.drop_call(self.path):
+            self.close_connection = True
+            return
+        super().run_wsgi()
 
 
 @dataclass
@@ -107,7 +119,8 @@ def start_in_thread(
 
 def _make_server(host: str, port: int, state: TelegramState) -> BaseWSGIServer:
     app = make_telegram_app(state)
-    return make_server(host, port, app, threaded=True, request_handler=_QuietRequestHandler)
+    handler = type("SandboxRequestHandler", (_QuietRequestHandler,), {"state": state})
+    return make_server(host, port, app, threaded=True, request_handler=handler)
 
 
 def _bot_params() -> dict[str, Any]:
@@ -215,6 +228,12 @@ def _latency(value: Any) -> FaultSettings:
     return {"latency_ms": _count({"latency_ms": value}, "latency_ms")}
 
 
+def _down(value: Any) -> FaultSettings:
+    if value is not None and not isinstance(value, bool):
+        raise ValueError("down takes true or false (or null)")
+    return {"down": bool(value)}
+
+
 def _enforce_limits(value: Any) -> FaultSettings:
     spec = _spec(value)
     rates: FaultSettings = {name: spec.get(name) for name in ("global_per_s", "per_chat_per_s")}
@@ -246,5 +265,6 @@ _FAULT_PARSERS: dict[str, Callable[[Any], FaultSettings]] = {
     "rate_limit_fraction": _rate_limit_fraction,
     "server_error": _server_error,
     "latency_ms": _latency,
+    "down": _down,
     "enforce_limits": _enforce_limits,
 }

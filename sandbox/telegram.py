@@ -57,7 +57,8 @@ class Faults:
     ``rate_limit_count`` get 429 (``rate_limit_retry_after``); then every ``1/rate_limit_fraction``-th
     one does (a counter starting at ``rate_limit_seed``, not random); ``global_per_s`` /
     ``per_chat_per_s`` enforce flood limits with real 429s. Every Bot API answer (getMe too) waits
-    ``latency_ms``.
+    ``latency_ms`` (changing it releases the calls still waiting). ``down``: every Bot API call has
+    its connection closed without an answer (the HTTP layer asks :meth:`TelegramState.drop_call`).
     """
 
     rate_limit_count: int = 0
@@ -70,6 +71,7 @@ class Faults:
     latency_ms: int = 0
     global_per_s: float | None = None
     per_chat_per_s: float | None = None
+    down: bool = False
 
 
 class TelegramState:
@@ -94,7 +96,7 @@ class TelegramState:
             self._faults = Faults()
             self._message_ids: dict[int, int] = {}
             self._received: deque[dict[str, Any]] = deque(maxlen=self._max_received)
-            self._stats: Counter[tuple[str, int]] = Counter()
+            self._stats: Counter[tuple[str, int | str]] = Counter()
             self._buckets: dict[int | None, _Bucket] = {}
         self.wake_sleepers()
 
@@ -130,6 +132,8 @@ class TelegramState:
             for name, value in settings.items():
                 setattr(self._faults, name, value)
             self._buckets = {}
+        if "latency_ms" in settings:
+            self.wake_sleepers()
 
     def faults(self) -> dict[str, Any]:
         """The current fault settings (counts show what is left)."""
@@ -153,10 +157,21 @@ class TelegramState:
             by_method[method] += n
         return {"total": sum(by_status.values()), "by_status": by_status, "by_method": by_method}
 
+    def drop_call(self, path: str) -> bool:
+        """True (and counted as ``dropped``) when the ``down`` fault is on: the HTTP layer then closes
+        the connection of the Bot API call to ``path`` without answering it."""
+        if not self._faults.down:
+            return False
+        name = path.split("?", 1)[0].rsplit("/", 1)[-1]
+        with self._lock:
+            self._stats[(METHODS.get(name.lower(), name), "dropped")] += 1
+        return True
+
     def call(
         self, token: str, method: str, params: Mapping[str, Any], request_id: str | None = None
     ) -> ApiReply:
         """Answer one Bot API call (``method`` in any case) exactly as Telegram would."""
+        arrived_at = time.time()
         self._sleep_latency()
         name = METHODS.get(method.lower())
         if token not in self._tokens:
@@ -167,7 +182,7 @@ class TelegramState:
             reply = ApiReply(200, {"ok": True, "result": bot_user(token)})
         else:
             reply = self._send_message(token, params)
-        self._note(name or method, params, reply, request_id)
+        self._note(name or method, params, reply, request_id, arrived_at)
         return reply
 
     def _sleep_latency(self) -> None:
@@ -229,8 +244,15 @@ class TelegramState:
             bucket = self._buckets[key] = _Bucket(rate, now)
         return bucket
 
-    def _note(self, method: str, params: Mapping[str, Any], reply: ApiReply, request_id: str | None) -> None:
-        entry = _received_entry(params, reply, request_id) if method == "sendMessage" else None
+    def _note(
+        self,
+        method: str,
+        params: Mapping[str, Any],
+        reply: ApiReply,
+        request_id: str | None,
+        arrived_at: float,
+    ) -> None:
+        entry = _received_entry(params, reply, request_id, arrived_at) if method == "sendMessage" else None
         with self._lock:
             self._stats[(method, reply.status)] += 1
             if entry is not None:
@@ -243,7 +265,9 @@ def bot_user(token: str) -> dict[str, Any]:
     return {"id": int(prefix) if prefix.isdigit() else 100000, **BOT_FIELDS}
 
 
-def _received_entry(params: Mapping[str, Any], reply: ApiReply, request_id: str | None) -> dict[str, Any]:
+def _received_entry(
+    params: Mapping[str, Any], reply: ApiReply, request_id: str | None, arrived_at: float
+) -> dict[str, Any]:
     chat_id = params.get("chat_id")
     if isinstance(chat_id, str) and INT_ID.fullmatch(chat_id.strip()):
         chat_id = int(chat_id)
@@ -256,5 +280,6 @@ def _received_entry(params: Mapping[str, Any], reply: ApiReply, request_id: str 
         "description": reply.body.get("description"),
         "message_id": result.get("message_id"),
         "received_at": time.time(),
+        "arrived_at": arrived_at,
         "request_id": request_id,
     }

@@ -18,8 +18,7 @@ from worker_app.db import Database
 from worker_app.dead_letters import DeadLetterStore
 from worker_app.notifications.broadcast import refresh_progress
 from worker_app.notifications.queue import DrainConfig, QueueDrainer
-from worker_app.notifications.ratelimit import TelegramRateLimiter
-from worker_app.notifications.sender import TelegramSender
+from worker_app.notifications.sender import TelegramSender, build_sender
 from worker_app.notifications.slots import DrainerSlots
 from worker_app.redis_client import make_redis
 
@@ -47,17 +46,14 @@ class Runtime:
             self.settings.telegram_api_url,
             self.settings.telegram_bot_token.get_secret_value(),
             timeout_s=self.settings.http_timeout_s,
+            send_timeout_s=self.settings.telegram_send_timeout_s,
         )
 
     @cached_property
     def telegram_sender(self) -> TelegramSender:
-        """Telegram sends inside the fleet-wide rate limits (TELEGRAM_*_RATE_PER_S)."""
-        limiter = TelegramRateLimiter(
-            self.redis,
-            global_per_s=self.settings.telegram_global_rate_per_s,
-            per_chat_per_s=self.settings.telegram_per_chat_rate_per_s,
-        )
-        return TelegramSender(self.telegram, limiter)
+        """Telegram sends inside the fleet-wide rate limits (TELEGRAM_*_RATE_PER_S; per process
+        TELEGRAM_FALLBACK_RATE_PER_S while Redis is down), behind the breaker (TELEGRAM_BREAKER_*)."""
+        return build_sender(self.settings, self.redis, self.telegram)
 
     @cached_property
     def alerts(self) -> AdminAlerts:

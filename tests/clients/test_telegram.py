@@ -286,6 +286,39 @@ def test_slow_answer_times_out_as_unavailable(sandbox: RunningSandbox) -> None:
     assert isinstance(caught.value.__cause__, requests.Timeout)
 
 
+def test_send_message_gives_up_after_its_own_short_timeout(sandbox: RunningSandbox) -> None:
+    # Given Telegram hangs, and a client that waits 10 s for most calls but 0.3 s for a send
+    admin(sandbox, "faults", {"latency_ms": 5000})
+    telegram = TelegramClient(sandbox.url, DEFAULT_TOKEN, timeout_s=10, send_timeout_s=0.3)
+
+    # When / Then the send fails on the send timeout, so the circuit breaker hears of it quickly
+    with pytest.raises(TelegramUnavailable) as caught:
+        telegram.send_message(42, "hello")
+    telegram.close()
+
+    assert isinstance(caught.value.__cause__, requests.Timeout)
+    assert "read timeout=0.3" in str(caught.value)
+
+
+def test_a_connection_closed_without_an_answer_is_reported_as_unavailable(
+    client: TelegramClient, sandbox: RunningSandbox
+) -> None:
+    # Given Telegram is down: connections are closed without an answer
+    admin(sandbox, "faults", {"down": True})
+
+    # When / Then
+    with pytest.raises(TelegramUnavailable) as caught:
+        client.send_message(4242, "hello")
+
+    assert caught.value.error_code is None
+    assert isinstance(caught.value.__cause__, requests.ConnectionError)
+    assert sandbox.state.stats()["by_status"]["dropped"] == 1
+    assert sandbox.state.received("4242") == []
+    # and once it is back, the same client sends again
+    admin(sandbox, "faults", {"down": False})
+    assert client.send_message(4242, "hello").message_id == 1
+
+
 def test_unknown_token_is_an_auth_error(sandbox: RunningSandbox) -> None:
     # Given a token Telegram does not know
     telegram = TelegramClient(sandbox.url, "999:not-our-token", timeout_s=5)

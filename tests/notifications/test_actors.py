@@ -12,8 +12,10 @@ from dramatiq.brokers.stub import StubBroker
 from actors.notifications import broadcast_message, process_notification_queue, send_notification
 from sandbox.server import RunningSandbox
 from tests.fixtures.notifications import ADMIN_CHAT, insert_rows, rows
+from tests.fixtures.stub import DelayCapturingStubBroker, run_until_idle
 from worker_app.notifications import broadcast
 from worker_app.notifications.slots import SLOTS_KEY
+from worker_app.policies import MAX_RATE_LIMITED_RETRIES
 from worker_app.runtime import Runtime
 
 QUEUE = "notifications"
@@ -69,6 +71,47 @@ def test_on_demand_send_whose_retries_are_spent_goes_to_the_queue_instead_of_bei
         903, "renewed!", "pending", "payment",
     )  # fmt: skip
     assert "502" in row["error_message"]
+
+
+def open_breaker(runtime: Runtime) -> None:
+    breaker = runtime.telegram_sender.breaker
+    for _ in range(breaker.config.failures):
+        breaker.record_failure("test: Telegram is down")
+
+
+def test_on_demand_send_while_the_breaker_is_open_waits_for_it_without_spending_a_retry(
+    runtime: Runtime, capturing_broker: DelayCapturingStubBroker, sandbox: RunningSandbox
+) -> None:
+    # Given Telegram is down and this process's breaker has opened
+    open_breaker(runtime)
+    # When a message is sent on demand
+    send_notification.send(905, "your code is 1234", "login")
+    run_until_idle(capturing_broker, QUEUE)
+    # Then it is retried after the breaker's cooldown, as a deferral, not one of its 3 retries
+    [(retry, delay_ms)] = capturing_broker.held
+    assert 4000 < delay_ms <= 5000
+    assert retry.options["rate_limited"] == 1 and "retries" not in retry.options
+    assert sandbox.state.stats()["total"] == 0
+
+
+def test_on_demand_send_out_of_deferrals_goes_to_the_queue_instead_of_the_dead_letters(
+    runtime: Runtime,
+    stub_broker: StubBroker,
+    stub_worker: dramatiq.Worker,
+    sandbox: RunningSandbox,
+    db_engine: sa.Engine,
+) -> None:
+    # Given a long outage: the message has used up its deferrals
+    open_breaker(runtime)
+    message = send_notification.send_with_options(
+        args=(906, "renewed!", "payment"), rate_limited=MAX_RATE_LIMITED_RETRIES
+    )
+    drain_stub(stub_broker, stub_worker)
+    # Then it waits in notification_queue, where the queue consumer sends it when Telegram is back
+    assert message.get_result(block=True, timeout=5000)["status"] == "queued"
+    [row] = rows(db_engine)
+    assert (row["telegram_id"], row["status"], row["attempts"]) == (906, "pending", 0)
+    assert "circuit breaker open" in row["error_message"]
 
 
 def test_text_over_the_limit_is_rejected_with_a_clear_error(

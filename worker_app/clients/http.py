@@ -101,9 +101,18 @@ class JsonHttpClient:
         return self._redactor(redact(text))
 
     def request(
-        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        timeout_s: float | None = None,
     ) -> JsonReply:
-        """Call ``{base_url}{path}``; return the parsed reply or raise ``UpstreamUnavailable``."""
+        """Call ``{base_url}{path}``; return the parsed reply or raise ``UpstreamUnavailable``.
+
+        ``timeout_s`` overrides the client's timeout for this call (connect and read, each).
+        """
         import requests
 
         try:
@@ -113,7 +122,7 @@ class JsonHttpClient:
                 params=params,
                 json=json,
                 headers={"X-Request-ID": context.current_trace_id() or context.new_trace_id()},
-                timeout=self.timeout_s,
+                timeout=self.timeout_s if timeout_s is None else timeout_s,
             )
         except requests.RequestException as e:
             raise self._fail(f"{method} {path} failed: {type(e).__name__}: {e}", None) from e

@@ -12,6 +12,12 @@ the retry middleware acts on (CONTRACTS.md, Telegram section):
 
 A 400 carrying ``parameters.migrate_to_chat_id`` (a group upgraded to a supergroup) is followed once.
 The token is part of the URL path; it never appears in a message, a repr or a log line from here.
+
+``sendMessage`` has its own, short timeout (TELEGRAM_SEND_TIMEOUT_S, 3 s by default; other calls use
+HTTP_TIMEOUT_S). Telegram answers a send in well under a second, and a hanging Telegram must turn
+into failures quickly: the circuit breaker can only open on failures, and it has to open within 5 s
+of an outage. The price: a send that Telegram accepts after more than 3 s is reported as a timeout,
+retried, and the user may get that message twice — delivery is at-least-once anyway.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from worker_app.errors import PermanentError, RateLimited, UpstreamUnavailable, 
 
 DEFAULT_RETRY_AFTER_S = 1.0
 """Used when a 429 names no delay in its body or its ``Retry-After`` header."""
+DEFAULT_SEND_TIMEOUT_S = 3.0
+"""TELEGRAM_SEND_TIMEOUT_S's default: connect and read timeout of ``sendMessage`` (see above)."""
 
 _CHAT_LEVEL_400 = (
     "chat not found",
@@ -108,8 +116,16 @@ class SentMessage:
 class TelegramClient:
     """Sends bot messages over the Telegram Bot API; thread-safe, one pooled session per client."""
 
-    def __init__(self, base_url: str, token: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout_s: float = 10.0,
+        send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S,
+    ) -> None:
         self._token = token
+        self.send_timeout_s = min(send_timeout_s, timeout_s)
         self._http = JsonHttpClient(
             "telegram", base_url, timeout_s=timeout_s, secrets=(token,), unavailable=_unavailable
         )
@@ -146,14 +162,14 @@ class TelegramClient:
         if reply_markup is not None:
             payload["reply_markup"] = reply_markup
         try:
-            return _sent_message(self._call("sendMessage", payload))
+            return _sent_message(self._call("sendMessage", payload, self.send_timeout_s))
         except TelegramChatMigrated as moved:
             payload["chat_id"] = moved.migrate_to_chat_id
-            sent = _sent_message(self._call("sendMessage", payload))
+            sent = _sent_message(self._call("sendMessage", payload, self.send_timeout_s))
             return SentMessage(sent.message_id, sent.chat_id, sent.date, migrated_from=_int_or_none(chat_id))
 
-    def _call(self, method: str, payload: dict[str, Any]) -> Any:
-        reply = self._http.request("POST", f"/bot{self._token}/{method}", json=payload)
+    def _call(self, method: str, payload: dict[str, Any], timeout_s: float | None = None) -> Any:
+        reply = self._http.request("POST", f"/bot{self._token}/{method}", json=payload, timeout_s=timeout_s)
         envelope = reply.body
         if not isinstance(envelope, dict) or not isinstance(envelope.get("ok"), bool):
             raise _malformed(method, envelope)

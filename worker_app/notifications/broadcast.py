@@ -9,11 +9,19 @@ Progress lives in the Redis hash ``cybervpn:broadcast:<id>`` (``total``, ``sent`
 7 days). :func:`refresh_progress` recomputes it from the rows themselves (never from counters that a
 crash could skew) after every batch that touched the broadcast; the call that finds no row pending
 any more writes the final report — ``{sent, failed, total, duration_seconds}`` — once.
+
+**Redis down: progress updates are skipped**, with one warning per process (and one info when
+Redis is back); sending goes on. The rows stay the truth, so the first refresh after the outage
+writes correct figures. A broadcast is only marked settled in the same transaction that wrote its
+final report to Redis, so a report Redis did not take is written by a later refresh (the next
+drain's, which refreshes every unsettled broadcast) instead of never.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,10 +34,26 @@ from sqlalchemy.orm import Session
 from models.notifications import NotificationBroadcast
 from worker_app.db import Database
 from worker_app.errors import BadMessage
+from worker_app.notifications.redis_fallback import RedisFallback
 from worker_app.notifications.text import check_chat_id
 from worker_app.redis_client import key
 
 log = logging.getLogger(__name__)
+
+_FALLBACKS: weakref.WeakKeyDictionary[redis.Redis, RedisFallback] = weakref.WeakKeyDictionary()
+_FALLBACKS_LOCK = threading.Lock()
+
+
+def _redis_state(client: redis.Redis) -> RedisFallback:
+    """The progress writes' Redis state, one per client (the process has one: its runtime's)."""
+    with _FALLBACKS_LOCK:
+        state = _FALLBACKS.get(client)
+        if state is None:
+            state = _FALLBACKS[client] = RedisFallback(
+                "broadcast progress", "progress updates skipped (the rows keep the counts)"
+            )
+        return state
+
 
 INSERT_CHUNK = 1000
 PROGRESS_TTL_S = 7 * 86_400
@@ -137,33 +161,49 @@ def refresh_progress(
 ) -> list[dict[str, Any]]:
     """Recompute the progress of ``broadcast_ids`` from their rows; settle those with none pending.
 
-    Returns the reports of the broadcasts this call settled.
+    Returns the reports of the broadcasts this call settled (none while Redis is unreachable).
     """
     ids = sorted(set(broadcast_ids))
     if not ids:
         return []
-    progress: dict[str, dict[str, Any]] = {}
-    reports = []
-    with database.transaction() as session:
-        for broadcast_id, sent, failed, pending in session.execute(_COUNTS, {"ids": ids}).all():
-            entry = progress[broadcast_id] = {"sent": sent, "failed": failed, "pending": pending}
-            entry["status"] = "settled" if pending == 0 else "sending"
-            settled = None
-            if pending == 0:
-                settled = session.execute(
-                    _SETTLE, {"id": broadcast_id, "sent": sent, "failed": failed}
-                ).first()
-            if settled is not None:
-                entry["duration_seconds"] = round(settled[1], 3)
-                reports.append(
-                    {"broadcast_id": broadcast_id, "sent": sent, "failed": failed, "total": settled[0],
-                     "duration_seconds": entry["duration_seconds"]}
-                )  # fmt: skip
-    for broadcast_id, entry in progress.items():  # after the commit: Redis never runs ahead of the rows
-        _write_progress(client, broadcast_id, entry)
+    try:
+        with database.transaction() as session:
+            progress, reports = _recount(session, ids)
+            # Written before the commit of the settlements: a report Redis refused rolls its
+            # settlement back. The rows themselves are already committed, so Redis never runs
+            # ahead of them; a commit failing now only means the next refresh writes it again.
+            if not _redis_state(client).run(lambda: _write_all(client, progress), lambda: False):
+                raise _Unpublished
+    except _Unpublished:
+        return []
     for report in reports:
         log.info("broadcast %s settled: %s", report["broadcast_id"], report)
     return reports
+
+
+class _Unpublished(Exception):
+    """Redis did not take the progress: roll back the settlements recorded with it."""
+
+
+def _recount(session: Session, ids: list[str]) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Each broadcast's progress entry from its rows; settles (in ``session``) those with none pending."""
+    progress: dict[str, dict[str, Any]] = {}
+    reports = []
+    for broadcast_id, sent, failed, pending in session.execute(_COUNTS, {"ids": ids}).all():
+        entry = progress[broadcast_id] = {
+            "total": sent + failed + pending, "sent": sent, "failed": failed, "pending": pending,
+            "status": "settled" if pending == 0 else "sending",
+        }  # fmt: skip
+        settled = None
+        if pending == 0:
+            settled = session.execute(_SETTLE, {"id": broadcast_id, "sent": sent, "failed": failed}).first()
+        if settled is not None:
+            entry["duration_seconds"] = round(settled[1], 3)
+            reports.append(
+                {"broadcast_id": broadcast_id, "sent": sent, "failed": failed, "total": settled[0],
+                 "duration_seconds": entry["duration_seconds"]}
+            )  # fmt: skip
+    return progress, reports
 
 
 def unsettled(database: Database) -> list[str]:
@@ -174,17 +214,23 @@ def unsettled(database: Database) -> list[str]:
 
 
 def start_progress(client: redis.Redis, created: BroadcastCreated, created_at: float) -> None:
-    """The first progress entry: every row pending."""
-    _write_progress(
-        client, created.broadcast_id,
-        {"total": created.total, "sent": 0, "failed": 0, "pending": created.total, "status": "sending",
-         "duplicates_removed": created.duplicates_removed, "created_at": round(created_at, 3)},
-    )  # fmt: skip
+    """The first progress entry: every row pending (skipped while Redis is unreachable)."""
+    entry = {
+        "total": created.total, "sent": 0, "failed": 0, "pending": created.total, "status": "sending",
+        "duplicates_removed": created.duplicates_removed, "created_at": round(created_at, 3),
+    }  # fmt: skip
+    _redis_state(client).run(lambda: _write_progress(client, created.broadcast_id, entry), lambda: None)
 
 
 def read_progress(client: redis.Redis, broadcast_id: str) -> dict[str, str]:
     """The progress hash of ``broadcast_id`` (empty when unknown or expired)."""
     return dict(client.hgetall(progress_key(broadcast_id)))  # type: ignore[arg-type]
+
+
+def _write_all(client: redis.Redis, progress: dict[str, dict[str, Any]]) -> bool:
+    for broadcast_id, entry in progress.items():
+        _write_progress(client, broadcast_id, entry)
+    return True
 
 
 def _write_progress(client: redis.Redis, broadcast_id: str, fields: dict[str, Any]) -> None:

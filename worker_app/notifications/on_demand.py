@@ -3,9 +3,12 @@
 Nothing is lost: a transient failure raises so that the retry middleware tries again after 10 s,
 30 s and 90 s (the notifications policy); on the last attempt the message is inserted into
 ``notification_queue`` instead, where the queue consumer keeps trying with its own backoff. Rate
-limits and 429s raise :class:`~worker_app.errors.RateLimited`, retried after the wait without
-counting as an attempt. A chat that cannot receive messages (blocked, deactivated, not found) is
-a result, not an error: ``{"status": "failed", "error": ...}``.
+limits, 429s and an open circuit breaker raise :class:`~worker_app.errors.RateLimited`, retried
+after the wait without counting as an attempt — so a Telegram outage does not spend the message's
+retries; once the retry middleware's cap on such waits is reached (``deferrals_left`` False), the
+message goes to ``notification_queue`` too rather than to the dead letters. A chat that cannot
+receive messages (blocked, deactivated, not found) is a result, not an error:
+``{"status": "failed", "error": ...}``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ def send_on_demand(
     parse_mode: str | None,
     max_wait_s: float,
     last_attempt: bool,
+    deferrals_left: bool = True,
 ) -> dict[str, Any]:
     """Send one message now; the result is what ``send_notification`` stores for its caller."""
     started = time.time()
@@ -48,10 +52,10 @@ def send_on_demand(
     if delivery.status == FAILED:
         metrics.count(notification_type, "failed")
         return {"status": "failed", "message_id": None, "sent_at": None, "error": delivery.error}
-    if delivery.status == DEFERRED:
+    if delivery.status == DEFERRED and deferrals_left:
         metrics.count(notification_type, "deferred")
         raise RateLimited(f"telegram send deferred: {delivery.error}", retry_after_s=delivery.wait_s)
-    if not last_attempt:
+    if delivery.status != DEFERRED and not last_attempt:
         metrics.count(notification_type, "retry")
         raise UpstreamUnavailable(f"telegram send failed: {delivery.error}")
     notification_id = defer_to_queue(

@@ -1,7 +1,7 @@
 """The ``notification_queue`` consumer: claim due rows, send them, settle them, until none are due.
 
-A *drain* repeats one step until no row is due, its time budget ends or Telegram asks everyone to
-pause for longer than the budget has left:
+A *drain* repeats one step until no row is due, its time budget ends, or Telegram asks everyone to
+pause — or the circuit breaker holds sends back — for longer than the budget has left:
 
 1. in one transaction, claim up to ``batch_size`` due ``pending`` rows with
    ``FOR UPDATE SKIP LOCKED`` — rows another drain (any process, any host) holds are skipped, not
@@ -13,8 +13,13 @@ pause for longer than the budget has left:
 Outcomes per row (ARCHITECTURE.md §3, notifications): sent → ``sent``, ``sent_at``, Telegram's
 ``message_id``; transient failure → ``attempts + 1``, ``error_message`` and the next attempt after
 30 s, 1 m, 5 m, 15 m, 1 h; the ``max_retries``-th failure, or a permanent one (403, chat-level 400,
-text Telegram will never take) → ``failed``; rate limited or 429 → back to ``pending`` after the
-wait, ``attempts`` unchanged; a wrong bot token (401/404) → back to ``pending`` and the drain stops.
+text Telegram will never take) → ``failed``; rate limited, 429 or circuit breaker open → back to
+``pending`` after the wait, ``attempts`` unchanged; a wrong bot token (401/404) → back to ``pending``
+and the drain stops.
+
+While the breaker is open the drain does not claim rows only to defer them: it waits for the
+cooldown (or stops, ``breaker``, when the cooldown outlasts its budget; the next tick resumes), and
+the step after a cooldown claims a single row, the breaker's probe, before full batches resume.
 
 Delivery is at-least-once: a worker killed after Telegram accepted a message but before the commit
 leaves the row pending, and it is sent again by the next drain.
@@ -23,6 +28,7 @@ leaves the row pending, and it is sent again by the next drain.
 from __future__ import annotations
 
 import contextvars
+import heapq
 import threading
 import time
 import uuid
@@ -41,6 +47,8 @@ from worker_app.notifications.text import NotificationRejected, check_text
 BACKOFF_S = (30, 60, 300, 900, 3600)
 """Wait before the next attempt after the 1st, 2nd, ... transient failure (the last repeats)."""
 HALT_RETRY_S = 60.0
+_DUE_MARGIN_S = 0.05
+"""A deferred row is claimed this long after its due time (PostgreSQL's clock is not ours)."""
 
 DUE = "status = 'pending' AND next_attempt_at <= now() AND scheduled_at <= now()"
 """SQL condition of a ``notification_queue`` row that is due to be sent now."""
@@ -117,7 +125,8 @@ class DrainConfig:
 @dataclass
 class DrainReport:
     """What one drain did. ``stopped``: ``empty`` (nothing due), ``budget`` (time is up),
-    ``paused`` (a 429 pause outlasts the budget), ``halt`` (bad bot token), ``shutdown``."""
+    ``paused`` (a 429 pause outlasts the budget), ``breaker`` (Telegram is down: the circuit breaker
+    stays open past the budget), ``halt`` (bad bot token), ``shutdown``."""
 
     batches: int = 0
     sent: int = 0
@@ -127,8 +136,8 @@ class DrainReport:
     stopped: str = ""
     exhausted: list[tuple[Row, str]] = field(default_factory=list)
     halt_error: str | None = None
-    deferred_for_s: float | None = None
-    """The shortest deferral of the last batch: when its first deferred row is due again."""
+    deferred_due: list[float] = field(default_factory=list)
+    """Heap of the (monotonic) times at which rows this drain deferred are due again."""
 
     def summary(self) -> dict[str, object]:
         """JSON-able counts (the actor's result and log line)."""
@@ -187,25 +196,37 @@ class QueueDrainer:
         return report
 
     def _reason_to_stop(self, deadline: float) -> str:
-        """Why the drain must end now ("" to go on); sits out a fleet-wide pause that fits the budget."""
-        remaining = deadline - self._clock()
-        if self.stopping.is_set():
-            return "shutdown"
-        if remaining <= 0:
-            return "budget"
+        """Why the drain must end now ("" to go on); sits out a fleet-wide pause or an open circuit
+        breaker that ends within the budget."""
+        while True:
+            remaining = deadline - self._clock()
+            if self.stopping.is_set():
+                return "shutdown"
+            if remaining <= 0:
+                return "budget"
+            reason, wait_s = self._held_back()
+            if not wait_s:
+                return ""
+            if wait_s >= remaining:
+                return reason
+            self.stopping.wait(wait_s)
+
+    def _held_back(self) -> tuple[str, float]:
+        """What keeps every send back right now, and for how long (0: nothing)."""
         paused = self.sender.limiter.paused_for()
-        if paused >= remaining:
-            return "paused"
         if paused:
-            self.stopping.wait(paused)
-        return ""
+            return "paused", paused
+        return "breaker", self.sender.breaker.blocked_for()
 
     def _idle(self, report: DrainReport, deadline: float) -> bool:
         """Nothing is due: wait for rows this drain deferred, or linger for new ones; False to stop."""
-        deferred, report.deferred_for_s = report.deferred_for_s, None
+        now = self._clock()
+        due = report.deferred_due
+        while due and due[0] + _DUE_MARGIN_S <= now:  # sent since, or taken by another drain
+            heapq.heappop(due)
         poll_s = self.config.poll_interval_s
-        waits = [w for w in (deferred and deferred + 0.05, poll_s) if w]
-        remaining = deadline - self._clock()
+        waits = [w for w in (due[0] + _DUE_MARGIN_S - now if due else 0.0, poll_s) if w]
+        remaining = deadline - now
         if not waits or (not poll_s and min(waits) >= remaining):
             return False
         self.stopping.wait(max(0.0, min(*waits, remaining)))
@@ -213,8 +234,9 @@ class QueueDrainer:
 
     def _step(self, report: DrainReport, deadline: float) -> bool:
         """One claim-send-settle round; False when nothing was due."""
+        limit = self.config.batch_size if self.sender.breaker.closed else 1  # 1: the breaker's probe
         with self.database.transaction() as session:
-            rows = claim(session, self.config.batch_size)
+            rows = claim(session, limit)
             if not rows:
                 return False
             deliveries = self._send_all(rows, deadline)
@@ -222,7 +244,7 @@ class QueueDrainer:
                 settle(r, d, self.config.max_retries) for r, d in zip(rows, deliveries, strict=True)
             ]
             write(session, rows, deliveries, settlements)
-        _account(report, rows, deliveries, settlements)
+        _account(report, rows, deliveries, settlements, self._clock())
         touched = {r.broadcast_id for r in rows if r.broadcast_id is not None}
         if touched and self.after_batch is not None:
             self.after_batch(touched)
@@ -271,10 +293,12 @@ def _account(
     rows: Sequence[Row],
     deliveries: Sequence[Delivery],
     settlements: Sequence[Settlement],
+    now: float,
 ) -> None:
     report.batches += 1
-    waits = [s.delay_s for d, s in zip(deliveries, settlements, strict=True) if d.status == DEFERRED]
-    report.deferred_for_s = min(waits, default=None)
+    for delivery, settled in zip(deliveries, settlements, strict=True):
+        if delivery.status == DEFERRED:
+            heapq.heappush(report.deferred_due, now + settled.delay_s)
     for row, delivery, settled in zip(rows, deliveries, settlements, strict=True):
         counter, status = _OUTCOMES.get(
             FAILED if settled.exhausted else delivery.status, ("deferred", "deferred")

@@ -5,6 +5,8 @@ admin alerts): reserve a slot (:mod:`worker_app.notifications.ratelimit`), sleep
 and turn the reply into a :class:`Delivery` instead of an exception, because each caller acts on
 the kinds differently (a row gets ``attempts + 1``, an on-demand message a Dramatiq retry).
 A 429 pauses every sender in the fleet for Telegram's ``retry_after`` before it is reported.
+While the circuit breaker (:mod:`worker_app.notifications.breaker`) is open nothing is sent:
+every send is :data:`DEFERRED` until the breaker's next probe.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from worker_app.clients.telegram import (
     TelegramAuthError,
@@ -20,7 +23,13 @@ from worker_app.clients.telegram import (
     TelegramUnavailable,
 )
 from worker_app.errors import PermanentError
+from worker_app.notifications.breaker import PROBE_WAIT_S, BreakerConfig, CircuitBreaker
 from worker_app.notifications.ratelimit import TelegramRateLimiter
+
+if TYPE_CHECKING:
+    import redis
+
+    from worker_app.config import Settings
 
 SENT = "sent"
 RETRY = "retry"
@@ -28,7 +37,8 @@ RETRY = "retry"
 FAILED = "failed"
 """Permanent for this message or chat (403 blocked, 400 chat not found / too long): never retried."""
 DEFERRED = "deferred"
-"""Not sent because of rate limits (ours or a 429): not an attempt; try again after ``wait_s``."""
+"""Not sent because of rate limits (ours or a 429) or the open circuit breaker: not an attempt; try
+again after ``wait_s``."""
 HALT = "halt"
 """401/404: the bot token or API URL is wrong; every send would fail the same way."""
 
@@ -47,23 +57,29 @@ class Delivery:
 
 
 class TelegramSender:
-    """Sends within the fleet-wide limits; thread-safe (the client pools, the limiter is Redis)."""
+    """Sends within the fleet-wide limits; thread-safe (the client pools, the limiter is Redis, the
+    breaker locks). ``breaker`` defaults to one with the TELEGRAM_BREAKER_* defaults."""
 
     def __init__(
         self,
         client: TelegramClient,
         limiter: TelegramRateLimiter,
         *,
+        breaker: CircuitBreaker | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.limiter = limiter
+        self.breaker = breaker if breaker is not None else CircuitBreaker()
         self._sleep = sleep
         self._clock = clock
 
     def send(self, chat_id: int, text: str, parse_mode: str | None, *, max_wait_s: float) -> Delivery:
         """Send once a slot is free, waiting at most ``max_wait_s`` for it (else :data:`DEFERRED`)."""
+        held_s = self.breaker.blocked_for()
+        if held_s:
+            return _held_back(held_s)  # no slot booked: an outage must not eat the bot's rate
         deadline = self._clock() + max_wait_s
         while True:
             patience = max(0.0, deadline - self._clock())
@@ -80,6 +96,22 @@ class TelegramSender:
             return self._attempt(chat_id, text, parse_mode)
 
     def _attempt(self, chat_id: int, text: str, parse_mode: str | None) -> Delivery:
+        """One call, unless the breaker holds it back; tells the breaker what Telegram did."""
+        if not self.breaker.allow():
+            return _held_back(self.breaker.blocked_for())
+        try:
+            delivery = self._call(chat_id, text, parse_mode)
+        except BaseException:
+            self.breaker.release_probe()
+            raise
+        if delivery.status != RETRY:
+            self.breaker.record_success()  # an answer, even a 4xx or a 429, proves Telegram is up
+            return delivery
+        if self.breaker.record_failure(delivery.error or "?"):
+            return _held_back(self.breaker.blocked_for(), delivery.error)
+        return delivery
+
+    def _call(self, chat_id: int, text: str, parse_mode: str | None) -> Delivery:
         try:
             sent = self.client.send_message(chat_id, text, parse_mode=parse_mode)
         except TelegramRateLimited as e:
@@ -92,3 +124,29 @@ class TelegramSender:
         except TelegramUnavailable as e:
             return Delivery(RETRY, error=str(e))
         return Delivery(SENT, message_id=sent.message_id, chat_id=sent.chat_id, sent_at=time.time())
+
+
+def _held_back(wait_s: float, failure: str | None = None) -> Delivery:
+    wait_s = max(wait_s, PROBE_WAIT_S)
+    error = f"telegram circuit breaker open: not sent, retry in {wait_s:.1f}s"
+    return Delivery(DEFERRED, wait_s=wait_s, error=f"{error} (last failure: {failure})" if failure else error)
+
+
+def build_sender(settings: Settings, redis_client: redis.Redis, client: TelegramClient) -> TelegramSender:
+    """The process's sender from settings: Redis-shared limits with their local fallback
+    (TELEGRAM_*_RATE_PER_S, TELEGRAM_FALLBACK_RATE_PER_S) and the breaker (TELEGRAM_BREAKER_*)."""
+    limiter = TelegramRateLimiter(
+        redis_client,
+        global_per_s=settings.telegram_global_rate_per_s,
+        per_chat_per_s=settings.telegram_per_chat_rate_per_s,
+        fallback_per_s=settings.telegram_fallback_rate_per_s,
+    )
+    breaker = CircuitBreaker(
+        BreakerConfig(
+            failures=settings.telegram_breaker_failures,
+            window_s=settings.telegram_breaker_window_s,
+            cooldown_s=settings.telegram_breaker_cooldown_s,
+            max_cooldown_s=settings.telegram_breaker_max_cooldown_s,
+        )
+    )
+    return TelegramSender(client, limiter, breaker=breaker)
