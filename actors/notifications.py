@@ -102,6 +102,8 @@ def send_notification(
         max_wait_s=runtime.settings.notification_max_wait_s,
         last_attempt=options.get("retries", 0) >= policy_for(QUEUE).max_retries,
         deferrals_left=options.get("rate_limited", 0) < MAX_RATE_LIMITED_RETRIES,
+        journal=runtime.send_journal,
+        message_id=message_obj.message_id if message_obj is not None else None,
     )
 
 

@@ -17,6 +17,7 @@ from worker_app.config import Settings
 from worker_app.db import Database
 from worker_app.dead_letters import DeadLetterStore
 from worker_app.notifications.broadcast import refresh_progress
+from worker_app.notifications.journal import SendJournal
 from worker_app.notifications.queue import DrainConfig, QueueDrainer
 from worker_app.notifications.sender import TelegramSender, build_sender
 from worker_app.notifications.slots import DrainerSlots
@@ -82,7 +83,13 @@ class Runtime:
             config,
             stopping=self.stopping,
             after_batch=lambda ids: refresh_progress(self.database, self.redis, ids),
+            journal=self.send_journal,
         )
+
+    @cached_property
+    def send_journal(self) -> SendJournal:
+        """Sends Telegram accepted, recorded at once so a crash does not send them again."""
+        return SendJournal(self.redis)
 
     @cached_property
     def drainer_slots(self) -> DrainerSlots:

@@ -21,6 +21,7 @@ from models.notifications import NotificationQueue
 from worker_app.db import Database
 from worker_app.errors import RateLimited, UpstreamUnavailable
 from worker_app.notifications import metrics
+from worker_app.notifications.journal import SendJournal, message_key
 from worker_app.notifications.sender import DEFERRED, FAILED, SENT, TelegramSender
 
 
@@ -35,13 +36,25 @@ def send_on_demand(
     max_wait_s: float,
     last_attempt: bool,
     deferrals_left: bool = True,
+    journal: SendJournal | None = None,
+    message_id: str | None = None,
 ) -> dict[str, Any]:
-    """Send one message now; the result is what ``send_notification`` stores for its caller."""
+    """Send one message now; the result is what ``send_notification`` stores for its caller.
+
+    With a ``journal`` and the Dramatiq ``message_id``, a message redelivered after Telegram
+    accepted it (its worker died, or RabbitMQ restarted, before the ack) returns the recorded result
+    instead of reaching the user twice.
+    """
     started = time.time()
-    delivery = sender.send(chat_id, message, parse_mode, max_wait_s=max_wait_s)
+    key = message_key(message_id) if journal is not None and message_id else None
+    recorded = journal.lookup([key]).get(key) if journal is not None and key else None
+    delivery = recorded or sender.send(chat_id, message, parse_mode, max_wait_s=max_wait_s)
     if delivery.status == SENT and delivery.sent_at is not None:
-        metrics.count(notification_type, "sent")
-        metrics.observe_latency(notification_type, delivery.sent_at - started)
+        if recorded is None:
+            if journal is not None and key:
+                journal.record(key, delivery)
+            metrics.count(notification_type, "sent")
+            metrics.observe_latency(notification_type, delivery.sent_at - started)
         sent_at = datetime.fromtimestamp(delivery.sent_at, UTC).isoformat()
         return {
             "status": "sent",

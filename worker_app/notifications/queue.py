@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from worker_app.db import Database
 from worker_app.notifications import metrics
+from worker_app.notifications.journal import SendJournal, row_key
 from worker_app.notifications.sender import DEFERRED, FAILED, HALT, RETRY, SENT, Delivery, TelegramSender
 from worker_app.notifications.text import NotificationRejected, check_text
 
@@ -174,6 +175,7 @@ class QueueDrainer:
         *,
         stopping: threading.Event | None = None,
         after_batch: Callable[[set[str]], object] | None = None,
+        journal: SendJournal | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.database = database
@@ -183,6 +185,9 @@ class QueueDrainer:
         self.stopping = stopping if stopping is not None else threading.Event()
         self.after_batch = after_batch
         """Called after each commit with the broadcast ids the batch touched (progress refresh)."""
+        self.journal = journal
+        """Sends Telegram accepted, recorded at once: a batch cut off before its commit (a killed
+        worker, PostgreSQL restarting) is settled from it instead of being sent again."""
         self._clock = clock
 
     def drain(self) -> DrainReport:
@@ -239,22 +244,30 @@ class QueueDrainer:
             rows = claim(session, limit)
             if not rows:
                 return False
-            deliveries = self._send_all(rows, deadline)
+            known = self.journal.lookup([row_key(r.id) for r in rows]) if self.journal else {}
+            deliveries = self._send_all(rows, deadline, known)
             settlements = [
                 settle(r, d, self.config.max_retries) for r, d in zip(rows, deliveries, strict=True)
             ]
             write(session, rows, deliveries, settlements)
+        if self.journal is not None:  # PostgreSQL holds these outcomes now
+            self.journal.forget(
+                [row_key(r.id) for r, d in zip(rows, deliveries, strict=True) if d.status == SENT]
+            )
         _account(report, rows, deliveries, settlements, self._clock())
         touched = {r.broadcast_id for r in rows if r.broadcast_id is not None}
         if touched and self.after_batch is not None:
             self.after_batch(touched)
         return True
 
-    def _send_all(self, rows: Sequence[Row], deadline: float) -> list[Delivery]:
-        futures = [
-            self.pool.submit(contextvars.copy_context().run, self._deliver, row, deadline) for row in rows
-        ]
-        return [f.result() for f in futures]
+    def _send_all(self, rows: Sequence[Row], deadline: float, known: dict[str, Delivery]) -> list[Delivery]:
+        """Send every row the journal does not already know as sent; deliveries in ``rows``' order."""
+        futures = {
+            row.id: self.pool.submit(contextvars.copy_context().run, self._deliver, row, deadline)
+            for row in rows
+            if row_key(row.id) not in known
+        }
+        return [known[row_key(r.id)] if r.id not in futures else futures[r.id].result() for r in rows]
 
     def _deliver(self, row: Row, deadline: float) -> Delivery:
         try:
@@ -262,7 +275,10 @@ class QueueDrainer:
         except NotificationRejected as e:
             return Delivery(FAILED, error=f"rejected before sending: {e}")
         max_wait_s = max(0.0, min(self.config.max_wait_s, deadline - self._clock()))
-        return self.sender.send(row.telegram_id, row.message, mode, max_wait_s=max_wait_s)
+        delivery = self.sender.send(row.telegram_id, row.message, mode, max_wait_s=max_wait_s)
+        if delivery.status == SENT and self.journal is not None:
+            self.journal.record(row_key(row.id), delivery)
+        return delivery
 
 
 def claim(session: Session, limit: int) -> list[Row]:
