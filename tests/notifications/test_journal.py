@@ -12,7 +12,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from actors.notifications import send_notification
 from sandbox.server import RunningSandbox
-from tests.fixtures.notifications import MakeRuntime, unreachable_redis_url, insert_rows, rows
+from tests.fixtures.notifications import MakeRuntime, insert_rows, rows, unreachable_redis_url
 from tests.notifications.test_actors import drain_stub
 from worker_app.notifications.journal import message_key, row_key
 from worker_app.notifications.sender import SENT, Delivery
