@@ -2,6 +2,10 @@
 
 Printed (run pytest with ``-s`` to see them) and appended as JSON lines to ``RELIABILITY_REPORT``
 when that variable names a file, so a full run yields the table of figures.
+
+``RELIABILITY_SCALE`` (default 1) multiplies the message counts (and their waits) of the load
+scenarios — the heavier variants, e.g. ``RELIABILITY_SCALE=10 bin/test tests/reliability -s
+--timeout 1800`` for 50,000 sends with a worker killed mid-way (pytest's per-test timeout is 120 s).
 """
 
 from __future__ import annotations
@@ -9,6 +13,13 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
+
+SCALE = max(1, int(os.environ.get("RELIABILITY_SCALE", "1")))
+
+
+def scaled(count: int) -> int:
+    """``count`` (messages, or seconds to wait for them) times RELIABILITY_SCALE."""
+    return count * SCALE
 
 
 @dataclass(frozen=True)

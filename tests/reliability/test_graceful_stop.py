@@ -20,9 +20,9 @@ from actors.notifications import send_notification
 from sandbox.server import RunningSandbox
 from tests.fixtures.chaos import accepted, first_send_after, sends_per_text, telegram_env, worker_group
 from tests.fixtures.worker import wait_for
-from tests.reliability.report import ScenarioReport, report
+from tests.reliability.report import ScenarioReport, report, scaled
 
-MESSAGES = 1500
+MESSAGES = scaled(1500)
 SHUTDOWN_TIMEOUT_S = 15
 
 
@@ -39,7 +39,7 @@ def test_sigterm_under_load_finishes_in_flight_sends_and_loses_nothing(
     with worker_group(tmp_path / "worker-1.log", env, **args) as first:
         for i in range(MESSAGES):
             send_notification.send(50_000 + i, f"term {i}", "test")
-        wait_for(lambda: len(accepted(sandbox)) >= MESSAGES * 0.3, 120, "30 % of the sends")
+        wait_for(lambda: len(accepted(sandbox)) >= MESSAGES * 0.3, scaled(120), "30 % of the sends")
         os.kill(first.proc.pid, signal.SIGTERM)
         term_at = time.time()
         code = first.proc.wait(timeout=SHUTDOWN_TIMEOUT_S + 30)
@@ -50,12 +50,12 @@ def test_sigterm_under_load_finishes_in_flight_sends_and_loses_nothing(
 
     restarted_at = time.time()
     with worker_group(tmp_path / "worker-2.log", env, **args):
-        wait_for(lambda: len(sends_per_text(sandbox)) >= MESSAGES, 120, "every message to be sent")
+        wait_for(lambda: len(sends_per_text(sandbox)) >= MESSAGES, scaled(120), "every message to be sent")
         time.sleep(1)  # room for a late duplicate to show up
     texts = sends_per_text(sandbox)
     first_after = first_send_after(sandbox, restarted_at)
     result = report(ScenarioReport(
-        scenario="graceful stop (SIGTERM) during 1,500 on-demand sends", messages=MESSAGES,
+        scenario=f"graceful stop (SIGTERM) during {MESSAGES:,} on-demand sends", messages=MESSAGES,
         processed=len(texts), lost=MESSAGES - len(texts), duplicated=sum(n - 1 for n in texts.values()),
         recovery_s=None if first_after is None else first_after - restarted_at,
         note=f"exited {exit_s:.1f} s after SIGTERM (timeout {SHUTDOWN_TIMEOUT_S} s) with code {code}; "

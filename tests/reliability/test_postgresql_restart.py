@@ -31,9 +31,9 @@ from tests.fixtures.chaos import (
 from tests.fixtures.notifications import insert_rows
 from tests.fixtures.scheduler import start_scheduler
 from tests.fixtures.worker import wait_for
-from tests.reliability.report import ScenarioReport, report
+from tests.reliability.report import ScenarioReport, report, scaled
 
-ROWS = 3000
+ROWS = scaled(3000)
 BATCH, DRAINERS = 50, 2
 
 
@@ -52,14 +52,14 @@ def test_a_postgresql_restart_mid_drain_loses_nothing_and_the_pools_recover(
     scheduler = start_scheduler(tmp_path / "scheduler.log", env)
     try:
         with worker_group(tmp_path / "worker.log", env, ("notifications",), modules=(), threads=8) as worker:
-            wait_for(lambda: len(sends_per_text(sandbox)) >= ROWS * 0.3, 120, "30 % of the rows sent")
+            wait_for(lambda: len(sends_per_text(sandbox)) >= ROWS * 0.3, scaled(120), "30 % of the rows sent")
             with postgresql_stopped():
                 stopped_at = time.time()
                 time.sleep(3)
             wait_for_service(5432, "PostgreSQL")
             back_at = time.time()
             clean_tables.dispose()  # the test's own pool held connections PostgreSQL cut
-            wait_for(lambda: unsent_rows(clean_tables) == 0, 150, "every row to be sent", poll_s=0.5)
+            wait_for(lambda: unsent_rows(clean_tables) == 0, scaled(150), "every row to be sent", poll_s=0.5)
             time.sleep(1)  # room for a late duplicate to show up
             assert worker.proc.poll() is None, "the worker survived the restart"
             worker_log = worker.log()
@@ -76,7 +76,7 @@ def test_a_postgresql_restart_mid_drain_loses_nothing_and_the_pools_recover(
             {"t": back_at},
         ).scalar_one()
     result = report(ScenarioReport(
-        scenario="PostgreSQL restart (3 s down) during a 3,000-row drain", messages=ROWS,
+        scenario=f"PostgreSQL restart (3 s down) during a {ROWS:,}-row drain", messages=ROWS,
         processed=len(texts), lost=ROWS - len(texts), duplicated=sum(n - 1 for n in texts.values()),
         recovery_s=None if settled is None else float(settled) - back_at,
         note=f"down {back_at - stopped_at:.1f} s; recovery = PostgreSQL back to the first batch committed; "

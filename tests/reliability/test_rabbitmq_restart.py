@@ -33,9 +33,9 @@ from tests.fixtures.chaos import (
 from tests.fixtures.notifications import insert_rows
 from tests.fixtures.scheduler import start_scheduler
 from tests.fixtures.worker import wait_for
-from tests.reliability.report import ScenarioReport, report
+from tests.reliability.report import ScenarioReport, report, scaled
 
-BURST, ROWS = 2000, 2000
+BURST, ROWS = scaled(2000), scaled(2000)
 DOWN_S = 3.0
 RECONNECT_BOUND_S = 30.0
 
@@ -91,7 +91,7 @@ def test_a_rabbitmq_restart_mid_burst_loses_nothing_and_everyone_reconnects(
     try:
         with worker_group(tmp_path / "worker.log", env, ("notifications",), modules=(), threads=8) as worker:
             producer.start()
-            wait_for(lambda: len(producer.confirmed) >= BURST * 0.3, 60, "30 % of the burst published")
+            wait_for(lambda: len(producer.confirmed) >= BURST * 0.3, scaled(60), "30 % of the burst sent")
             with rabbitmq_stopped():
                 stopped_at = time.time()
                 time.sleep(DOWN_S)
@@ -100,7 +100,7 @@ def test_a_rabbitmq_restart_mid_burst_loses_nothing_and_everyone_reconnects(
             assert not producer.is_alive(), "the producer finished its burst"
             wait_for(
                 lambda: len(sends_per_text(sandbox)) >= BURST + ROWS and unsent_rows(clean_tables) == 0,
-                120, "every burst message and every row to be sent", poll_s=0.5,
+                scaled(120), "every burst message and every row to be sent", poll_s=0.5,
             )  # fmt: skip
             time.sleep(1)  # room for a late duplicate to show up
             assert worker.proc.poll() is None, "the worker survived the restart"
@@ -116,7 +116,7 @@ def test_a_rabbitmq_restart_mid_burst_loses_nothing_and_everyone_reconnects(
     assert worker_back is not None and scheduler_back is not None, "worker and scheduler at work again"
     recovery = max(worker_back, scheduler_back) - back_at
     report(ScenarioReport(
-        scenario="RabbitMQ restart (3 s down) during a 2,000-message burst and a 2,000-row drain",
+        scenario=f"RabbitMQ restart (3 s down) during a {BURST:,}-message burst and a {ROWS:,}-row drain",
         messages=len(expected), processed=len(expected & set(texts)), lost=len(lost),
         duplicated=sum(n - 1 for n in texts.values()), recovery_s=recovery,
         note=f"{producer.errors} publish errors retried by the producer; worker sending again "

@@ -25,9 +25,9 @@ from sandbox.server import RunningSandbox
 from tests.fixtures.chaos import accepted, children, unsent_rows, worker_group
 from tests.fixtures.notifications import insert_rows
 from tests.fixtures.worker import wait_for
-from tests.reliability.report import ScenarioReport, report
+from tests.reliability.report import ScenarioReport, report, scaled
 
-ROWS = 5000
+ROWS = scaled(5000)
 BATCH, DRAINERS = 50, 2
 SENDS_IN_FLIGHT = 2 * 8  # two worker processes x NOTIFICATION_SEND_CONCURRENCY
 
@@ -49,7 +49,7 @@ def test_a_worker_killed_mid_drain_loses_nothing(
     with worker_group(tmp_path / "worker-1.log", env, ("notifications",), modules=()) as first:
         for _ in range(DRAINERS):
             process_notification_queue.send()
-        wait_for(lambda: len(accepted(sandbox)) >= ROWS * 0.3, 120, "30 % of the sends")
+        wait_for(lambda: len(accepted(sandbox)) >= ROWS * 0.3, scaled(120), "30 % of the sends")
         if target == "one worker child":
             os.kill(children(first.proc.pid)[0], signal.SIGKILL)
         else:
@@ -66,15 +66,15 @@ def test_a_worker_killed_mid_drain_loses_nothing(
             process_notification_queue.send()
             return False
 
-        wait_for(drained_after_a_tick, 180, "every row to be sent", poll_s=1.0)
+        wait_for(drained_after_a_tick, scaled(180), "every row to be sent", poll_s=1.0)
     texts = Counter(e["text"] for e in accepted(sandbox))
     # recovery: from the kill to the first send by the replacement worker
     first_after = min(
         float(e["received_at"]) for e in accepted(sandbox) if float(e["received_at"]) >= restarted_at
     )
     result = report(ScenarioReport(
-        scenario=f"worker killed (SIGKILL, {target}) during 5,000 sends", messages=ROWS, processed=len(texts),
-        lost=ROWS - len(texts), duplicated=sum(n - 1 for n in texts.values()),
+        scenario=f"worker killed (SIGKILL, {target}) during {ROWS:,} sends", messages=ROWS,
+        processed=len(texts), lost=ROWS - len(texts), duplicated=sum(n - 1 for n in texts.values()),
         recovery_s=first_after - killed_at,
         note=f"{sent_before} sent before the kill; recovery = kill to the replacement worker's first send",
     ))  # fmt: skip
