@@ -10,6 +10,7 @@ import multiprocessing
 import sys
 
 import dramatiq
+import redis
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
@@ -62,7 +63,12 @@ def build_middleware(runtime: Runtime, *, with_metrics: bool = True) -> list[Mid
         DeadLetters(runtime.dead_letters),
         CurrentMessage(),
         Results(  # type: ignore[no-untyped-call]
-            backend=RedisBackend(url=settings.redis_url.get_secret_value(), namespace="cybervpn:results"),
+            backend=RedisBackend(  # socket timeouts: a hung Redis must not hold worker threads forever
+                client=redis.Redis.from_url(
+                    settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=5
+                ),
+                namespace="cybervpn:results",
+            ),
             result_ttl=settings.result_ttl_seconds * 1000,
         ),
         DbSessions(runtime.database),
