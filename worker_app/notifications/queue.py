@@ -21,8 +21,10 @@ While the breaker is open the drain does not claim rows only to defer them: it w
 cooldown (or stops, ``breaker``, when the cooldown outlasts its budget; the next tick resumes), and
 the step after a cooldown claims a single row, the breaker's probe, before full batches resume.
 
-Delivery is at-least-once: a worker killed after Telegram accepted a message but before the commit
-leaves the row pending, and it is sent again by the next drain.
+Delivery is at-least-once, with duplicates bounded by the sends in flight: a worker killed (or
+PostgreSQL restarting) after Telegram accepted a message but before the commit leaves the row
+pending, but the send was recorded in the sent journal (:mod:`worker_app.notifications.journal`)
+the moment Telegram answered, so the next drain settles it from there instead of sending it again.
 """
 
 from __future__ import annotations
