@@ -18,8 +18,8 @@ import sqlalchemy as sa
 import worker_app
 from actors.notifications import send_notification
 from sandbox.server import RunningSandbox
-from tests.fixtures.chaos import accepted, first_send_after, sends_per_text, telegram_env, worker_group
-from tests.fixtures.worker import wait_for
+from tests.fixtures.chaos import accepted, first_send_after, sends_per_text, telegram_env
+from tests.fixtures.worker import wait_for, worker_group
 from tests.reliability.report import ScenarioReport, report, scaled
 
 MESSAGES = scaled(1500)

@@ -24,8 +24,8 @@ import redis
 
 import worker_app
 from tests import e2e_actors
-from tests.fixtures.chaos import CHANNEL_ERRORS, worker_group
-from tests.fixtures.worker import wait_for
+from tests.fixtures.chaos import CHANNEL_ERRORS
+from tests.fixtures.worker import wait_for, worker_group
 from tests.reliability.report import ScenarioReport, report
 
 TASKS, TASK_S, THREADS = 8, 4.0, 2

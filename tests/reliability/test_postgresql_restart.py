@@ -26,11 +26,10 @@ from tests.fixtures.chaos import (
     telegram_env,
     unsent_rows,
     wait_for_service,
-    worker_group,
 )
 from tests.fixtures.notifications import insert_rows
 from tests.fixtures.scheduler import start_scheduler
-from tests.fixtures.worker import wait_for
+from tests.fixtures.worker import wait_for, worker_group
 from tests.reliability.report import ScenarioReport, report, scaled
 
 ROWS = scaled(3000)

@@ -21,8 +21,7 @@ import sqlalchemy as sa
 
 import worker_app
 from tests import e2e_actors
-from tests.fixtures.chaos import worker_group
-from tests.fixtures.worker import wait_for
+from tests.fixtures.worker import wait_for, wait_until_consuming, worker_group
 from tests.reliability.report import ScenarioReport, report
 
 HEALTHY = 300
@@ -32,6 +31,10 @@ MAX_REDELIVERIES = 2
 def dead_letters(engine: sa.Engine) -> list[Any]:
     with engine.connect() as conn:
         return list(conn.execute(sa.text("SELECT actor_name, reason, args FROM dead_letters")))
+
+
+def killer_dead(engine: sa.Engine) -> bool:
+    return any(r.reason == "redelivery_limit" for r in dead_letters(engine))
 
 
 def test_a_message_that_kills_its_process_is_dead_lettered_and_the_fleet_recovers(
@@ -51,12 +54,13 @@ def test_a_message_that_kills_its_process_is_dead_lettered_and_the_fleet_recover
         with worker_group(
             tmp_path / f"worker-{restarts}.log", env, ("analytics",), processes=1, wait_consuming=False
         ) as worker:
-            while worker.proc.poll() is None and time.monotonic() < deadline:
-                if any(r.reason == "redelivery_limit" for r in dead_letters(clean_tables)):
-                    dead_at = time.time()
-                    break
-                time.sleep(0.1)
-            if worker.proc.poll() is not None:  # the killer took this worker down: restart it
+            wait_for(
+                lambda w=worker: w.proc.poll() is not None or killer_dead(clean_tables),
+                max(1.0, deadline - time.monotonic()), "the worker to crash or the killer to be dead",
+            )  # fmt: skip
+            if killer_dead(clean_tables):
+                dead_at = time.time()
+            elif worker.proc.poll() is not None:  # the killer took this worker down: restart it
                 first_crash_at = first_crash_at or time.time()
                 restarts += 1
         if dead_at is not None:
@@ -64,7 +68,7 @@ def test_a_message_that_kills_its_process_is_dead_lettered_and_the_fleet_recover
                 wait_for(
                     lambda: redis_client.hlen(f"{key}:healthy") >= HEALTHY, 60, "every healthy message to run"
                 )
-                time.sleep(1)
+                wait_until_consuming(survivor, ["analytics"])  # still up, still serving
                 assert survivor.proc.poll() is None, "the worker stays up once the killer is dead"
     assert dead_at is not None, f"the killer was never dead-lettered ({restarts} restarts)"
 

@@ -22,19 +22,16 @@ import itertools
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 import worker_app
-from actors.notifications import process_notification_queue
 from sandbox.server import RunningSandbox
-from tests.fixtures.chaos import accepted, telegram_env, unsent_rows, worker_group
+from tests.fixtures.chaos import accepted, telegram_env, ticking, unsent_rows
 from tests.fixtures.notifications import PrivateRedis
-from tests.fixtures.worker import WorkerProcess, wait_for
+from tests.fixtures.worker import WorkerProcess, wait_for, worker_group
 from tests.reliability.report import ScenarioReport, report
 from worker_app.heartbeat import ping
 from worker_app.notifications import broadcast
@@ -42,18 +39,6 @@ from worker_app.notifications import broadcast
 ROWS, DOWN_S = 600, 10.0
 PROCESSES, LOCAL_RATE_PER_S = 2, 5.0
 BROADCAST_ID = "redis-down-broadcast"
-
-
-def ticking(condition: Callable[[], Any]) -> Callable[[], Any]:
-    """``condition``, sending the scheduler's drain tick each time it is not met yet."""
-
-    def check() -> Any:
-        met = condition()
-        if not met:
-            process_notification_queue.send()
-        return met
-
-    return check
 
 
 def wait_consuming(worker: WorkerProcess, redis_server: PrivateRedis) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,11 +31,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from actors.notifications import process_notification_queue
 from sandbox.server import RunningSandbox
-from tests.fixtures.chaos import accepted, telegram_env, unsent_rows, worker_group
+from tests.fixtures.chaos import accepted, telegram_env, ticking, unsent_rows
 from tests.fixtures.notifications import insert_rows, rows
-from tests.fixtures.worker import wait_for
+from tests.fixtures.worker import wait_for, worker_group
 from tests.reliability.report import ScenarioReport, report
 from worker_app.notifications.breaker import BreakerConfig
 
@@ -58,18 +56,6 @@ def log_events(log_text: str, logger: str) -> list[tuple[float, str]]:
         if record.get("logger") == logger:
             events.append((datetime.fromisoformat(record["ts"]).timestamp(), str(record["msg"])))
     return events
-
-
-def ticking(condition: Callable[[], Any]) -> Callable[[], Any]:
-    """``condition``, sending the scheduler's drain tick each time it is not met yet."""
-
-    def check() -> Any:
-        met = condition()
-        if not met:
-            process_notification_queue.send()
-        return met
-
-    return check
 
 
 def calls_between(sandbox: RunningSandbox, start: float, end: float, dropped_calls: int) -> int:

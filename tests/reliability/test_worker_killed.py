@@ -22,9 +22,9 @@ import sqlalchemy as sa
 
 from actors.notifications import process_notification_queue
 from sandbox.server import RunningSandbox
-from tests.fixtures.chaos import accepted, children, unsent_rows, worker_group
+from tests.fixtures.chaos import accepted, children, first_send_after, ticking, unsent_rows
 from tests.fixtures.notifications import insert_rows
-from tests.fixtures.worker import wait_for
+from tests.fixtures.worker import wait_for, worker_group
 from tests.reliability.report import ScenarioReport, report, scaled
 
 ROWS = scaled(5000)
@@ -59,19 +59,13 @@ def test_a_worker_killed_mid_drain_loses_nothing(
     sent_before = len(accepted(sandbox))
     with worker_group(tmp_path / "worker-2.log", env, ("notifications",), modules=()):
         restarted_at = time.time()
-
-        def drained_after_a_tick() -> bool:  # the scheduler's ticks, compressed: one per poll
-            if unsent_rows(clean_tables) == 0:
-                return True
-            process_notification_queue.send()
-            return False
-
-        wait_for(drained_after_a_tick, scaled(180), "every row to be sent", poll_s=1.0)
+        wait_for(
+            ticking(lambda: unsent_rows(clean_tables) == 0), scaled(180), "every row to be sent", poll_s=1.0
+        )
     texts = Counter(e["text"] for e in accepted(sandbox))
     # recovery: from the kill to the first send by the replacement worker
-    first_after = min(
-        float(e["received_at"]) for e in accepted(sandbox) if float(e["received_at"]) >= restarted_at
-    )
+    first_after = first_send_after(sandbox, restarted_at)
+    assert first_after is not None, "the replacement worker sent"
     result = report(ScenarioReport(
         scenario=f"worker killed (SIGKILL, {target}) during {ROWS:,} sends", messages=ROWS,
         processed=len(texts), lost=ROWS - len(texts), duplicated=sum(n - 1 for n in texts.values()),
