@@ -104,6 +104,10 @@ def send_notification(
         deferrals_left=options.get("rate_limited", 0) < MAX_RATE_LIMITED_RETRIES,
         journal=runtime.send_journal,
         message_id=message_obj.message_id if message_obj is not None else None,
+        first_delivery=message_obj is not None
+        and not getattr(message_obj, "redelivered", False)
+        and not options.get("retries")
+        and not options.get("rate_limited"),
     )
 
 

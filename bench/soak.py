@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def soak(args: argparse.Namespace, env: dict[str, str], log_dir: Path) -> int:
     import worker_app  # the producer side: the broker from the environment set above
-    from actors.notifications import broadcast_message, send_notification
+    from actors.notifications import broadcast_message, process_notification_queue, send_notification
 
     engine = sa.create_engine(DB_URL, pool_pre_ping=True)
     worker_app.broker.declare_queue("notifications", ensure=True)
@@ -132,8 +132,6 @@ def soak(args: argparse.Namespace, env: dict[str, str], log_dir: Path) -> int:
                 )
             rows += 20
             if tick % 2 == 0:
-                from actors.notifications import process_notification_queue
-
                 process_notification_queue.send()
             if tick % 5 == 0:
                 broadcast_message.send(

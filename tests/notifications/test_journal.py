@@ -67,18 +67,33 @@ def test_with_redis_down_the_journal_is_skipped_and_rows_are_still_sent(
     assert report.sent == 3 and len(sandbox.state.received()) == 3
 
 
-def test_a_redelivered_on_demand_send_returns_the_recorded_result_instead_of_sending(
+def test_a_delivered_again_on_demand_send_returns_the_recorded_result_instead_of_sending(
     runtime: Runtime, stub_broker: StubBroker, stub_worker: dramatiq.Worker, sandbox: RunningSandbox
 ) -> None:
-    # Given an on-demand send whose first delivery Telegram accepted before its worker died
-    message = send_notification.message(531, "hello", "expiry")
+    # Given an on-demand send whose earlier delivery Telegram accepted before it could be acked (the
+    # stub broker cannot flag a redelivery; a retry is the other way a message comes back)
+    message = send_notification.message_with_options(args=(531, "hello", "expiry"), retries=1)
     runtime.send_journal.record(
         message_key(message.message_id), Delivery(SENT, message_id=4242, chat_id=531, sent_at=1.7e9)
     )
-    # When RabbitMQ delivers it again
+    # When it is delivered again
     stub_broker.enqueue(message)
     drain_stub(stub_broker, stub_worker)
     # Then Telegram is not called and the caller gets the first send's result
     result = message.get_result(block=True, timeout=5000)
     assert result["status"] == "sent" and result["message_id"] == 4242
     assert sandbox.state.received() == []
+
+
+def test_a_first_delivery_does_not_look_the_journal_up(
+    runtime: Runtime, stub_broker: StubBroker, stub_worker: dramatiq.Worker, sandbox: RunningSandbox
+) -> None:
+    # A first delivery cannot have been sent before: it sends (and records) without a lookup
+    message = send_notification.message(532, "hello", "expiry")
+    runtime.send_journal.record(
+        message_key(message.message_id), Delivery(SENT, message_id=4243, chat_id=532, sent_at=1.7e9)
+    )
+    stub_broker.enqueue(message)
+    drain_stub(stub_broker, stub_worker)
+    assert message.get_result(block=True, timeout=5000)["message_id"] == 1
+    assert len(sandbox.state.received()) == 1

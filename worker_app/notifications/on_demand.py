@@ -38,16 +38,18 @@ def send_on_demand(
     deferrals_left: bool = True,
     journal: SendJournal | None = None,
     message_id: str | None = None,
+    first_delivery: bool = False,
 ) -> dict[str, Any]:
     """Send one message now; the result is what ``send_notification`` stores for its caller.
 
     With a ``journal`` and the Dramatiq ``message_id``, a message redelivered after Telegram
     accepted it (its worker died, or RabbitMQ restarted, before the ack) returns the recorded result
-    instead of reaching the user twice.
+    instead of reaching the user twice. A ``first_delivery`` (neither redelivered nor retried) cannot
+    have been sent before, so it skips the lookup: the hot path pays one ``SET``, after the send.
     """
     started = time.time()
     key = message_key(message_id) if journal is not None and message_id else None
-    recorded = journal.lookup([key]).get(key) if journal is not None and key else None
+    recorded = journal.lookup([key]).get(key) if journal is not None and key and not first_delivery else None
     delivery = recorded or sender.send(chat_id, message, parse_mode, max_wait_s=max_wait_s)
     if delivery.status == SENT and delivery.sent_at is not None:
         if recorded is None:
