@@ -1,7 +1,8 @@
 """The sandbox's HTTP layer: the fake Telegram Bot API plus its ``/_sandbox/`` admin endpoints.
 
 A separate program for development, demos, tests and benchmarks (``python -m sandbox``): loopback by
-default, everything in memory (:class:`sandbox.telegram.TelegramState`), a threaded werkzeug server.
+default, everything in memory (:class:`sandbox.telegram.TelegramState`), served by a small threaded
+HTTP/1.1 server that keeps connections alive like api.telegram.org (:mod:`sandbox.http11`).
 
 Admin endpoints (JSON in, JSON out; a bad request gets 400 ``{"ok": false, "error": "..."}``):
 
@@ -32,32 +33,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, request
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from sandbox.http11 import KeepAliveServer, WsgiRequestHandler
 from sandbox.telegram import DEFAULT_TOKEN, ApiError, TelegramState
 
 FaultSettings = dict[str, float | None]
 _KNOWN_STATUSES = frozenset(int(status) for status in http.HTTPStatus)
 
 
-class _QuietRequestHandler(WSGIRequestHandler):
-    """HTTP/1.1 keep-alive, as api.telegram.org offers (werkzeug defaults to HTTP/1.0: one TCP
-    connection and one thread per request), and no access-log line per request: at >1000
-    requests/s either costs more than the handler itself."""
+class _BotRequestHandler(WsgiRequestHandler):
+    """Answers through the Flask app — unless Telegram is "down": then a Bot API call has its
+    connection closed unanswered."""
 
-    protocol_version = "HTTP/1.1"
     state: TelegramState | None = None
     """Set on the per-server subclass (:func:`_make_server`): whose ``down`` fault applies."""
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return None
-
-    def run_wsgi(self) -> None:
-        """Answer the request — unless Telegram is "down": then close the connection unanswered."""
+    def answer(self, body: bytes) -> None:
         if self.state is not None and self.path.startswith("/bot") and self.state.drop_call(self.path):
             self.close_connection = True
             return
-        super().run_wsgi()
+        super().answer(body)
 
 
 @dataclass
@@ -66,7 +61,7 @@ class RunningSandbox:
 
     url: str
     state: TelegramState
-    _server: BaseWSGIServer = field(repr=False)
+    _server: KeepAliveServer = field(repr=False)
     _thread: threading.Thread = field(repr=False)
 
     def stop(self) -> None:
@@ -74,6 +69,7 @@ class RunningSandbox:
         self.state.wake_sleepers()
         self._server.shutdown()
         self._server.server_close()
+        self._server.close_connections()
         self._thread.join(timeout=5)
 
 
@@ -117,10 +113,9 @@ def start_in_thread(
     return RunningSandbox(f"http://{host}:{server.port}", state, server, thread)
 
 
-def _make_server(host: str, port: int, state: TelegramState) -> BaseWSGIServer:
-    app = make_telegram_app(state)
-    handler = type("SandboxRequestHandler", (_QuietRequestHandler,), {"state": state})
-    return make_server(host, port, app, threaded=True, request_handler=handler)
+def _make_server(host: str, port: int, state: TelegramState) -> KeepAliveServer:
+    handler = type("SandboxRequestHandler", (_BotRequestHandler,), {"state": state})
+    return KeepAliveServer(host, port, make_telegram_app(state), handler)
 
 
 def _bot_params() -> dict[str, Any]:
