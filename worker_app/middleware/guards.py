@@ -139,12 +139,17 @@ class RedeliveryLimit(dramatiq.Middleware):
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
     ) -> None:
-        self._gate.leave()
-        if getattr(message, "redelivered", False):
-            try:
-                self.redis.delete(_keys(message)[0])
-            except redis.RedisError as e:
-                log.warning("cannot clear the running marker of %s: %s", message.message_id, e)
+        # The marker goes before the gate opens: a suspect waiting at the gate may be the killer,
+        # and if it strikes before this message's marker is cleared, this message is charged a
+        # crash it ran no part in (seen in CI: a healthy message dead after two such charges).
+        try:
+            if getattr(message, "redelivered", False):
+                try:
+                    self.redis.delete(_keys(message)[0])
+                except redis.RedisError as e:
+                    log.warning("cannot clear the running marker of %s: %s", message.message_id, e)
+        finally:
+            self._gate.leave()
 
     after_skip_message = after_process_message
 
