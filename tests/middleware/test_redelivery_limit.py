@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from typing import Any
 
 import redis
@@ -12,15 +11,19 @@ from dramatiq import Message
 from dramatiq.brokers.rabbitmq import _RabbitmqMessage
 from dramatiq.brokers.stub import StubBroker
 
+from tests.fixtures.worker import wait_for
 from worker_app.middleware.guards import RedeliveryLimit
 from worker_app.redis_client import key
 
 
-class SlowDeletes(redis.Redis):
-    """The real Redis, with every DEL landing 0.3 s late (a busy Redis, a descheduled thread)."""
+class LateDeletes(redis.Redis):
+    """The real Redis, with every DEL held back until ``suspect_ran`` is set, or 0.3 s at most (a
+    busy Redis, a descheduled thread): a suspect that can run before the DEL lands does so first."""
+
+    suspect_ran: threading.Event
 
     def delete(self, *names: Any) -> Any:
-        time.sleep(0.3)
+        self.suspect_ran.wait(timeout=0.3)
         return super().delete(*names)
 
 
@@ -35,7 +38,10 @@ def test_a_message_clears_its_running_marker_before_a_waiting_suspect_may_run(
 ) -> None:
     # Given a redelivered message running, and a suspect (found its marker set: it was running when
     # its last worker died) waiting at the gate to run alone
-    client = SlowDeletes.from_url(os.environ["REDIS_URL"], decode_responses=True)
+    client = LateDeletes(
+        connection_pool=redis.ConnectionPool.from_url(os.environ["REDIS_URL"], decode_responses=True)
+    )
+    client.suspect_ran = threading.Event()
     guard, broker = RedeliveryLimit(client, max_redeliveries=2), StubBroker()
     innocent, suspect = redelivered("innocent-1"), redelivered("suspect-1")
     guard.before_process_message(broker, innocent)
@@ -47,11 +53,12 @@ def test_a_message_clears_its_running_marker_before_a_waiting_suspect_may_run(
         guard.before_process_message(broker, suspect)
         # the suspect may kill the process right here: the innocent must hold no marker by now
         marker_when_suspect_ran.append(int(redis_client.exists(key("running", "innocent-1"))))
+        client.suspect_ran.set()
         guard.after_process_message(broker, suspect)
 
     waiting = threading.Thread(target=run_suspect)
     waiting.start()
-    time.sleep(0.2)  # the suspect is at the gate (its Redis check done, the innocent still running)
+    wait_for(lambda: guard._gate._solo, 5, "the suspect to wait at the gate to run alone", poll_s=0.01)
     assert not marker_when_suspect_ran, "the suspect ran beside a running message"
 
     # When the innocent message ends
