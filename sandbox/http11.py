@@ -80,11 +80,6 @@ class WsgiRequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return None  # no access log: at >1,000 requests/s it costs more than the answer
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("do_"):  # every method goes to the app (405s are its business)
-            return self.serve
-        raise AttributeError(name)
-
     def serve(self) -> None:
         """Read the body, call the app, write its response with its length in one write."""
         if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
@@ -99,6 +94,9 @@ class WsgiRequestHandler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         self.answer(body)
+
+    # every method goes to the app (a 405 is its business)
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = serve
 
     def answer(self, body: bytes) -> None:
         """Call the WSGI app with ``body`` and write its response (subclasses may intercept)."""

@@ -144,14 +144,17 @@ class RedeliveryLimit(dramatiq.Middleware):
         # crash it ran no part in (seen in CI: a healthy message dead after two such charges).
         try:
             if getattr(message, "redelivered", False):
-                try:
-                    self.redis.delete(_keys(message)[0])
-                except redis.RedisError as e:
-                    log.warning("cannot clear the running marker of %s: %s", message.message_id, e)
+                self._clear_running(message)
         finally:
             self._gate.leave()
 
     after_skip_message = after_process_message
+
+    def _clear_running(self, message: Any) -> None:
+        try:
+            self.redis.delete(_keys(message)[0])
+        except redis.RedisError as e:
+            log.warning("cannot clear the running marker of %s: %s", message.message_id, e)
 
     def _crashes(self, message: Any) -> tuple[bool, int]:
         """Whether it was running at its last worker's death, and the crashes counted so far."""
