@@ -25,6 +25,8 @@ from dramatiq.common import current_millis, q_name, xq_name
 from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
+from worker_app.dispatch import HookDispatch
+
 log = logging.getLogger(__name__)
 MAX_PARK_ATTEMPTS = 6
 
@@ -36,7 +38,7 @@ class UndecodableSink(Protocol):
         """Record the body durably."""
 
 
-class CyberRabbitmqBroker(RabbitmqBroker):
+class CyberRabbitmqBroker(HookDispatch, RabbitmqBroker):
     """Dramatiq's RabbitMQ broker with bounded in-memory delays and recorded undecodable bodies."""
 
     def __init__(
@@ -98,6 +100,29 @@ class CyberRabbitmqBroker(RabbitmqBroker):
                     raise ConnectionClosed(e) from None  # type: ignore[no-untyped-call]
 
 
+class Delivery(_RabbitmqMessage):
+    """A consumed message whose fields are plain attributes of the proxy.
+
+    Dramatiq's proxy reaches every field (``options``, ``actor_name``…) through ``__getattr__``: a
+    failed attribute lookup and a Python call, about 0.3 µs each, and the worker and our middleware
+    read the fields ~40 times per message. Copying the seven references once costs ~0.4 µs. The
+    objects are the message's own (``options`` is the same dict), so a middleware that changes
+    ``message.options`` changes the message.
+    """
+
+    def __init__(self, redelivered: bool, tag: int, message: Message[Any]) -> None:
+        super().__init__(redelivered, tag, message)  # type: ignore[no-untyped-call]
+        self.__dict__.update(
+            queue_name=message.queue_name,
+            actor_name=message.actor_name,
+            args=message.args,
+            kwargs=message.kwargs,
+            options=message.options,
+            message_id=message.message_id,
+            message_timestamp=message.message_timestamp,
+        )
+
+
 class _Consumer(_RabbitmqConsumer):
     """Dramatiq's consumer, plus parking of far-future delayed messages and recording of bodies
     that cannot be decoded."""
@@ -126,7 +151,7 @@ class _Consumer(_RabbitmqConsumer):
             return None
 
         self.known_tags.add(method.delivery_tag)
-        return _RabbitmqMessage(method.redelivered, method.delivery_tag, message)  # type: ignore[no-untyped-call]
+        return Delivery(method.redelivered, method.delivery_tag, message)
 
     def _should_park(self, message: Message[Any]) -> bool:
         eta = message.options.get("eta")
