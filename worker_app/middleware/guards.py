@@ -70,31 +70,44 @@ class _SoloGate:
     lock acquire on the way in and one on the way out."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        # enter/leave take the lock itself: Condition's __enter__/__exit__ are Python calls, where a
+        # thread can lose the GIL while holding the lock and stall every worker thread behind it
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._running = 0
         self._solo = False
+        self._waiting = 0  # threads in _wait(): only then is a notify needed
         self._local = threading.local()
 
+    def _wait(self) -> None:
+        self._waiting += 1
+        try:
+            self._cond.wait()
+        finally:
+            self._waiting -= 1
+
     def enter(self, *, alone: bool = False) -> None:
-        with self._cond:
+        with self._lock:
             while self._solo:
-                self._cond.wait()
+                self._wait()
             if alone:
                 self._solo = True
                 while self._running:
-                    self._cond.wait()
+                    self._wait()
             self._running += 1
-        self._local.entered, self._local.alone = True, alone
+        self._local.alone = alone  # None: this thread is not inside
 
     def leave(self) -> None:
-        if not getattr(self._local, "entered", False):
+        alone = getattr(self._local, "alone", None)
+        if alone is None:
             return  # an earlier middleware skipped the message before it reached the gate
-        self._local.entered = False
-        with self._cond:
+        self._local.alone = None
+        with self._lock:
             self._running -= 1
-            if self._local.alone:
+            if alone:
                 self._solo = False
-            self._cond.notify_all()
+            if self._waiting:
+                self._cond.notify_all()
 
 
 class RedeliveryLimit(dramatiq.Middleware):
