@@ -11,8 +11,12 @@ import atexit
 import json
 import logging
 import logging.handlers
+import math
 import queue
 import sys
+import threading
+import time
+from contextlib import nullcontext, suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +24,7 @@ from worker_app import context
 from worker_app.redaction import redact
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-_CONTEXT_FIELDS = ("trace_id", "actor", "queue", "message_id", "attempt")
+_CONTEXT_FIELDS = context.MessageContext._fields  # trace_id, actor, queue, message_id, attempt
 
 
 class ContextFilter(logging.Filter):
@@ -29,18 +33,36 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         ctx = context.current()
         if ctx is not None:
-            for name in _CONTEXT_FIELDS:
-                if not hasattr(record, name):
-                    setattr(record, name, getattr(ctx, name))
+            fields = vars(record)
+            for name, value in zip(_CONTEXT_FIELDS, ctx, strict=True):
+                fields.setdefault(name, value)  # a field the call's ``extra`` set is kept
         return True
+
+
+_encode_json = json.JSONEncoder(default=str).encode  # json.dumps(default=...) builds an encoder per call
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg, the context fields and any ``extra``."""
 
+    _second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+    def _timestamp(self, created: float) -> str:
+        """``created`` as ISO 8601 in UTC to the millisecond, as ``datetime.isoformat`` writes it;
+        the date and time of day are formatted once per second."""
+        fraction, whole = math.modf(created)  # split and rounded as datetime.fromtimestamp does
+        micros = round(fraction * 1_000_000)
+        second = int(whole) + micros // 1_000_000
+        micros %= 1_000_000
+        cached, text = self._second
+        if cached != second:
+            text = datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, text)
+        return f"{text}.{micros // 1000:03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "ts": self._timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -51,7 +73,7 @@ class JsonFormatter(logging.Formatter):
                 data[name] = value
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return redact(json.dumps(data, default=str))
+        return redact(_encode_json(data))
 
 
 class TextFormatter(logging.Formatter):
@@ -110,34 +132,132 @@ def _bypass_dramatiq_pipe(root: logging.Logger) -> None:
 
 
 class _EnqueueRecord(logging.handlers.QueueHandler):
-    """Hands records to the writer thread as they are: formatting happens there, not under a
-    handler lock contended by every worker thread (the cost of a log line per message grew
-    several-fold with 8 threads fighting over that lock)."""
+    """Hands records to the writer thread as they are: formatting happens there, not on the
+    logging thread.
+
+    No handler lock is taken either: the queue is thread-safe, and a lock held by eight worker
+    threads at INFO (one record per message each) made a lock convoy with the GIL: a thread that
+    lost the GIL while holding it stalled the others on the lock, and the worker threads' CPU per
+    message rose by 60-70 µs instead of the ~8 µs a record costs (bench/README.md)."""
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         return record
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        if not self.filter(record):
+            return False
+        try:
+            self.enqueue(record)
+        except Exception:
+            self.handleError(record)
+        return True
 
-_listener: logging.handlers.QueueListener | None = None
+
+_STOP = logging.makeLogRecord({"msg": "stop the line writer"})
+
+
+class LineWriter:
+    """The one thread that formats and writes every log record of the process, in batches.
+
+    Writing one record at a time costs a ``write`` system call per line, and at INFO there is a line
+    per message. This thread lingers ``linger_s`` after the first record
+    of a batch, takes whatever has queued meanwhile, and writes the batch's lines in as few
+    ``write`` calls as fit in ``PIPE_BUF`` (4 KiB): a pipe shared by several worker processes keeps
+    each such write whole, so lines from different processes never interleave mid-line. A line is
+    written at most ``linger_s`` after it was logged; :meth:`stop` (at exit) writes what is left.
+    """
+
+    PIPE_BUF = 4096
+
+    def __init__(
+        self, records: queue.SimpleQueue[logging.LogRecord], handlers: list[logging.StreamHandler[Any]],
+        linger_s: float = 0.02,
+    ) -> None:  # fmt: skip
+        self.records = records
+        self.handlers = handlers
+        self.linger_s = linger_s
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Write every record logged so far, then end the thread."""
+        if self._thread.is_alive():
+            self.records.put(_STOP)
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self.records.get()]
+            if batch[0] is not _STOP:
+                time.sleep(self.linger_s)
+            with suppress(queue.Empty):
+                while True:
+                    batch.append(self.records.get_nowait())
+            stopping = any(record is _STOP for record in batch)
+            self.write([record for record in batch if record is not _STOP])
+            if stopping:
+                return
+
+    def write(self, batch: list[logging.LogRecord]) -> None:
+        """Format ``batch`` for each handler and write it in chunks of whole lines."""
+        for handler in self.handlers:
+            chunks: list[str] = []
+            chunk: list[str] = []
+            size = 0
+            for record in batch:
+                if record.levelno < handler.level:
+                    continue
+                try:  # a failing filter or formatter loses this line, never the thread
+                    if not handler.filter(record):
+                        continue
+                    line = handler.format(record) + handler.terminator
+                except Exception:
+                    handler.handleError(record)
+                    continue
+                length = len(line) if line.isascii() else len(line.encode())
+                if chunk and size + length > self.PIPE_BUF:
+                    chunks.append("".join(chunk))
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += length
+            if chunk:
+                chunks.append("".join(chunk))
+            if chunks:
+                self._emit(handler, chunks, batch[-1])
+
+    @staticmethod
+    def _emit(handler: logging.StreamHandler[Any], chunks: list[str], last: logging.LogRecord) -> None:
+        with handler.lock or nullcontext():
+            try:
+                for text in chunks:
+                    handler.stream.write(text)
+                handler.flush()
+            except Exception:
+                handler.handleError(last)  # what logging does when a stream fails: report, go on
+
+
+_writer: LineWriter | None = None
 
 
 def _write_from_one_thread(root: logging.Logger) -> None:
     """Move the root handlers behind a queue drained by one thread (flushed at exit)."""
-    global _listener
-    if _listener is not None:
+    global _writer
+    if _writer is not None:
         return
     handlers = [h for h in root.handlers if type(h) is logging.StreamHandler]  # not pytest's, not Sentry's
     if not handlers:
         return
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    _listener = logging.handlers.QueueListener(records, *handlers, respect_handler_level=True)
+    _writer = LineWriter(records, handlers)
     for handler in handlers:
         root.removeHandler(handler)
     enqueue = _EnqueueRecord(records)
     enqueue.addFilter(ContextFilter())  # contextvars are read on the producing thread
     root.addHandler(enqueue)
-    _listener.start()
-    atexit.register(_listener.stop)
+    _writer.start()
+    atexit.register(_writer.stop)
 
 
 def configure_logging(level: str, fmt: str) -> None:

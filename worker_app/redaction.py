@@ -28,9 +28,10 @@ class Redactor:
         self._needles = (*ordered, "/bot", "://")
 
     def __call__(self, text: str) -> str:
-        if not any(needle in text for needle in self._needles):
-            return text
-        return self._pattern.sub(_mask, text)
+        for needle in self._needles:  # a loop, not any(generator): this runs for every log line
+            if needle in text:
+                return self._pattern.sub(_mask, text)
+        return text
 
 
 def _mask(match: re.Match[str]) -> str:
