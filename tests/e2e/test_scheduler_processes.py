@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +319,33 @@ def test_schedules_run_enqueues_now_through_the_dedup_path(
     assert unknown.returncode == 1 and "no periodic job named 'nope'" in unknown.stderr
     missing = run("check_anomalies")
     assert missing.returncode == 1 and "actor 'check_anomalies' does not exist yet" in missing.stderr
+
+
+def test_two_manual_runs_in_the_same_second_meet_no_pile_up_not_dedup(
+    monitoring_queue: str, scheduler_tables: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two operator runs within one second are two requests: the second waits behind the first
+    message ("has not started yet"), it is not the first's slot fired twice ("already fired")."""
+    from click.testing import CliRunner
+
+    from worker_app import cli_schedules
+    from worker_app.cli import main
+
+    second = datetime.now(UTC).replace(microsecond=0)
+
+    class SameSecond(datetime):
+        ticks = 0
+
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> SameSecond:
+            cls.ticks += 1
+            return cls.fromtimestamp(second.timestamp() + cls.ticks / 1e6, tz)
+
+    monkeypatch.setattr(cli_schedules, "datetime", SameSecond)
+    runner = CliRunner()
+    first = runner.invoke(main, ["schedules", "run", JOB])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(main, ["schedules", "run", JOB])
+    assert again.exit_code == 1
+    assert "has not started yet" in again.stderr
+    assert ready_count(monitoring_queue) == 1
