@@ -88,8 +88,8 @@ def test_redis_down_mid_broadcast_degrades_to_local_limits_and_loses_nothing(
         private_redis.kill()
         killed_at = time.time()
         wait_for(ticking(lambda: time.time() - killed_at >= DOWN_S), DOWN_S + 5, "the outage to last")
+        back_at = time.time()  # the outage ends as Redis starts: senders may use it before start() returns
         private_redis.start()
-        back_at = time.time()
         # Then every row is sent, and the broadcast's progress is rebuilt and settled
         wait_for(ticking(lambda: unsent_rows(clean_tables) == 0), 90, "every row to be sent", poll_s=1.0)
         progress = private_redis.client()
