@@ -19,9 +19,11 @@ from bench import report
 from bench.cli import add_common, check_common, run_all, select, setup
 from bench.contenders import Contender, Options, build
 
+# bench.apps.ablation refuses to run if the product stack has a middleware not listed here
 PRODUCT_MIDDLEWARE = (
-    "TraceContext", "EventLog", "Metrics", "PolicyRetries", "DeadLetters",
-    "CurrentMessage", "Results", "DbSessions", "RedeliveryLimit", "ArgumentCheck",
+    "TraceContext", "EventLog", "Metrics", "PolicyRetries", "DeadLetters", "CurrentMessage", "Results",
+    "DbSessions", "ScheduledFires", "ReplayClaims", "JobTracking", "WorkerHeartbeats", "StopFlag",
+    "RedeliveryLimit", "ArgumentCheck",
 )  # fmt: skip
 
 

@@ -39,15 +39,14 @@ def _prepare_environment(metrics_dir: str) -> None:
     logging.getLogger().addHandler(logging.StreamHandler(open(os.devnull, "w")))  # noqa: SIM115
 
 
-def _messages(broker: Any, actor: Any, count: int) -> list[Any]:
-    """``count`` proxies of messages that went through the producer's enqueue middleware."""
-    from dramatiq.brokers.rabbitmq import _RabbitmqMessage
-
+def _messages(broker: Any, actor: Any, count: int, proxy: type[Any]) -> list[Any]:
+    """``count`` proxies of messages that went through the producer's enqueue middleware, as the
+    consumer hands them to the worker (ours: :class:`worker_app.broker.Delivery`)."""
     proxies = []
     for tag in range(count):
         message = actor.message()
         broker.emit_before("enqueue", message, None)
-        proxies.append(_RabbitmqMessage(False, tag, message))  # type: ignore[no-untyped-call]
+        proxies.append(proxy(False, tag, message))
     return proxies
 
 
@@ -72,9 +71,9 @@ def _run(broker: Any, middleware: list[Any], proxies: list[Any]) -> dict[str, fl
     return {name: ns / len(proxies) for name, ns in spent.items()}
 
 
-def _column(broker: Any, middleware: list[Any], actor: Any, count: int) -> dict[str, float]:
-    _run(broker, middleware, _messages(broker, actor, min(count, 2000)))  # warm-up
-    return _run(broker, middleware, _messages(broker, actor, count))
+def _column(broker: Any, middleware: list[Any], actor: Any, count: int, proxy: type[Any]) -> dict[str, float]:
+    _run(broker, middleware, _messages(broker, actor, min(count, 2000), proxy))  # warm-up
+    return _run(broker, middleware, _messages(broker, actor, count, proxy))
 
 
 def _table(columns: dict[str, dict[str, float]], control: float) -> str:
@@ -103,9 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as metrics_dir:
         _prepare_environment(metrics_dir)
         import dramatiq
+        from dramatiq.brokers.rabbitmq import _RabbitmqMessage
         from dramatiq.middleware import default_middleware
 
         from bench.apps.ours import noop
+        from worker_app.broker import Delivery
 
         broker = dramatiq.get_broker()
         broker.emit_after("process_boot")
@@ -113,11 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         bare = [m() for m in default_middleware]
         for m in bare:
             m.after_process_boot(broker)
-        control = _column(broker, [dramatiq.Middleware()], noop, args.messages)["Middleware"]
-        columns = {"ours, INFO": _column(broker, ours, noop, args.messages)}
+        control = _column(broker, [dramatiq.Middleware()], noop, args.messages, Delivery)["Middleware"]
+        columns = {"ours, INFO": _column(broker, ours, noop, args.messages, Delivery)}
         logging.getLogger().setLevel(logging.WARNING)  # what LOG_LEVEL=WARNING does for EventLog
-        columns["ours, WARNING"] = _column(broker, ours, noop, args.messages)
-        columns["bare defaults"] = _column(broker, bare, noop, args.messages)
+        columns["ours, WARNING"] = _column(broker, ours, noop, args.messages, Delivery)
+        columns["bare defaults"] = _column(broker, bare, noop, args.messages, _RabbitmqMessage)
     print(f"{args.messages} messages; timer overhead ({control / 1000:.2f} µs per middleware) subtracted")
     print(_table(columns, control))
     return 0

@@ -9,6 +9,7 @@ import os
 
 import dramatiq
 
+from bench.ablation import PRODUCT_MIDDLEWARE
 from bench.apps.ours import noop, send  # imports worker_app and declares the no-op actor
 
 DROP = frozenset(name for name in os.environ.get("BENCH_DROP", "").split(",") if name)
@@ -17,6 +18,13 @@ _broker = dramatiq.get_broker()
 _unknown = DROP - {type(m).__name__ for m in _broker.middleware}
 if _unknown:
     raise SystemExit(f"BENCH_DROP names unknown middleware: {', '.join(sorted(_unknown))}")
+_unlisted = {
+    type(m).__name__
+    for m in _broker.middleware
+    if not type(m).__module__.startswith("dramatiq.") and type(m).__name__ not in PRODUCT_MIDDLEWARE
+}
+if _unlisted:
+    raise SystemExit(f"bench.ablation.PRODUCT_MIDDLEWARE misses {', '.join(sorted(_unlisted))}")
 _broker.middleware[:] = [m for m in _broker.middleware if type(m).__name__ not in DROP]
 
 __all__ = ["noop", "send"]
