@@ -10,16 +10,22 @@ messages, plus three fixes for RabbitMQ's ``consumer_timeout`` and for dead lett
   repeats until the ETA is near. No delivery is ever held longer than the bound.
 * **undecodable bodies** are recorded as dead letters (Dramatiq only logs and nacks them).
 * ``<queue>.XQ`` keeps dead messages for ``DEAD_LETTER_RETENTION_DAYS`` (Dramatiq: 7 days).
+
+Acks and nacks are also coalesced (:class:`_Consumer`): a worker thread queues its settlement and
+wakes the consumer's I/O loop only when no wake-up is already pending.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from collections import deque
 from typing import Any, Protocol
 
 import pika
 from dramatiq import Middleware
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer, _RabbitmqMessage
 from dramatiq.common import current_millis, q_name, xq_name
 from dramatiq.errors import ConnectionClosed, DecodeError
@@ -124,10 +130,75 @@ class Delivery(_RabbitmqMessage):
 
 
 class _Consumer(_RabbitmqConsumer):
-    """Dramatiq's consumer, plus parking of far-future delayed messages and recording of bodies
-    that cannot be decoded."""
+    """Dramatiq's consumer, plus parking of far-future delayed messages, recording of bodies that
+    cannot be decoded, and coalesced acks.
+
+    Dramatiq's consumer has every worker thread hand its ack to the connection's I/O thread with
+    ``add_callback_threadsafe``, which takes the connection's cleanup mutex and writes a byte to
+    the I/O loop's wake-up socket while holding it: a system call per message under a lock the
+    other worker threads queue on, with the GIL bouncing between them (a lock convoy: in py-spy,
+    worker threads spent more time there than in the actor). Here a worker thread appends
+    ``(tag, ack)`` to a deque and schedules one flush only if none is pending; the I/O thread's
+    flush clears the pending flag *before* it drains the deque, so an entry appended at any moment
+    is drained by a flush that starts after it. Settlements keep their order, and Dramatiq's
+    ``close`` (a last callback it waits for) still runs after every flush scheduled before it.
+    """
 
     broker: CyberRabbitmqBroker
+
+    def __init__(self, broker: CyberRabbitmqBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        self._settlements: deque[tuple[int, bool]] = deque()  # (delivery tag, ack: else nack)
+        self._flush_lock = threading.Lock()
+        self._flush_pending = False
+        super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
+
+    def ack(self, message: MessageProxy) -> None:
+        self._settle(message, ack=True)
+
+    def nack(self, message: MessageProxy) -> None:
+        self._settle(message, ack=False)
+
+    def _nack(self, tag: int) -> None:
+        self._settlements.append((tag, False))
+        self._schedule_flush()
+
+    def _settle(self, message: MessageProxy, *, ack: bool) -> None:
+        tag: int = message._tag  # a _RabbitmqMessage's delivery tag
+        try:
+            self.known_tags.remove(tag)
+        except KeyError:  # as Dramatiq: a tag of a consumer that was reset since
+            log.warning("Failed to %s message %s: not in known tags.", "ack" if ack else "nack", tag)
+            return
+        self._settlements.append((tag, ack))
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        with self._flush_lock:
+            if self._flush_pending:
+                return  # a flush that has not started yet will take this entry
+            self._flush_pending = True
+        scheduled = False
+        try:
+            self.connection.add_callback_threadsafe(self._flush_settlements)
+            scheduled = True
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as e:
+            raise ConnectionClosed(e) from None  # type: ignore[no-untyped-call]
+        finally:
+            if not scheduled:  # the next settlement tries again (on a closed connection: RabbitMQ redelivers)
+                with self._flush_lock:
+                    self._flush_pending = False
+
+    def _flush_settlements(self) -> None:
+        """On the I/O thread: send every queued ack and nack, in order."""
+        with self._flush_lock:
+            self._flush_pending = False
+        settlements = self._settlements
+        while settlements:
+            tag, ack = settlements.popleft()
+            if ack:
+                self.channel.basic_ack(tag)
+            else:
+                self.channel.basic_nack(tag, requeue=False)
 
     def __next__(self) -> _RabbitmqMessage | None:
         try:
@@ -163,4 +234,4 @@ class _Consumer(_RabbitmqConsumer):
         sink = self.broker.undecodable_sink
         if sink is not None:
             sink.record_undecodable(self.queue_name, body, error, message_id)
-        self._nack(method.delivery_tag)  # type: ignore[no-untyped-call]
+        self._nack(method.delivery_tag)

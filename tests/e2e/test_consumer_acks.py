@@ -1,0 +1,133 @@
+"""Tier 2: the consumer's coalesced acks and nacks, on the real RabbitMQ.
+
+Worker threads settle deliveries concurrently; the consumer's I/O thread sends them in batches.
+Any settlement lost on the way would leave its delivery unacked, and RabbitMQ puts an unacked
+delivery back on the queue when the consumer closes, so the queue's depths after ``close`` count
+exactly what was lost: nothing may be left on the queue, and the dead-letter queue holds exactly
+the nacked messages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import uuid
+from collections import deque
+from typing import Any
+
+import pika
+import pytest
+from dramatiq import Message
+
+import worker_app
+from tests.fixtures.worker import wait_for
+from worker_app.broker import _Consumer
+from worker_app.config import get_settings
+
+pytestmark = pytest.mark.rabbitmq
+MESSAGES = 3000
+THREADS = 8
+
+
+def depth(name: str) -> int:
+    params = pika.URLParameters(get_settings().rabbitmq_url.get_secret_value())
+    with pika.BlockingConnection(params) as conn:
+        return int(conn.channel().queue_declare(name, passive=True).method.message_count)
+
+
+def publish(queue_name: str, count: int) -> None:
+    params = pika.URLParameters(get_settings().rabbitmq_url.get_secret_value())
+    with pika.BlockingConnection(params) as conn:
+        channel = conn.channel()
+        for n in range(count):
+            message: Message[Any] = Message(
+                queue_name=queue_name, actor_name="not_run", args=(n,), kwargs={}, options={}
+            )
+            channel.basic_publish("", queue_name, message.encode())
+
+
+def test_concurrent_acks_and_nacks_all_reach_rabbitmq(rabbitmq_vhost: str) -> None:
+    # Given a queue of MESSAGES deliveries, consumed with all of them in flight at once
+    name = f"acks_{uuid.uuid4().hex[:8]}"
+    broker = worker_app.broker
+    broker.declare_queue(name, ensure=True)
+    publish(name, MESSAGES)
+    consumer = broker.consume(name, prefetch=MESSAGES, timeout=50)
+    assert isinstance(consumer, _Consumer)
+
+    # When THREADS worker threads settle them as they arrive: every 7th nacked, the rest acked
+    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    nacked = itertools.count()
+    start = threading.Barrier(THREADS + 1)
+
+    def settle() -> None:
+        start.wait()
+        while (message := inbox.get()) is not None:
+            if message.args[0] % 7 == 0:
+                next(nacked)
+                consumer.nack(message)
+            else:
+                consumer.ack(message)
+
+    threads = [threading.Thread(target=settle) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    received = 0
+    while received < MESSAGES:
+        message = next(consumer)  # also runs the I/O loop, which sends the queued settlements
+        if message is not None:
+            inbox.put(message)
+            received += 1
+    for _ in threads:
+        inbox.put(None)
+    for thread in threads:
+        thread.join()
+    consumer.close()  # sends what is still queued, then closes; anything unacked goes back
+
+    # Then nothing came back, and exactly the nacked ones were dead-lettered
+    expected_nacks = len(range(0, MESSAGES, 7))
+    assert next(nacked) == expected_nacks
+    assert (depth(name), depth(f"{name}.XQ")) == (0, expected_nacks)
+    assert not consumer._settlements and not consumer._flush_pending
+
+
+class _LateSettlement(deque[tuple[int, bool]]):
+    """The consumer's settlement deque, which settles ``late`` at the worst moment: right after a
+    flush has found the deque empty and before that flush returns, as another worker thread could."""
+
+    def __init__(self, consumer: _Consumer, late: Any) -> None:
+        super().__init__()
+        self.consumer, self.late = consumer, late
+
+    def __bool__(self) -> bool:
+        if len(self) == 0 and self.late is not None:
+            late, self.late = self.late, None
+            self.consumer.ack(late)  # appended after the flush's last look
+            return False
+        return len(self) > 0
+
+
+def test_a_settlement_queued_as_a_flush_ends_is_sent_by_another_flush(rabbitmq_vhost: str) -> None:
+    # Given two deliveries in flight
+    name = f"acks_{uuid.uuid4().hex[:8]}"
+    broker = worker_app.broker
+    broker.declare_queue(name, ensure=True)
+    publish(name, 2)
+    consumer = broker.consume(name, prefetch=2, timeout=50)
+    assert isinstance(consumer, _Consumer)
+    first, second = (wait_for(lambda: next(consumer), 10, "a delivery") for _ in range(2))
+
+    # When the second is acked just as the flush sending the first one's ack runs out of entries
+    consumer._settlements = _LateSettlement(consumer, second)
+    consumer.ack(first)
+
+    # Then a second flush sends it: nothing is left waiting, and nothing comes back on close
+    def settled() -> bool:
+        next(consumer)  # runs the I/O loop once (nothing is left to deliver)
+        return not consumer._settlements and not consumer._flush_pending
+
+    wait_for(settled, 10, "every settlement to be sent")
+    consumer.close()
+    assert depth(name) == 0
