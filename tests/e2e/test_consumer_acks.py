@@ -21,40 +21,35 @@ import pytest
 from dramatiq import Message
 
 import worker_app
+from tests.fixtures.scheduler import amqp_parameters, ready_count
 from tests.fixtures.worker import wait_for
 from worker_app.broker import _Consumer
-from worker_app.config import get_settings
 
 pytestmark = pytest.mark.rabbitmq
 MESSAGES = 3000
 THREADS = 8
 
 
-def depth(name: str) -> int:
-    params = pika.URLParameters(get_settings().rabbitmq_url.get_secret_value())
-    with pika.BlockingConnection(params) as conn:
-        return int(conn.channel().queue_declare(name, passive=True).method.message_count)
-
-
-def publish(queue_name: str, count: int) -> None:
-    params = pika.URLParameters(get_settings().rabbitmq_url.get_secret_value())
-    with pika.BlockingConnection(params) as conn:
+def consuming(count: int) -> tuple[str, _Consumer]:
+    """A new queue holding ``count`` messages, and the product's consumer of it with all of them
+    allowed in flight at once."""
+    name = f"acks_{uuid.uuid4().hex[:8]}"
+    worker_app.broker.declare_queue(name, ensure=True)
+    with pika.BlockingConnection(amqp_parameters()) as conn:
         channel = conn.channel()
         for n in range(count):
             message: Message[Any] = Message(
-                queue_name=queue_name, actor_name="not_run", args=(n,), kwargs={}, options={}
+                queue_name=name, actor_name="not_run", args=(n,), kwargs={}, options={}
             )
-            channel.basic_publish("", queue_name, message.encode())
+            channel.basic_publish("", name, message.encode())
+    consumer = worker_app.broker.consume(name, prefetch=count, timeout=50)
+    assert isinstance(consumer, _Consumer)
+    return name, consumer
 
 
 def test_concurrent_acks_and_nacks_all_reach_rabbitmq(rabbitmq_vhost: str) -> None:
     # Given a queue of MESSAGES deliveries, consumed with all of them in flight at once
-    name = f"acks_{uuid.uuid4().hex[:8]}"
-    broker = worker_app.broker
-    broker.declare_queue(name, ensure=True)
-    publish(name, MESSAGES)
-    consumer = broker.consume(name, prefetch=MESSAGES, timeout=50)
-    assert isinstance(consumer, _Consumer)
+    name, consumer = consuming(MESSAGES)
 
     # When THREADS worker threads settle them as they arrive: every 7th nacked, the rest acked
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -89,7 +84,7 @@ def test_concurrent_acks_and_nacks_all_reach_rabbitmq(rabbitmq_vhost: str) -> No
     # Then nothing came back, and exactly the nacked ones were dead-lettered
     expected_nacks = len(range(0, MESSAGES, 7))
     assert next(nacked) == expected_nacks
-    assert (depth(name), depth(f"{name}.XQ")) == (0, expected_nacks)
+    assert (ready_count(name), ready_count(f"{name}.XQ")) == (0, expected_nacks)
     assert not consumer._settlements and not consumer._flush_pending
 
 
@@ -111,12 +106,7 @@ class _LateSettlement(deque[tuple[int, bool]]):
 
 def test_a_settlement_queued_as_a_flush_ends_is_sent_by_another_flush(rabbitmq_vhost: str) -> None:
     # Given two deliveries in flight
-    name = f"acks_{uuid.uuid4().hex[:8]}"
-    broker = worker_app.broker
-    broker.declare_queue(name, ensure=True)
-    publish(name, 2)
-    consumer = broker.consume(name, prefetch=2, timeout=50)
-    assert isinstance(consumer, _Consumer)
+    name, consumer = consuming(2)
     first, second = (wait_for(lambda: next(consumer), 10, "a delivery") for _ in range(2))
 
     # When the second is acked just as the flush sending the first one's ack runs out of entries
@@ -130,4 +120,4 @@ def test_a_settlement_queued_as_a_flush_ends_is_sent_by_another_flush(rabbitmq_v
 
     wait_for(settled, 10, "every settlement to be sent")
     consumer.close()
-    assert depth(name) == 0
+    assert ready_count(name) == 0
