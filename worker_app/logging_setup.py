@@ -253,9 +253,7 @@ def _write_from_one_thread(root: logging.Logger) -> None:
     _writer = LineWriter(records, handlers)
     for handler in handlers:
         root.removeHandler(handler)
-    enqueue = _EnqueueRecord(records)
-    enqueue.addFilter(ContextFilter())  # contextvars are read on the producing thread
-    root.addHandler(enqueue)
+    root.addHandler(_EnqueueRecord(records))
     _writer.start()
     atexit.register(_writer.stop)
 
@@ -271,9 +269,12 @@ def configure_logging(level: str, fmt: str) -> None:
     formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
     for handler in root.handlers:
         handler.setFormatter(formatter)
+    _write_from_one_thread(root)
+    # The context is read where the record is made (contextvars belong to the logging thread): by
+    # the handlers left on the root, the writer's queue among them, not by those behind the queue.
+    for handler in root.handlers:
         if not any(isinstance(f, ContextFilter) for f in handler.filters):
             handler.addFilter(ContextFilter())
-    _write_from_one_thread(root)
     root.setLevel(level)
     for noisy in ("pika", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
