@@ -101,7 +101,7 @@ class Metrics(dramatiq.Middleware):
         self.base_dir = base_dir
         self.port = port
         self.multiproc_dir: Path | None = None
-        self._local = threading.local()  # this worker thread's message start time and tallies
+        self._local = threading.local()  # this worker thread's tallies, and its message's tally and start
         self._cache: dict[tuple[str, str], _Series] = {}
         self._tallies: list[tuple[tuple[str, str], _Tally, _Tally]] = []  # (key, tally, flushed)
         self._flush_lock = threading.Lock()
@@ -212,15 +212,15 @@ class Metrics(dramatiq.Middleware):
         if isinstance(enqueued_at, int | float):
             tally.queue_time.observe(max(0.0, time.time() - enqueued_at / 1000))
         tally.inprogress += 1
-        self._local.started = time.perf_counter()
+        self._local.running = (tally, time.perf_counter())
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
     ) -> None:
-        started, self._local.started = getattr(self._local, "started", None), None
-        if started is None:
+        running, self._local.running = getattr(self._local, "running", None), None
+        if running is None:
             return  # before_process_message of this middleware never ran for it
-        tally = self._tally(message.queue_name, message.actor_name)
+        tally, started = running
         tally.duration.observe((time.perf_counter() - started) * 1000)
         tally.inprogress -= 1
         tally.total += 1
