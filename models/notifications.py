@@ -45,7 +45,10 @@ class NotificationQueue(Timestamps, Base):
 class NotificationBroadcast(CreatedAt, Base):
     """One ``broadcast_message`` call (worker-owned); its id is the Dramatiq message id, which
     makes a redelivered broadcast insert nothing twice. ``settled_at`` and the counts are written
-    once, when none of its rows is ``pending`` any more."""
+    once, when none of its rows is ``pending`` any more. A cancelled broadcast (``cancelled_at``,
+    ``cancelled_by``) has its pending rows marked ``failed`` with ``error_message`` "cancelled by
+    <who>" — ``notification_queue`` is the backend's, its statuses stay — and counted in ``cancelled``
+    (so ``failed`` = failed rows - ``cancelled``)."""
 
     __tablename__ = "notification_broadcasts"
 
@@ -57,6 +60,9 @@ class NotificationBroadcast(CreatedAt, Base):
     settled_at: Mapped[datetime | None]
     sent: Mapped[int | None]
     failed: Mapped[int | None]
+    cancelled_at: Mapped[datetime | None]
+    cancelled_by: Mapped[str | None] = mapped_column(String(128))
+    cancelled: Mapped[int] = mapped_column(server_default="0")
 
 
 class NotificationBroadcastItem(Base):

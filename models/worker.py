@@ -65,15 +65,28 @@ class DeadLetter(Base):
     discarded_at: Mapped[datetime | None]
 
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "dead")
+JOB_STATUSES = (
+    "queued", "running", "succeeded", "failed", "dead", "deferred", "sending", "cancelled",
+)  # fmt: skip
+FINISHED_JOB_STATUSES = ("succeeded", "failed", "dead", "deferred", "cancelled")
+"""The job's message is done with (a page following it can stop refreshing); only a ``deferred``
+job still changes: cancelling it withdraws its queued row."""
 
 
 class Job(Base):
     """An on-demand job (bulk operation, export, send, anything sent through the HTTP API).
 
-    ``job_id`` is the message id. ``status``: ``queued`` (also while waiting for a retry; ``error``
-    holds the last failure), ``running``, ``succeeded``, ``failed`` (the actor finished and reported
-    ``{"status": "failed"}``), ``dead`` (recorded as a dead letter).
+    ``job_id`` is the message id. ``status`` (docs/operations.md, Jobs):
+
+    * ``queued`` — waiting for a worker (also while a retry waits; ``error`` holds the last failure);
+    * ``running`` — a worker runs it (``cancel_requested_at`` set: it stops at its next progress report);
+    * ``succeeded``; ``failed`` (the actor reported ``{"status": "failed"}``, or no row of a broadcast
+      could be sent); ``dead`` (recorded as a dead letter);
+    * ``deferred`` — handed to ``notification_queue`` (``result.notification_id``), which sends it later;
+    * ``sending`` — a broadcast whose rows the queue consumer is sending; ``progress`` follows them and
+      it ends ``succeeded``/``failed``/``cancelled`` with the broadcast's report as ``result``;
+    * ``cancelled`` — by ``cancel_requested_by`` (``worker-app jobs cancel``): before it started, at a
+      progress report, or (a broadcast) its pending rows were withdrawn.
     """
 
     __tablename__ = "jobs"
@@ -97,3 +110,5 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    cancel_requested_at: Mapped[datetime | None]
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(128))

@@ -8,12 +8,13 @@ import click
 
 from models.worker import JOB_STATUSES
 from worker_app import jobs as tracking
+from worker_app.notifications import broadcast
 from worker_app.runtime import get_runtime
 
 
 @click.group()
 def jobs() -> None:
-    """Tracked on-demand jobs: status, progress, result or error."""
+    """Tracked on-demand jobs: status, progress, result or error; cancel one."""
 
 
 @jobs.command("list")
@@ -43,3 +44,39 @@ def jobs_show(job_id: str) -> None:
     if job is None:
         raise click.ClickException(f"no job with id {job_id}")
     click.echo(json.dumps(tracking.as_dict(job), indent=2, default=str))
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def jobs_cancel(job_id: str, yes: bool, as_json: bool) -> None:
+    """Cancel a job or a broadcast (by its job / broadcast id).
+
+    Not started: it never runs. Running: it stops at its next progress report. A broadcast: its
+    pending rows are withdrawn (rows being sent finish). A deferred send: its queued row is
+    withdrawn. Exit 1 if there was nothing to cancel or the id is unknown.
+    """
+    runtime = get_runtime()
+    target = _describe(job_id)
+    if target is None:
+        raise click.ClickException(f"no job or broadcast with id {job_id}")
+    if not yes:
+        click.confirm(f"Cancel {target}?", abort=True)
+    result = tracking.cancel_job(runtime.database, job_id, by=tracking.cli_user(), redis_client=runtime.redis)
+    click.echo(json.dumps(result.as_dict()) if as_json else result.detail)
+    if result.outcome in (tracking.NOTHING_TO_CANCEL, tracking.UNKNOWN):
+        raise SystemExit(1)
+
+
+def _describe(job_id: str) -> str | None:
+    """What is about to be cancelled, in one line (None: nothing has that id)."""
+    database = get_runtime().database
+    job = tracking.get_job(database, job_id)
+    if job is not None:
+        progress = job.progress or {}
+        done = f", {progress.get('processed')}/{progress.get('total')}" if progress else ""
+        by = f", started by {job.initiated_by}" if job.initiated_by else ""
+        return f"job {job_id} ({job.actor_name}, {job.status}{done}{by})"
+    found = broadcast.get_broadcast(database, job_id)
+    return None if found is None else f"broadcast {job_id} ({found.total} chats, no job row)"

@@ -8,6 +8,8 @@ Three kinds drive behaviour (ARCHITECTURE.md §3):
   :class:`RateLimited` carries the server's own delay, which wins over the policy's backoff.
 * anything else — a bug: retried per policy, traceback recorded, reported to Sentry.
 
+:class:`JobCancelled` is none of these: an operator stopped the job on purpose.
+
 Third-party errors are wrapped at the boundary with ``raise ... from e``.
 """
 
@@ -44,3 +46,9 @@ class RateLimited(TransientError):
     def __init__(self, message: str, *, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class JobCancelled(WorkerError):
+    """An operator cancelled the running job (``worker-app jobs cancel``); raised by
+    :func:`worker_app.jobs.report_progress`. Not a failure: the message is acked — neither retried
+    nor recorded dead — and its job is marked ``cancelled``."""

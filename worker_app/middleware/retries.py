@@ -3,7 +3,8 @@
 Replaces Dramatiq's ``Retries`` (20 retries up to 7 days by default — dangerous on RabbitMQ).
 A message that will not be retried is failed, so the consumer nacks it into ``<queue>.XQ`` and
 the dead-letter middleware records it. A retry that cannot be enqueued (RabbitMQ down) is also
-failed, never acked: the message is recorded dead instead of lost.
+failed, never acked: the message is recorded dead instead of lost. A job cancelled by an operator
+(:class:`~worker_app.errors.JobCancelled`) is acked: neither retried nor dead.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import dramatiq
 from dramatiq.errors import Retry
 
 from worker_app import outcome
-from worker_app.errors import BadMessage, PermanentError, RateLimited
+from worker_app.errors import BadMessage, JobCancelled, PermanentError, RateLimited
 from worker_app.policies import MAX_RATE_LIMITED_RETRIES, RetryPolicy, policy_for
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ class PolicyRetries(dramatiq.Middleware):
     ) -> None:
         if exception is None:
             outcome.set_outcome(outcome.SKIPPED if message.failed else outcome.SUCCESS)
+            return
+        if isinstance(exception, JobCancelled):  # stopped on purpose: acked, never retried nor dead
+            outcome.set_outcome(outcome.SKIPPED)
             return
         now_ms = int(time.time() * 1000)
         message.options.setdefault("first_failed_at", now_ms)

@@ -15,15 +15,29 @@ Redis is back); sending goes on. The rows stay the truth, so the first refresh a
 writes correct figures. A broadcast is only marked settled in the same transaction that wrote its
 final report to Redis, so a report Redis did not take is written by a later refresh (the next
 drain's, which refreshes every unsettled broadcast) instead of never.
+
+**The broadcast's job** (when it was enqueued with :func:`worker_app.jobs.enqueue_job`; the job id is
+the broadcast id) follows it, in the same transactions: ``sending`` from the commit of its rows,
+``progress`` = ``{processed, total, sent, failed, cancelled}`` after every refresh, and once settled
+``succeeded`` (``failed`` when no row could be sent, ``cancelled`` when it was cancelled) with the
+final report as ``result``. A broadcast without a job row updates nothing.
+
+**Cancelling** (:func:`cancel_broadcast`, from ``worker-app jobs cancel``) marks it ``cancelled_at``;
+from then on no drain claims its rows, and every pending row not locked by a drain at that moment
+is marked ``failed`` with ``error_message`` "cancelled by <who>" and counted in ``cancelled`` (rows
+a drain is sending finish, and any that come back pending are withdrawn by the next refresh). It
+settles as soon as none is pending, with ``cancelled`` in its report.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -69,23 +83,86 @@ _INSERT_ROWS = text(
     SELECT id, :broadcast_id FROM inserted
     """
 )
-_COUNTS = text(
+_COUNTS = text(  # failed rows include the cancelled ones; the same snapshot counts both
     """
-    SELECT i.broadcast_id,
+    SELECT b.id,
            count(*) FILTER (WHERE n.status = 'sent'),
            count(*) FILTER (WHERE n.status = 'failed'),
-           count(*) FILTER (WHERE n.status = 'pending')
-    FROM notification_broadcast_items AS i
+           count(*) FILTER (WHERE n.status = 'pending'),
+           b.cancelled
+    FROM notification_broadcasts AS b
+    JOIN notification_broadcast_items AS i ON i.broadcast_id = b.id
     JOIN notification_queue AS n ON n.id = i.notification_id
-    WHERE i.broadcast_id = ANY(CAST(:ids AS text[]))
-    GROUP BY i.broadcast_id
+    WHERE b.id = ANY(CAST(:ids AS text[]))
+    GROUP BY b.id
     """
 )
 _SETTLE = text(
     """
     UPDATE notification_broadcasts SET settled_at = now(), sent = :sent, failed = :failed
     WHERE id = :id AND settled_at IS NULL
-    RETURNING total, extract(epoch FROM settled_at - created_at)::float8
+    RETURNING total, extract(epoch FROM settled_at - created_at)::float8, cancelled_by
+    """
+)
+CANCEL_CHUNK = 5000
+"""Rows withdrawn per transaction when a broadcast is cancelled (short row locks, steady progress)."""
+
+_WITHDRAW = text(
+    """
+    WITH cancelled AS (
+        SELECT id, coalesce(cancelled_by, 'unknown') AS cancelled_by FROM notification_broadcasts
+        WHERE id = ANY(CAST(:ids AS text[])) AND cancelled_at IS NOT NULL AND settled_at IS NULL
+    ), withdrawn AS (
+        SELECT n.id, c.id AS broadcast_id, c.cancelled_by
+        FROM cancelled AS c
+        JOIN notification_broadcast_items AS i ON i.broadcast_id = c.id
+        JOIN notification_queue AS n ON n.id = i.notification_id
+        WHERE n.status = 'pending'
+        LIMIT :limit
+        FOR UPDATE OF n SKIP LOCKED
+    ), marked AS (
+        UPDATE notification_queue AS n
+        SET status = 'failed', error_message = 'cancelled by ' || w.cancelled_by, updated_at = now()
+        FROM withdrawn AS w WHERE n.id = w.id
+        RETURNING w.broadcast_id
+    ), counted AS (
+        UPDATE notification_broadcasts AS b SET cancelled = b.cancelled + m.n
+        FROM (SELECT broadcast_id, count(*) AS n FROM marked GROUP BY broadcast_id) AS m
+        WHERE b.id = m.broadcast_id
+        RETURNING m.n
+    )
+    SELECT coalesce(sum(n), 0)::int FROM counted
+    """
+)
+_MARK_CANCELLED = text(
+    """
+    UPDATE notification_broadcasts
+    SET cancelled_at = coalesce(cancelled_at, now()), cancelled_by = coalesce(cancelled_by, :by)
+    WHERE id = :id AND settled_at IS NULL
+    RETURNING id
+    """
+)
+_FOLLOWING = "status IN ('queued', 'running', 'sending')"
+"""A broadcast's job that follows it (never one already finished or cancelled)."""
+_JOB_SENDING = text(
+    f"""
+    UPDATE jobs SET status = 'sending', result = CAST(:result AS jsonb),
+                    progress = coalesce(progress, CAST(:progress AS jsonb))
+    WHERE job_id = :id AND {_FOLLOWING}
+    RETURNING cancel_requested_at, coalesce(cancel_requested_by, 'unknown')
+    """
+)
+_JOB_PROGRESS = text(
+    f"""
+    UPDATE jobs SET status = 'sending', progress = CAST(:progress AS jsonb)
+    WHERE job_id = :id AND {_FOLLOWING}
+    """
+)
+_JOB_SETTLED = text(
+    f"""
+    UPDATE jobs SET status = :status, progress = CAST(:progress AS jsonb), result = CAST(:result AS jsonb),
+                    error = :error, finished_at = now()
+    WHERE job_id = :id AND {_FOLLOWING}
     """
 )
 
@@ -103,6 +180,13 @@ class BroadcastCreated:
     total: int
     duplicates_removed: int
     created: bool
+
+    def summary(self) -> dict[str, Any]:
+        """What ``broadcast_message`` returns (and its job shows while sending)."""
+        return {
+            "broadcast_id": self.broadcast_id, "total": self.total,
+            "duplicates_removed": self.duplicates_removed, "progress_key": progress_key(self.broadcast_id),
+        }  # fmt: skip
 
 
 def unique_chat_ids(telegram_ids: Iterable[Any]) -> list[int]:
@@ -128,7 +212,11 @@ def create_broadcast(
     duplicates_removed: int = 0,
     trace_id: str | None = None,
 ) -> BroadcastCreated:
-    """Insert the broadcast and its rows (in the caller's transaction), unless it exists already."""
+    """Insert the broadcast and its rows (in the caller's transaction), unless it exists already.
+
+    Its job row (if any) becomes ``sending`` in the same transaction; a cancel requested while this
+    ran cancels the broadcast at once (its rows are withdrawn by the next refresh, before any send).
+    """
     created = session.execute(
         insert(NotificationBroadcast)
         .values(
@@ -143,7 +231,12 @@ def create_broadcast(
     ).first()
     if created is None:
         existing = session.get_one(NotificationBroadcast, broadcast_id)
-        return BroadcastCreated(broadcast_id, existing.total, existing.duplicates_removed, created=False)
+        again = BroadcastCreated(broadcast_id, existing.total, existing.duplicates_removed, created=False)
+        if existing.settled_at is None:
+            _job_sending(session, again)
+        else:
+            _job_settled(session, _report_of(existing, existing.settled_at), existing.cancelled_by)
+        return again
     for start in range(0, len(telegram_ids), INSERT_CHUNK):
         session.execute(
             _INSERT_ROWS,
@@ -153,7 +246,50 @@ def create_broadcast(
                 "parse_mode": parse_mode, "broadcast_id": broadcast_id,
             },
         )  # fmt: skip
-    return BroadcastCreated(broadcast_id, len(telegram_ids), duplicates_removed, created=True)
+    outcome = BroadcastCreated(broadcast_id, len(telegram_ids), duplicates_removed, created=True)
+    _job_sending(session, outcome)
+    return outcome
+
+
+def _job_sending(session: Session, created: BroadcastCreated) -> None:
+    """The job shows ``sending``; a cancel requested while the actor ran cancels the broadcast."""
+    progress = _job_progress(sent=0, failed=0, cancelled=0, pending=created.total)
+    params = {"id": created.broadcast_id, "result": json.dumps(created.summary())}
+    requested = session.execute(_JOB_SENDING, {**params, "progress": json.dumps(progress)}).first()
+    if requested is not None and requested[0] is not None:
+        session.execute(_MARK_CANCELLED, {"id": created.broadcast_id, "by": requested[1]})
+
+
+def _job_progress(*, sent: int, failed: int, cancelled: int, pending: int) -> dict[str, int]:
+    done = sent + failed + cancelled
+    return {
+        "processed": done, "total": done + pending, "sent": sent, "failed": failed, "cancelled": cancelled,
+    }  # fmt: skip
+
+
+def _job_settled(session: Session, report: dict[str, Any], cancelled_by: str | None) -> None:
+    """The job ends with the broadcast's report: cancelled, failed (no row sent) or succeeded."""
+    sent, failed, cancelled = report["sent"], report["failed"], report["cancelled"]
+    if cancelled_by is not None:
+        status, error = "cancelled", f"cancelled by {cancelled_by}"
+    elif sent == 0 and failed > 0:
+        status, error = "failed", f"no row could be sent ({failed} failed)"
+    else:
+        status, error = "succeeded", None
+    session.execute(
+        _JOB_SETTLED,
+        {"id": report["broadcast_id"], "status": status, "error": error, "result": json.dumps(report),
+         "progress": json.dumps(_job_progress(sent=sent, failed=failed, cancelled=cancelled, pending=0))},
+    )  # fmt: skip
+
+
+def _report_of(broadcast: NotificationBroadcast, settled_at: datetime) -> dict[str, Any]:
+    """The final report of a broadcast settled at ``settled_at``, from its row."""
+    return {
+        "broadcast_id": broadcast.id, "sent": broadcast.sent or 0, "failed": broadcast.failed or 0,
+        "cancelled": broadcast.cancelled, "total": broadcast.total,
+        "duration_seconds": round((settled_at - broadcast.created_at).total_seconds(), 3),
+    }  # fmt: skip
 
 
 def refresh_progress(
@@ -161,11 +297,14 @@ def refresh_progress(
 ) -> list[dict[str, Any]]:
     """Recompute the progress of ``broadcast_ids`` from their rows; settle those with none pending.
 
-    Returns the reports of the broadcasts this call settled (none while Redis is unreachable).
+    Pending rows of a cancelled broadcast are withdrawn first. Each broadcast's job follows it in
+    the same transaction. Returns the reports of the broadcasts this call settled (none while Redis
+    is unreachable: then only the jobs' progress is written).
     """
     ids = sorted(set(broadcast_ids))
     if not ids:
         return []
+    withdraw_cancelled(database, ids)
     try:
         with database.transaction() as session:
             progress, reports = _recount(session, ids)
@@ -175,6 +314,7 @@ def refresh_progress(
             if not _redis_state(client).run(lambda: _write_all(client, progress), lambda: False):
                 raise _Unpublished
     except _Unpublished:
+        _follow_progress(database, progress)
         return []
     for report in reports:
         log.info("broadcast %s settled: %s", report["broadcast_id"], report)
@@ -186,24 +326,68 @@ class _Unpublished(Exception):
 
 
 def _recount(session: Session, ids: list[str]) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """Each broadcast's progress entry from its rows; settles (in ``session``) those with none pending."""
+    """Each broadcast's progress entry from its rows; settles (in ``session``) those with none pending,
+    and brings their jobs up to date."""
     progress: dict[str, dict[str, Any]] = {}
     reports = []
-    for broadcast_id, sent, failed, pending in session.execute(_COUNTS, {"ids": ids}).all():
+    for broadcast_id, sent, failed_rows, pending, cancelled in session.execute(_COUNTS, {"ids": ids}).all():
+        failed = failed_rows - cancelled
         entry = progress[broadcast_id] = {
-            "total": sent + failed + pending, "sent": sent, "failed": failed, "pending": pending,
-            "status": "settled" if pending == 0 else "sending",
+            "total": sent + failed_rows + pending, "sent": sent, "failed": failed, "cancelled": cancelled,
+            "pending": pending, "status": "settled" if pending == 0 else "sending",
         }  # fmt: skip
         settled = None
         if pending == 0:
             settled = session.execute(_SETTLE, {"id": broadcast_id, "sent": sent, "failed": failed}).first()
-        if settled is not None:
-            entry["duration_seconds"] = round(settled[1], 3)
-            reports.append(
-                {"broadcast_id": broadcast_id, "sent": sent, "failed": failed, "total": settled[0],
-                 "duration_seconds": entry["duration_seconds"]}
-            )  # fmt: skip
+        if settled is None:
+            session.execute(_JOB_PROGRESS, {"id": broadcast_id, "progress": json.dumps(_progress_of(entry))})
+            continue
+        entry["duration_seconds"] = round(settled[1], 3)
+        report = {
+            "broadcast_id": broadcast_id, "sent": sent, "failed": failed, "cancelled": cancelled,
+            "total": settled[0], "duration_seconds": entry["duration_seconds"],
+        }  # fmt: skip
+        reports.append(report)
+        _job_settled(session, report, settled[2])
     return progress, reports
+
+
+def _follow_progress(database: Database, progress: dict[str, dict[str, Any]]) -> None:
+    """The jobs' progress alone (Redis refused the settlements, which were rolled back)."""
+    with database.transaction() as session:
+        for broadcast_id, entry in progress.items():
+            session.execute(_JOB_PROGRESS, {"id": broadcast_id, "progress": json.dumps(_progress_of(entry))})
+
+
+def _progress_of(entry: dict[str, Any]) -> dict[str, int]:
+    return _job_progress(
+        sent=entry["sent"], failed=entry["failed"], cancelled=entry["cancelled"], pending=entry["pending"]
+    )
+
+
+def cancel_broadcast(session: Session, broadcast_id: str, *, by: str) -> bool:
+    """Mark the broadcast cancelled (in the caller's transaction, which should hold its row locked):
+    no drain claims its rows from the commit on. False if it is unknown or already settled.
+    Then :func:`withdraw_cancelled` marks its pending rows, and a refresh settles it."""
+    return session.execute(_MARK_CANCELLED, {"id": broadcast_id, "by": by}).first() is not None
+
+
+def withdraw_cancelled(database: Database, ids: Sequence[str], *, chunk: int = CANCEL_CHUNK) -> int:
+    """Mark every pending row of the cancelled, unsettled broadcasts among ``ids`` ``failed``
+    ("cancelled by <who>"), ``chunk`` rows per transaction, skipping rows a drain holds; their count."""
+    withdrawn = 0
+    while True:
+        with database.transaction() as session:
+            count = int(session.execute(_WITHDRAW, {"ids": list(ids), "limit": chunk}).scalar_one())
+        withdrawn += count
+        if count < chunk:
+            return withdrawn
+
+
+def get_broadcast(database: Database, broadcast_id: str) -> NotificationBroadcast | None:
+    """The worker's record of a broadcast (None when there is none with that id)."""
+    with database.new_session() as session:
+        return session.get(NotificationBroadcast, broadcast_id)
 
 
 def unsettled(database: Database) -> list[str]:

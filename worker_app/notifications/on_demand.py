@@ -9,6 +9,10 @@ retries; once the retry middleware's cap on such waits is reached (``deferrals_l
 message goes to ``notification_queue`` too rather than to the dead letters. A chat that cannot
 receive messages (blocked, deactivated, not found) is a result, not an error:
 ``{"status": "failed", "error": ...}``.
+
+A tracked send that went to the queue shows its job as ``deferred`` (the result keeps the
+``notification_id``); cancelling that job withdraws the row (:func:`withdraw_deferred`) if no drain
+has taken it yet.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from models.notifications import NotificationQueue
 from worker_app.db import Database
@@ -103,3 +110,22 @@ def defer_to_queue(
         session.add(row)
         session.flush()
         return row.id
+
+
+_WITHDRAW = text(
+    """
+    UPDATE notification_queue SET status = 'failed', error_message = :error, updated_at = now()
+    WHERE id = (
+        SELECT id FROM notification_queue WHERE id = CAST(:id AS uuid) AND status = 'pending'
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id
+    """
+)
+
+
+def withdraw_deferred(session: Session, notification_id: str, *, by: str) -> bool:
+    """Mark a deferred send's row ``failed`` ("cancelled by <who>"; the backend's table keeps its
+    statuses) if it is still pending and no drain is sending it; whether it was."""
+    params = {"id": notification_id, "error": f"cancelled by {by}"}
+    return session.execute(_WITHDRAW, params).first() is not None

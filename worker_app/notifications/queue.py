@@ -5,7 +5,8 @@ pause — or the circuit breaker holds sends back — for longer than the budget
 
 1. in one transaction, claim up to ``batch_size`` due ``pending`` rows with
    ``FOR UPDATE SKIP LOCKED`` — rows another drain (any process, any host) holds are skipped, not
-   waited on, so two drains never send the same row;
+   waited on, so two drains never send the same row; rows of a cancelled broadcast are never
+   claimed (:func:`~worker_app.notifications.broadcast.cancel_broadcast` withdraws them);
 2. send them concurrently (``concurrency`` threads) through :class:`TelegramSender`, inside the
    fleet-wide rate limits;
 3. write every row's outcome in one ``UPDATE ... FROM unnest(...)`` and commit, releasing the locks.
@@ -63,7 +64,8 @@ _CLAIM = text(
            b.broadcast_id
     FROM notification_queue AS n
     LEFT JOIN notification_broadcast_items AS b ON b.notification_id = n.id
-    WHERE {DUE}
+    LEFT JOIN notification_broadcasts AS nb ON nb.id = b.broadcast_id
+    WHERE {DUE} AND nb.cancelled_at IS NULL
     ORDER BY n.next_attempt_at
     LIMIT :limit
     FOR UPDATE OF n SKIP LOCKED
