@@ -64,6 +64,15 @@ ensure_database() {
   fi
 }
 
+ensure_vhost() {  # a RabbitMQ vhost of its own (not the shared "/"), guest allowed everything in it
+  local name=$1 api="http://127.0.0.1:15672/api" code
+  local curl=(curl -fsS -u guest:guest --retry 10 --retry-delay 1 --retry-connrefused)
+  code=$("${curl[@]}" -o /dev/null -w '%{http_code}' -X PUT "$api/vhosts/$name")
+  if [ "$code" = 201 ]; then say "created RabbitMQ vhost $name"; fi
+  "${curl[@]}" -o /dev/null -X PUT -H 'content-type: application/json' \
+    -d '{"configure": ".*", "write": ".*", "read": ".*"}' "$api/permissions/$name/guest"
+}
+
 ensure_browser() {  # Debian's Chromium and ChromeDriver, for the dashboard's browser test
   if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
     return 0

@@ -1,4 +1,5 @@
-"""The scheduler process's Prometheus metrics, served on SCHEDULER_METRICS_PORT (0 = off).
+"""The scheduler process's Prometheus metrics, served on SCHEDULER_METRICS_PORT (0 = off; the next
+free port when it is in use).
 
 * ``cybervpn_scheduler_fires_total{job,kind}`` — messages enqueued (kind: scheduled, catch_up,
   immediate, manual);
@@ -13,8 +14,11 @@ from __future__ import annotations
 
 import logging
 import time
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from worker_app.middleware.metrics import bind_free_port
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +28,7 @@ class SchedulerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.server: WSGIServer | None = None  # while serving
         self.fires = Counter(
             "cybervpn_scheduler_fires",
             "Scheduled messages enqueued.",
@@ -50,13 +55,18 @@ class SchedulerMetrics:
     def skipped(self, job: str, reason: str) -> None:
         self.skips.labels(job, reason).inc()
 
-    def serve(self, port: int) -> None:
-        """Expose the metrics on ``port``; a port in use is logged, not fatal."""
+    def serve(self, port: int) -> int | None:
+        """Expose the metrics on ``port``, or the next free port when it is in use (a second
+        scheduler on the host); the port served, ``None`` when off or none is free. Logged, never
+        fatal."""
         if port == 0:
-            return
-        try:
-            start_http_server(port, registry=self.registry)
-        except OSError as e:
-            log.warning("scheduler metrics not exported: port %d: %s", port, e.strerror)
-            return
-        log.info("scheduler metrics on http://0.0.0.0:%d/metrics", port)
+            return None
+        served = bind_free_port(
+            port, lambda p: start_http_server(p, registry=self.registry), "scheduler metrics"
+        )
+        if served is None:
+            return None
+        self.server = served[0]
+        used = int(self.server.server_address[1])
+        log.info("scheduler metrics on http://0.0.0.0:%d/metrics", used)
+        return used

@@ -124,6 +124,24 @@ def _first_process() -> bool:
     return not name.startswith("Process-") or name == "Process-1"
 
 
+def run_dramatiq(argv: list[str]) -> int:
+    """Run the ``dramatiq`` command line (``argv`` without the program name) in this process;
+    its exit code. What ``worker-app worker`` runs.
+
+    ``dramatiq worker_app`` writes its main process's own lines (booting, signals forwarded, a
+    worker process that died, shutdown) in Dramatiq's text format whatever LOG_FORMAT says: that
+    process never imports ``worker_app``, and Dramatiq has no hook to change it. Run from here,
+    the main process has our handlers on the root logger already, so Dramatiq's
+    ``logging.basicConfig`` does nothing and those lines are ours too. Its worker processes are
+    spawned rather than forked: this process already runs threads (the log writer), and a fork
+    copies their locks in whatever state they are.
+    """
+    from dramatiq.cli import main, make_argument_parser
+
+    args = make_argument_parser().parse_args([*argv, "--use-spawn"])  # type: ignore[no-untyped-call]
+    return int(main(args))  # type: ignore[no-untyped-call]
+
+
 def bootstrap() -> CyberRabbitmqBroker:
     """Read settings and build everything; a bad setting exits with one line naming it."""
     try:

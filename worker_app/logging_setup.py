@@ -2,17 +2,20 @@
 redacted from every line, including tracebacks.
 
 Under ``dramatiq worker_app`` the CLI has already installed a handler writing to its pipe when
-``worker_app`` is imported; its formatter is replaced so that the pipe carries our lines.
+``worker_app`` is imported; its formatter is replaced so that the pipe carries our lines. The
+``dramatiq`` main process never imports ``worker_app``, so its own lines stay in Dramatiq's text
+format unless it is run by ``worker-app worker`` (:func:`worker_app.bootstrap.run_dramatiq`).
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import logging.handlers
 import math
+import multiprocessing.util
 import queue
+import re
 import sys
 import threading
 import time
@@ -87,6 +90,22 @@ class TextFormatter(logging.Formatter):
         actor = getattr(record, "actor", None)
         record.ctx = f" [{actor} {trace[:8]}]" if trace and actor else ""
         return redact(super().format(record))
+
+
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+
+
+class PlainText(logging.Filter):
+    """Strips terminal colour codes from a record's message.
+
+    werkzeug colours the request line of its access log by status (404 yellow, 5xx magenta…)
+    whether or not its stream is a terminal: a JSON ``msg`` or a log file must hold plain text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "\x1b" in message:
+            record.msg, record.args = _TERMINAL_CODES.sub("", message), ()
+        return True
 
 
 def install_redacting_records() -> None:
@@ -255,7 +274,10 @@ def _write_from_one_thread(root: logging.Logger) -> None:
         root.removeHandler(handler)
     root.addHandler(_EnqueueRecord(records))
     _writer.start()
-    atexit.register(_writer.stop)
+    # Not atexit: a multiprocessing child (a ``dramatiq`` worker or fork process) ends with
+    # ``os._exit`` after running these finalizers only, and its last lines ("Worker has been shut
+    # down.") would be lost. The main process runs them at exit too.
+    multiprocessing.util.Finalize(None, _writer.stop, exitpriority=-100)
 
 
 def configure_logging(level: str, fmt: str) -> None:
@@ -278,3 +300,24 @@ def configure_logging(level: str, fmt: str) -> None:
     root.setLevel(level)
     for noisy in ("pika", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    _log_stray_output()
+
+
+def _log_stray_output() -> None:
+    """Send what would otherwise be written to stderr as bare text through logging: werkzeug's
+    coloured access lines, Python warnings, and a thread's uncaught exception (unless a hook other
+    than Python's own, such as pytest's, is installed)."""
+    werkzeug = logging.getLogger("werkzeug")
+    if not any(isinstance(f, PlainText) for f in werkzeug.filters):
+        werkzeug.addFilter(PlainText())
+    logging.captureWarnings(True)
+    if threading.excepthook is threading.__excepthook__:
+        threading.excepthook = _log_thread_exception
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    log = logging.getLogger("worker_app.threads")
+    log.error("uncaught exception in thread %s", name, exc_info=args.exc_value)

@@ -52,7 +52,11 @@ def statuses(engine: sa.Engine) -> Counter[str]:
 
 
 def test_two_worker_processes_send_each_of_5000_rows_exactly_once(
-    tmp_path: Path, rabbitmq_vhost: str, sandbox: RunningSandbox, clean_tables: sa.Engine, redis_client: Any
+    tmp_path: Path,
+    no_leftover_messages: None,
+    sandbox: RunningSandbox,
+    clean_tables: sa.Engine,
+    redis_client: Any,
 ) -> None:
     # Given 5,000 due rows, each with a distinct text, and two worker processes
     insert_rows(clean_tables, list(range(10_000, 15_000)), text="row {i}")
@@ -72,7 +76,11 @@ def test_two_worker_processes_send_each_of_5000_rows_exactly_once(
 
 
 def test_a_2000_row_drain_through_random_429s_sends_everything_once_within_the_rate(
-    tmp_path: Path, rabbitmq_vhost: str, sandbox: RunningSandbox, clean_tables: sa.Engine, redis_client: Any
+    tmp_path: Path,
+    no_leftover_messages: None,
+    sandbox: RunningSandbox,
+    clean_tables: sa.Engine,
+    redis_client: Any,
 ) -> None:
     # Given Telegram answers 1 call in 200 with 429 retry_after=1, and a configured limit of 250/s
     rate = 250

@@ -15,6 +15,7 @@ short message. A scrape therefore shows a message at most that long after it end
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -22,16 +23,19 @@ import shutil
 import threading
 import time
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dramatiq
 from dramatiq.common import q_name
 
 log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 1.0
+PORTS_TRIED = 11  # the configured port and the ten after it
+_Server = TypeVar("_Server")
 _LABELS = ("queue_name", "actor_name")
 _DURATION_BUCKETS_MS = (
     5,
@@ -355,14 +359,43 @@ def _queue_depths() -> Any:
     return QueueDepthCollector(get_settings())
 
 
+def bind_free_port(port: int, bind: Callable[[int], _Server], what: str) -> _Server | None:
+    """``bind(port)``; if that port is in use, the next free one of the ``PORTS_TRIED``; ``None``
+    if none is free or binding fails otherwise. Never raises: a second ``dramatiq worker_app`` or
+    scheduler on the same host must not die of its metrics port. One warning names the port
+    asked for and the one used (or why there is none)."""
+    last = min(port + PORTS_TRIED - 1, 65535)
+    for candidate in range(port, last + 1):
+        try:
+            bound = bind(candidate)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                continue
+            log.warning("%s not served: port %d: %s", what, candidate, e.strerror or e)
+            return None
+        if candidate != port:
+            log.warning("%s port %d is in use: serving on port %d instead", what, port, candidate)
+        return bound
+    log.warning("%s not served: ports %d-%d are all in use", what, port, last)
+    return None
+
+
+def metrics_server(port: int) -> ThreadingHTTPServer | None:
+    """The exposition server, bound to ``port`` or the next free port (see :func:`bind_free_port`)."""
+    return bind_free_port(port, lambda p: ThreadingHTTPServer(("0.0.0.0", p), _Handler), "worker metrics")
+
+
 def serve_metrics() -> int:
-    """Fork process of ``dramatiq worker_app``: serve every worker process's metrics on METRICS_PORT."""
+    """Fork process of ``dramatiq worker_app``: serve every worker process's metrics on METRICS_PORT
+    (or the next free port); exits at once, after a warning, when none is free."""
     from worker_app.config import get_settings
 
     settings = get_settings()
     prepare_multiprocess_dir(settings.metrics_dir)
-    server = ThreadingHTTPServer(("0.0.0.0", settings.metrics_port), _Handler)
-    log.info("serving Prometheus metrics on :%d/metrics", settings.metrics_port)
+    server = metrics_server(settings.metrics_port)
+    if server is None:
+        return 0
+    log.info("serving Prometheus metrics on :%d/metrics", server.server_address[1])
     try:
         server.serve_forever()
     except KeyboardInterrupt:
