@@ -7,9 +7,10 @@ import json
 import click
 import pika
 from dramatiq.common import dq_name, xq_name
+from sqlalchemy.exc import SQLAlchemyError
 
 from worker_app.policies import DOMAINS
-from worker_app.queues import queue_report
+from worker_app.queues import QueueReport, queue_report, with_dead_letters
 from worker_app.runtime import get_runtime
 
 
@@ -21,24 +22,37 @@ def _num(value: float | None, fmt: str = "d") -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def queues(ctx: click.Context, as_json: bool) -> None:
-    """Every domain queue: ready, unacked, delayed (.DQ), dead (.XQ), consumers, rates."""
+    """Every domain queue: ready, unacked, delayed (.DQ), open dead letters (PostgreSQL), messages in
+    .XQ, consumers, rates."""
     if ctx.invoked_subcommand is not None:
         return
-    try:
-        report = queue_report(get_runtime().settings)
-    except pika.exceptions.AMQPError as e:
-        raise click.ClickException(f"cannot reach RabbitMQ: {type(e).__name__}") from None
+    report = _report()
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return
-    click.echo(f"{'QUEUE':<14} {'READY':>7} {'UNACKED':>8} {'DELAYED':>8} {'DEAD':>6} {'CONSUMERS':>9} "
-               f"{'IN/s':>7} {'OUT/s':>7}")  # fmt: skip
+    click.echo(f"{'QUEUE':<14} {'READY':>7} {'UNACKED':>8} {'DELAYED':>8} {'DEAD':>6} {'XQ':>6} "
+               f"{'CONSUMERS':>9} {'IN/s':>7} {'OUT/s':>7}")  # fmt: skip
     for q in report.queues:
         click.echo(
-            f"{q.queue:<14} {q.ready:>7} {_num(q.unacked):>8} {q.delayed:>8} {q.dead:>6} {q.consumers:>9} "
-            f"{_num(q.publish_rate, '.1f'):>7} {_num(q.deliver_rate, '.1f'):>7}"
+            f"{q.queue:<14} {q.ready:>7} {_num(q.unacked):>8} {q.delayed:>8} {_num(q.dead_letters):>6} "
+            f"{q.dead:>6} {q.consumers:>9} {_num(q.publish_rate, '.1f'):>7} {_num(q.deliver_rate, '.1f'):>7}"
         )
     click.echo(f"source: {report.source}" + (f" ({report.note})" if report.note else ""), err=True)
+
+
+def _report() -> QueueReport:
+    """Depths from RabbitMQ, with open dead letters from PostgreSQL; this command is for bad days,
+    so PostgreSQL down leaves the dead-letter counts unknown (``?``, ``null``) with a warning."""
+    runtime = get_runtime()
+    try:
+        report = queue_report(runtime.settings)
+    except pika.exceptions.AMQPError as e:
+        raise click.ClickException(f"cannot reach RabbitMQ: {type(e).__name__}") from None
+    try:
+        return with_dead_letters(report, runtime.database)
+    except SQLAlchemyError as e:
+        click.echo(f"warning: open dead letters unknown (PostgreSQL: {type(e).__name__})", err=True)
+        return report
 
 
 def _our_queues() -> set[str]:

@@ -1,10 +1,15 @@
 """The operator's dashboard: server-rendered pages in the API's Flask app (no front-end build).
 
-Pages (templates in ``worker_app/dashboard_templates/dashboard``): queues (auto-refresh), dead letters
-(filters, detail with traceback, replay/discard one or every match), jobs (progress bars,
-auto-refresh), schedules (from ``worker-app schedules``), workers (from their heartbeats). With
-``API_TOKEN`` set the dashboard asks for it on a login page, or as the password of HTTP basic
-auth; every state-changing request carries the session's CSRF token.
+Pages (templates in ``worker_app/dashboard_templates/dashboard``): queues (auto-refresh; open dead
+letters per queue), dead letters (filters, status, detail with traceback, replay/discard one or
+every match), jobs (progress bars, auto-refresh), schedules (from ``worker-app schedules``), workers
+(from their heartbeats). With ``API_TOKEN`` set the dashboard asks for it on a login page, or as the
+password of HTTP basic auth; every state-changing request carries the session's CSRF token.
+
+Replay and discard take two posts: the first (no ``confirm=1``) changes nothing and answers a page
+naming how many dead letters the selection holds, whose Confirm button posts the same selection
+again with ``confirm=1``. A database or RabbitMQ error is not caught here: the app's error handlers
+answer it (:func:`render_error` is their HTML page for the browser).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,12 +27,14 @@ from flask import Blueprint, Flask, abort, flash, redirect, render_template, req
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
+from models.worker import FINISHED_JOB_STATUSES, JOB_STATUSES
 from worker_app import dlq as dead_letters
 from worker_app import jobs as tracking
 from worker_app.runtime import Runtime
 
 FILTER_FIELDS = ("queue", "actor", "error", "since", "until")
-FINISHED = ("succeeded", "failed", "dead")
+SELECTION_FIELDS = ("ids", "all", *FILTER_FIELDS)  # what a replay/discard confirmation posts again
+FINISHED = FINISHED_JOB_STATUSES
 
 
 def _when(value: datetime | None) -> str:
@@ -44,6 +52,11 @@ def _bar(job: Any) -> Markup:
     ).format(processed, total, percent, processed, total, int(progress.get("failed") or 0))
 
 
+def _plausible_id(job_id: str) -> bool:
+    """A job id that can exist (no PostgreSQL error for a NUL or an overlong id)."""
+    return 0 < len(job_id) <= 64 and "\x00" not in job_id
+
+
 def _csrf() -> str:
     if "csrf" not in session:
         session["csrf"] = secrets.token_urlsafe(32)
@@ -57,8 +70,22 @@ def _page(template: str, title: str, refresh: int = 0, **context: Any) -> str:
     )  # fmt: skip
 
 
+def render_error(status: int, error: str, detail: str | None = None) -> tuple[str, int]:
+    """A readable HTML error page (``status``, the one-line ``error``, an optional ``detail`` and a
+    link back to Queues) for a browser, where the API answers JSON. It reads neither PostgreSQL nor
+    Redis and needs no login, so it renders while those are down and before anyone logs in; it needs
+    a request context of an app with the dashboard registered."""
+    html = render_template(
+        "dashboard/error.html", title=error, refresh=0, csrf=_csrf, status=status, error=error,
+        detail=detail,
+    )  # fmt: skip
+    return html, status
+
+
 def _filters(values: Any) -> dict[str, str | None]:
-    return {name: (values.get(name) or None) for name in FILTER_FIELDS}
+    found = {name: (values.get(name) or None) for name in FILTER_FIELDS}
+    found["status"] = values.get("status") or "dead"
+    return found
 
 
 def _filter_of(values: Any, ids: list[int]) -> dead_letters.DeadLetterFilter:
@@ -69,10 +96,37 @@ def _filter_of(values: Any, ids: list[int]) -> dead_letters.DeadLetterFilter:
 
 
 def _selection(values: Any) -> dead_letters.DeadLetterFilter:
+    """The ``dead`` letters a replay/discard form selects (ids, filters, or ``all=1``)."""
     where = _filter_of(values, [int(i) for i in values.getlist("ids") if str(i).isdigit()])
     if where.is_empty() and values.get("all") != "1":
         abort(400, description="nothing selected")
-    return where
+    return replace(where, status="dead")
+
+
+def _described(values: Any, where: dead_letters.DeadLetterFilter) -> str:
+    if where.ids:
+        return "with id " + ", ".join(map(str, where.ids))
+    named = [f"{name}={values.get(name)}" for name in FILTER_FIELDS if values.get(name)]
+    return "matching " + " ".join(named) if named else ""
+
+
+def _back(values: Any) -> str:
+    """Where a replay/discard returns: the page it was asked from (a local path only)."""
+    target = str(values.get("next") or "")
+    if not target.startswith("/") or target.startswith(("//", "/\\")):
+        return url_for("dashboard.dead")
+    return target
+
+
+def _confirmation(action: str, where: dead_letters.DeadLetterFilter, count: int) -> str:
+    """The page a replay/discard post without ``confirm=1`` answers (nothing has changed): the
+    count and the selection, and a form posting the same selection again with ``confirm=1``."""
+    form = request.form
+    kept = [(name, value) for name in SELECTION_FIELDS for value in form.getlist(name)]
+    return _page(
+        "confirm.html", f"{action.title()} dead letters?", action=action, count=count,
+        described=_described(form, where), kept=kept, back=_back(form),
+    )  # fmt: skip
 
 
 def create_dashboard(app: Flask, runtime: Runtime, broker: dramatiq.Broker) -> None:
@@ -139,20 +193,41 @@ def _queue_and_job_pages(pages: Blueprint, runtime: Runtime) -> None:
     def queues() -> str:
         from worker_app.queues import queue_report
 
-        return _page("queues.html", "Queues", refresh=5, report=queue_report(runtime.settings))
+        report = queue_report(runtime.settings, database=runtime.database)
+        return _page("queues.html", "Queues", refresh=5, report=report)
 
     @pages.get("/jobs")
     def jobs() -> str:
-        rows = tracking.list_jobs(runtime.database, status=request.args.get("status") or None, limit=100)
+        status = request.args.get("status") or None
+        if status is not None and status not in JOB_STATUSES:
+            abort(400, description=f"status: expected one of {', '.join(JOB_STATUSES)}")
+        rows = tracking.list_jobs(runtime.database, status=status, limit=100)
         return _page("jobs.html", "Jobs", refresh=3, rows=rows)
+
+    def find_job(job_id: str) -> Any:
+        job = tracking.get_job(runtime.database, job_id) if _plausible_id(job_id) else None
+        if job is None:
+            abort(404, description=f"no job with id {job_id[:64]!r}")
+        return job
 
     @pages.get("/jobs/<job_id>")
     def job_detail(job_id: str) -> str:
-        job = tracking.get_job(runtime.database, job_id)
-        if job is None:
-            abort(404, description=f"no job with id {job_id}")
+        job = find_job(job_id)
         refresh = 0 if job.status in FINISHED else 2
         return _page("job.html", f"Job {job_id}", refresh=refresh, job=job, fields=tracking.as_dict(job))
+
+    @pages.get("/jobs/<job_id>/cancel")
+    def cancel_confirmation(job_id: str) -> str:
+        """Nothing changes here: the page asks, and its Confirm button posts."""
+        return _page("cancel_job.html", f"Cancel job {job_id}?", job=find_job(job_id))
+
+    @pages.post("/jobs/<job_id>/cancel")
+    def cancel(job_id: str) -> Response:
+        job = find_job(job_id)
+        by = f"dashboard:{request.remote_addr or '?'}"
+        result = tracking.cancel_job(runtime.database, job.job_id, by=by, redis_client=runtime.redis)
+        flash(f"{result.outcome.replace('_', ' ')}: {result.detail}")
+        return redirect(url_for("dashboard.job_detail", job_id=job.job_id))
 
 
 def _dead_letter_pages(pages: Blueprint, runtime: Runtime, broker: dramatiq.Broker) -> None:
@@ -164,6 +239,7 @@ def _dead_letter_pages(pages: Blueprint, runtime: Runtime, broker: dramatiq.Brok
         return _page(
             "dead_letters.html", "Dead letters", rows=dead_letters.listing(database, where, 200),
             total=dead_letters.count(database, where), filters=_filters(request.args), fields=FILTER_FIELDS,
+            statuses=dead_letters.STATUSES,
         )  # fmt: skip
 
     @pages.get("/dead-letters/<int:dead_letter_id>")
@@ -181,16 +257,22 @@ def _dead_letter_pages(pages: Blueprint, runtime: Runtime, broker: dramatiq.Brok
         )  # fmt: skip
 
     @pages.post("/dead-letters/replay")
-    def replay() -> Response:
-        report = dead_letters.replay(database, broker, _selection(request.form))
+    def replay() -> str | Response:
+        where = _selection(request.form)
+        if request.form.get("confirm") != "1":
+            return _confirmation("replay", where, dead_letters.count(database, where))
+        report = dead_letters.replay(database, broker, where)
         skipped = f"; {len(report.skipped)} skipped" if report.skipped else ""
         flash(f"replayed {report.replayed} of {report.matched} dead letter(s){skipped}")
-        return redirect(request.referrer or url_for("dashboard.dead"))
+        return redirect(_back(request.form))
 
     @pages.post("/dead-letters/discard")
-    def discard() -> Response:
-        flash(f"discarded {dead_letters.discard(database, _selection(request.form))} dead letter(s)")
-        return redirect(request.referrer or url_for("dashboard.dead"))
+    def discard() -> str | Response:
+        where = _selection(request.form)
+        if request.form.get("confirm") != "1":
+            return _confirmation("discard", where, dead_letters.count(database, where))
+        flash(f"discarded {dead_letters.discard(database, where)} dead letter(s)")
+        return redirect(_back(request.form))
 
 
 def _fleet_pages(pages: Blueprint, runtime: Runtime, broker: dramatiq.Broker) -> None:

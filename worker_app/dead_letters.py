@@ -9,6 +9,7 @@ The RabbitMQ ``<queue>.XQ`` copy remains in every case.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import traceback
@@ -84,6 +85,14 @@ def describe_exception(exc: BaseException | None) -> tuple[str | None, str | Non
     text = "".join(traceback.format_exception(exc))
     kind = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
     return kind, redact(str(exc)), redact(text)
+
+
+def undecodable_message_id(queue_name: str, body: bytes) -> str:
+    """A stable id for an undecodable body that came without an AMQP message id: the same queue and
+    bytes always give the same id, so recording the same body again updates its row instead of
+    adding one (``worker-app dlq adopt`` runs at every start)."""
+    digest = hashlib.sha256(queue_name.encode() + b"\0" + body).hexdigest()
+    return f"undecodable-{digest[:40]}"
 
 
 def clean_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 
 from models import DeadLetter
 from worker_app.db import Database
-from worker_app.dead_letters import DeadLetterRecord, DeadLetterStore, clean_options
+from worker_app.dead_letters import DeadLetterRecord, DeadLetterStore, clean_options, undecodable_message_id
 
 #: Options of the failed attempts that a replay must not carry.
 _FAILED_ATTEMPT_OPTIONS = (
@@ -38,6 +38,7 @@ _FAILED_ATTEMPT_OPTIONS = (
     "rate_limited_retries", "scheduled", "replay_of", "redelivered",
 )  # fmt: skip
 STATUSES = ("dead", "replayed", "discarded", "all")
+BIGINT_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ class DeadLetterFilter:
 
     def conditions(self) -> list[ColumnElement[bool]]:
         found: list[ColumnElement[bool]] = []
-        if self.ids:
-            found.append(DeadLetter.id.in_(self.ids))
+        if self.ids:  # an id beyond bigint names no row (and must not reach PostgreSQL)
+            found.append(DeadLetter.id.in_([i for i in self.ids if 0 < i <= BIGINT_MAX]))
         if self.queue:
             found.append(DeadLetter.queue_name == self.queue)
         if self.actor:
@@ -107,6 +108,9 @@ def filter_from(data: dict[str, Any]) -> DeadLetterFilter:
     status = str(data.get("status") or "dead")
     if status not in STATUSES:
         raise ValueError(f"status: expected one of {', '.join(STATUSES)}")
+    for name in ("queue", "actor", "error"):
+        if "\x00" in str(data.get(name) or ""):
+            raise ValueError(f"{name}: must not contain NUL (\\u0000) characters")
     return DeadLetterFilter(
         ids=tuple(ids), queue=data.get("queue") or None, actor=data.get("actor") or None,
         error=data.get("error") or None, since=when("since"), until=when("until"), status=status,
@@ -246,21 +250,44 @@ def discard(database: Database, where: DeadLetterFilter) -> int:
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def open_counts_by_queue(database: Database) -> dict[str, int]:
+    """Open dead letters (status ``dead``: neither replayed nor discarded) per queue; a queue with
+    none is absent. One ``GROUP BY``; a database error is raised, never read as zero."""
+    with database.new_session() as s:
+        rows = s.execute(
+            select(DeadLetter.queue_name, func.count())
+            .where(DeadLetter.status == "dead")
+            .group_by(DeadLetter.queue_name)
+        )
+        return {str(queue): int(n) for queue, n in rows}
+
+
 @dataclass
 class AdoptReport:
     seen: dict[str, int] = field(default_factory=dict)  # xq -> messages read
     adopted: dict[str, int] = field(default_factory=dict)  # xq -> records written
 
 
-def _record_from_xq(queue: str, body: bytes, delivery_id: str) -> DeadLetterRecord:
+def _adopted_note(queue: str, previous_traceback: object) -> str:
+    # RabbitMQ dead-letters the body as it was delivered, so a traceback option in it is the one
+    # the Retries middleware stored after the attempt before the last; the last one's is lost.
+    note = f"adopted from {xq_name(queue)}: it died without a record"
+    if previous_traceback:
+        return (
+            f"{note}; the traceback is an earlier attempt's (the one the message carried), not the last one's"
+        )
+    return f"{note}; no traceback was kept (the message carried none)"
+
+
+def _record_from_xq(queue: str, body: bytes, amqp_message_id: str | None) -> DeadLetterRecord:
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     try:
         message = dramatiq.Message.decode(body)
     except DecodeError as e:
         return DeadLetterRecord(
-            message_id=delivery_id, queue_name=queue, reason="undecodable", raw_body=body,
-            exception_type=type(e).__name__,
-            exception_message=f"adopted from {xq_name(queue)}: body is not a message",
+            message_id=amqp_message_id or undecodable_message_id(queue, body), queue_name=queue,
+            reason="undecodable", raw_body=body, exception_type=type(e).__name__,
+            exception_message=f"adopted from {xq_name(queue)}: body is not a message; no traceback was kept",
             first_failed_at=now_ms, last_failed_at=now_ms,
         )  # fmt: skip
     options = dict(message.options)
@@ -268,17 +295,78 @@ def _record_from_xq(queue: str, body: bytes, delivery_id: str) -> DeadLetterReco
     return DeadLetterRecord(
         message_id=message.message_id, queue_name=queue, reason="adopted", actor_name=message.actor_name,
         args=list(message.args), kwargs=dict(message.kwargs), options=clean_options(options),
-        exception_type=None,
-        exception_message=f"adopted from {xq_name(queue)}: it died without a record; the traceback is the "
-        "one RabbitMQ kept (an earlier attempt's, if any)",
+        exception_type=None, exception_message=_adopted_note(queue, previous),
         traceback=str(previous) if previous else None, attempts=int(options.get("retries", 0)) + 1,
         first_failed_at=int(options.get("first_failed_at", now_ms)),
         last_failed_at=int(options.get("last_failed_at", now_ms)), trace_id=options.get("trace_id"),
     )  # fmt: skip
 
 
+def _read_xq(channel: Any, queue: str) -> tuple[list[DeadLetterRecord], int] | None:
+    """Every message in ``<queue>.XQ`` as a record, left unacked, with the last delivery tag;
+    ``None`` when the .XQ was never declared (the broker then closes ``channel``)."""
+    try:
+        depth = int(channel.queue_declare(xq_name(queue), passive=True).method.message_count)
+    except pika.exceptions.ChannelClosedByBroker:
+        return None
+    records: list[DeadLetterRecord] = []
+    last_tag = 0
+    for _ in range(depth):
+        method, properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
+        if method is None:
+            break
+        last_tag = method.delivery_tag
+        records.append(_record_from_xq(queue, body, getattr(properties, "message_id", None)))
+    return records, last_tag
+
+
+def _distinct(records: list[DeadLetterRecord]) -> list[DeadLetterRecord]:
+    """One record per message id and per undecodable body (the first one read)."""
+    by_id: dict[str, DeadLetterRecord] = {}
+    bodies: set[bytes] = set()
+    for record in records:
+        if record.message_id in by_id or record.raw_body in bodies:
+            continue
+        by_id[record.message_id] = record
+        if record.raw_body is not None:
+            bodies.add(record.raw_body)
+    return list(by_id.values())
+
+
+def _unrecorded(database: Database, queue: str, records: list[DeadLetterRecord]) -> list[DeadLetterRecord]:
+    """The distinct ``records`` with no dead-letter row yet: none with their message id and, for an
+    undecodable body, none of ``queue`` with the same bytes under any id (the worker's own record,
+    or one an older ``adopt`` wrote under a random id)."""
+    distinct = _distinct(records)
+    bodies = [r.raw_body for r in distinct if r.raw_body is not None]
+    with database.new_session() as s:
+        ids = set(
+            s.scalars(
+                select(DeadLetter.message_id).where(
+                    DeadLetter.message_id.in_([r.message_id for r in distinct])
+                )
+            )
+        )
+        known_bodies = set(
+            s.scalars(
+                select(DeadLetter.raw_body).where(
+                    DeadLetter.queue_name == queue, DeadLetter.raw_body.in_(bodies)
+                )
+            )
+            if bodies
+            else ()
+        )
+    return [r for r in distinct if r.message_id not in ids and r.raw_body not in known_bodies]
+
+
 def adopt_xq(store: DeadLetterStore, amqp_url: str, queues: list[str]) -> AdoptReport:
     """Record every message in ``<queue>.XQ`` that has no dead-letter record yet ("adopted").
+
+    Idempotent: run it any number of times over the same .XQ and each message is recorded once.
+    The rule is one record per message: a Dramatiq message by its message id; an undecodable body
+    by its content (queue and bytes), under its AMQP message id or else an id derived from the
+    content (:func:`~worker_app.dead_letters.undecodable_message_id`). So two identical undecodable
+    bodies in one .XQ make one record, and a body the worker already recorded is not recorded again.
 
     The messages are read without acking and requeued afterwards, so ``.XQ`` depths stay as they were.
     """
@@ -287,22 +375,12 @@ def adopt_xq(store: DeadLetterStore, amqp_url: str, queues: list[str]) -> AdoptR
     try:
         for queue in queues:
             channel = connection.channel()
-            try:
-                depth = int(channel.queue_declare(xq_name(queue), passive=True).method.message_count)
-            except pika.exceptions.ChannelClosedByBroker:
+            read = _read_xq(channel, queue)
+            if read is None:
                 continue  # never declared: nothing dead there
-            records: list[DeadLetterRecord] = []
-            last_tag = None
-            for _ in range(depth):
-                method, properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
-                if method is None:
-                    break
-                last_tag = method.delivery_tag
-                fallback_id = getattr(properties, "message_id", None) or f"xq-{uuid.uuid4().hex}"
-                records.append(_record_from_xq(queue, body, fallback_id))
-            if last_tag is not None:
-                known = store.known_message_ids([r.message_id for r in records])
-                missing = [r for r in records if r.message_id not in known]
+            records, last_tag = read
+            if records:
+                missing = _unrecorded(store.database, queue, records)
                 if missing:
                     store.insert(missing)
                 report.adopted[xq_name(queue)] = len(missing)

@@ -1,18 +1,23 @@
-"""Queue depths: ready, unacked, delayed (``.DQ``), dead (``.XQ``), consumers and rates per queue.
+"""Queue depths: ready, unacked, delayed (``.DQ``), dead (``.XQ``), consumers and rates per queue,
+and — when asked, from PostgreSQL — the open dead letters of each queue.
 
 The RabbitMQ management API is the only source of unacked counts and rates (HAZARDS.md), so it is
 asked first; when it cannot be reached (plugin disabled, firewalled) the counts come from AMQP
 passive declares instead — ready messages and consumers only, unacked and rates unknown.
 
-Used by ``worker-app queues`` and by the worker's Prometheus exposition
-(``cybervpn_queue_depth{queue,state}``).
+``dead`` counts the messages in ``<queue>.XQ`` (RabbitMQ's copies, expired after the retention);
+``dead_letters`` counts the ``dead_letters`` rows still ``dead`` (neither replayed nor discarded) —
+what an operator has left to handle. A replayed or discarded dead letter stays in ``.XQ``.
+
+Used by ``worker-app queues``, ``GET /api/v1/queues``, the dashboard's Queues page and the worker's
+Prometheus exposition (``cybervpn_queue_depth{queue,state}``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -21,6 +26,8 @@ import requests
 from dramatiq.common import dq_name, xq_name
 
 from worker_app.config import Settings
+from worker_app.db import Database
+from worker_app.dlq import open_counts_by_queue
 from worker_app.policies import DOMAINS
 
 MANAGEMENT_TIMEOUT_S = 3.0
@@ -33,10 +40,11 @@ class QueueDepth:
     ready: int
     unacked: int | None
     delayed: int  # ready + unacked in <queue>.DQ (unacked there = held in a worker's memory)
-    dead: int
+    dead: int  # messages in <queue>.XQ
     consumers: int
     publish_rate: float | None
     deliver_rate: float | None
+    dead_letters: int | None = None  # open dead-letter records (PostgreSQL); None = not counted
 
 
 @dataclass(frozen=True)
@@ -128,16 +136,27 @@ def from_amqp(settings: Settings, queues: list[str], why: str) -> QueueReport:
     )
 
 
-def queue_report(settings: Settings, queues: list[str] | None = None) -> QueueReport:
-    """Depths of ``queues`` (default: every domain queue), from the best source available."""
+def with_dead_letters(report: QueueReport, database: Database) -> QueueReport:
+    """``report`` with each queue's open dead letters filled in (one query). A database error is
+    raised (``sqlalchemy.exc.OperationalError`` when PostgreSQL is down), never shown as zero."""
+    counts = open_counts_by_queue(database)
+    return replace(report, queues=[replace(q, dead_letters=counts.get(q.queue, 0)) for q in report.queues])
+
+
+def queue_report(
+    settings: Settings, queues: list[str] | None = None, *, database: Database | None = None
+) -> QueueReport:
+    """Depths of ``queues`` (default: every domain queue), from the best source available; with
+    ``database``, also each queue's open dead letters (see :func:`with_dead_letters`)."""
     names = list(queues or DOMAINS)
     try:
-        return from_management(settings, names)
+        report = from_management(settings, names)
     except requests.RequestException as e:
         reason = (
             type(e).__name__ if not isinstance(e, requests.HTTPError) else f"HTTP {e.response.status_code}"
         )
-        return from_amqp(settings, names, reason)
+        report = from_amqp(settings, names, reason)
+    return report if database is None else with_dead_letters(report, database)
 
 
 class QueueDepthCollector:

@@ -1,6 +1,7 @@
 """Tier 3: the dashboard in a real headless Chromium (Debian's chromium + chromedriver, Selenium),
 against `worker-app serve` and a real worker. A screenshot of each page goes under the test's
-output directory (its path is printed)."""
+output directory (its path is printed). Replay and discard go through their confirmation page
+(plain HTML, no JavaScript): nothing changes until Confirm is pressed."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from selenium.common.exceptions import (
 )
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from tests.fixtures.api import serving
 from tests.fixtures.scheduler import purge
@@ -54,7 +56,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         driver.quit()
 
 
-def test_operator_logs_in_watches_a_queue_replays_a_dead_letter_and_follows_a_job(
+def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_follows_a_job(
     server: str, browser: Any, tmp_path: Path, clean_tables: sa.Engine, redis_client: redis.Redis
 ) -> None:
     import worker_app
@@ -82,6 +84,33 @@ def test_operator_logs_in_watches_a_queue_replays_a_dead_letter_and_follows_a_jo
                 return ""
             raise
 
+    def click(css: str) -> None:
+        """Click the element, retrying while the page reloads itself under the driver."""
+
+        def clicked() -> bool:
+            try:
+                browser.find_element(By.CSS_SELECTOR, css).click()
+                return True
+            except (StaleElementReferenceException, NoSuchElementException):
+                return False
+
+        wait_for(clicked, 10, f"{css} to be clickable")
+
+    def dead(run_key: str) -> int | None:
+        with clean_tables.connect() as conn:
+            return conn.execute(
+                sa.text("SELECT id FROM dead_letters WHERE actor_name = 'e2e_fails_until_fixed' "
+                        "AND args->>0 = :k"), {"k": run_key},
+            ).scalar()  # fmt: skip
+
+    def status_of(dead_id: int) -> str:
+        with clean_tables.connect() as conn:
+            return str(
+                conn.execute(
+                    sa.text("SELECT status FROM dead_letters WHERE id = :i"), {"i": dead_id}
+                ).scalar()
+            )
+
     worker_app.broker.declare_queue("sync", ensure=True)
     purge("sync")
     with run_worker(tmp_path / "worker.log", queues=("payments", "bulk")):
@@ -100,27 +129,58 @@ def test_operator_logs_in_watches_a_queue_replays_a_dead_letter_and_follows_a_jo
         wait_for(lambda: text("#queue-sync .ready") == "3", 60, "the sync queue to show 3 ready")
         shot("03-queue-depth")
 
-        # Open a dead letter, see its traceback, replay it once its cause is fixed
+        # See the queue's open dead letter, follow it, read its traceback
         key = f"dash-{uuid.uuid4().hex[:8]}"
         e2e_actors.e2e_fails_until_fixed.send(key)
-
-        def dead() -> int | None:
-            with clean_tables.connect() as conn:
-                return conn.execute(
-                    sa.text("SELECT id FROM dead_letters WHERE actor_name = 'e2e_fails_until_fixed'")
-                ).scalar()
-
-        wait_for(dead, 30, "the dead letter")
-        browser.get(f"{server}/dead-letters?actor=e2e_fails_until_fixed")
+        dead_id = wait_for(lambda: dead(key), 30, "the dead letter")
+        browser.get(f"{server}/queues")
+        assert text("#queue-payments .dead a") == "1", "Dead counts the open dead letters"
+        assert text("#queue-payments .xq").startswith("XQ ")
+        click("#queue-payments .dead a")
+        assert browser.current_url.endswith("/dead-letters?queue=payments")
         shot("04-dead-letters")
-        browser.find_element(By.CSS_SELECTOR, "a.dead-link").click()
+        click("a.dead-link")
         assert "PermanentError: cause of" in text("#traceback")
         shot("05-dead-letter")
+
+        # Replay it once its cause is fixed: asked first, nothing sent on Cancel, sent on Confirm
         redis_client.set(f"{key}:fixed", 1)
-        browser.find_element(By.ID, "replay").click()
+        click("#replay")
+        assert text("#question") == f"Replay 1 dead letter with id {dead_id}?"
+        shot("06-confirm-replay")
+        assert status_of(dead_id) == "dead", "nothing is replayed before Confirm"
+        click("#cancel")
+        assert text("h1") == f"Dead letter {dead_id}" and status_of(dead_id) == "dead"
+        assert not redis_client.exists(f"{key}:done")
+        click("#replay")
+        click("#confirm")
         assert text("#flash") == "replayed 1 of 1 dead letter(s)"
+        assert text("h1") == f"Dead letter {dead_id}", "back on the page the replay was asked from"
         wait_for(lambda: redis_client.exists(f"{key}:done"), 30, "the replayed message to succeed")
-        shot("06-replayed")
+        shot("07-replayed")
+
+        # Discard every match of a filter: asked first with the count, done on Confirm
+        other = f"dash-{uuid.uuid4().hex[:8]}"
+        e2e_actors.e2e_fails_until_fixed.send(other)
+        other_id = wait_for(lambda: dead(other), 30, "the second dead letter")
+        browser.get(f"{server}/dead-letters?actor=e2e_fails_until_fixed")
+        assert text("#total") == "1 dead letter(s) match."
+        click("#discard-all")
+        assert text("#question") == "Discard 1 dead letter matching actor=e2e_fails_until_fixed?"
+        shot("08-confirm-discard")
+        assert status_of(other_id) == "dead", "nothing is discarded before Confirm"
+        click("#confirm")
+        assert text("#flash") == "discarded 1 dead letter(s)" and status_of(other_id) == "discarded"
+        assert text("#total") == "0 dead letter(s) match."
+
+        # Every status on request
+        Select(browser.find_element(By.ID, "status")).select_by_value("all")
+        click("#filter")
+        assert text("#total") == "2 dead letter(s) match (status: all)."
+        assert sorted(e.text for e in browser.find_elements(By.CSS_SELECTOR, "#dead-letters td.status")) == [
+            "discarded", "replayed",
+        ]  # fmt: skip
+        shot("09-all-statuses")
 
         # Watch a job's progress bar reach 100 %
         job_id = tracking.enqueue_job(
@@ -128,13 +188,13 @@ def test_operator_logs_in_watches_a_queue_replays_a_dead_letter_and_follows_a_jo
         ).message_id
         browser.get(f"{server}/jobs/{job_id}")
         wait_for(lambda: text("#job-status") == "running", 30, "the job to start")
-        shot("07-job-running")
+        shot("10-job-running")
         wait_for(lambda: "100 %" in text("#job-progress"), 60, "the progress bar to reach 100 %")
         assert text("#job-status") == "succeeded"
-        shot("08-job-done")
+        shot("11-job-done")
 
         for page in ("jobs", "schedules", "workers"):
             browser.get(f"{server}/{page}")
-            shot(f"09-{page}")
+            shot(f"12-{page}")
         assert "payments" in text("#workers"), "the worker's heartbeat lists its queues"
-    assert len(list(shots.glob("*.png"))) == 11
+    assert len(list(shots.glob("*.png"))) == 14

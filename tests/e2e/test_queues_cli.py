@@ -1,14 +1,17 @@
-"""``worker-app queues``: depths from the management API, and from AMQP with the plugin disabled."""
+"""``worker-app queues``: depths from the management API, and from AMQP with the plugin disabled;
+open dead letters from PostgreSQL beside the .XQ counts."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests.fixtures.scheduler import purge, ready_count
 from tests.fixtures.worker import ROOT, wait_for
@@ -16,10 +19,12 @@ from tests.fixtures.worker import ROOT, wait_for
 WORKER_APP = str(Path(sys.executable).parent / "worker-app")
 
 
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [WORKER_APP, "queues", *args], cwd=ROOT, input=stdin, capture_output=True, text=True, timeout=120,
-        check=False,
+        check=False, env={**os.environ, **(env or {})},
     )  # fmt: skip
 
 
@@ -109,3 +114,30 @@ def test_queue_depth_metrics_for_prometheus(sync_queue: str) -> None:
         return samples.get(("sync", "ready")) if samples.get(("sync", "ready")) == 2 else None
 
     assert wait_for(sync_ready, 30, "cybervpn_queue_depth{queue=sync,state=ready} == 2") == 2
+
+
+def test_open_dead_letters_are_counted_beside_the_xq_and_unknown_while_postgresql_is_down(
+    sync_queue: str, clean_tables: sa.Engine
+) -> None:
+    # Given sync with one open dead letter, one replayed and one discarded
+    with clean_tables.begin() as conn:
+        for status in ("dead", "replayed", "discarded"):
+            conn.execute(
+                sa.text("""INSERT INTO dead_letters (message_id, queue_name, reason, attempts,
+                           first_failed_at, last_failed_at, status)
+                           VALUES (:s, 'sync', 'failed', 1, now(), now(), :s)"""),
+                {"s": status},
+            )
+
+    # Then the JSON and the table count the open one as DEAD, with the .XQ messages beside it
+    sync = next(q for q in report()["queues"] if q["queue"] == "sync")
+    assert sync["dead_letters"] == 1 and isinstance(sync["dead"], int)
+    header, *rows = cli().stdout.splitlines()
+    assert header.split()[4:6] == ["DEAD", "XQ"]
+    assert next(r for r in rows if r.startswith("sync ")).split()[4] == "1"
+
+    # And with PostgreSQL unreachable the depths still show, the dead-letter counts as unknown
+    down = cli(env={"DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"})
+    assert down.returncode == 0, down.stderr
+    assert "open dead letters unknown (PostgreSQL: OperationalError)" in down.stderr
+    assert next(r for r in down.stdout.splitlines() if r.startswith("sync ")).split()[4] == "?"
