@@ -9,18 +9,29 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
+from pydantic import Field
 from sqlalchemy.exc import OperationalError
 
+from worker_app.arguments import checked_by
 from worker_app.context import current_trace_id
 from worker_app.errors import ConfigurationError
 from worker_app.heartbeat import declare_heartbeat
 from worker_app.notifications import broadcast
 from worker_app.notifications.on_demand import send_on_demand
-from worker_app.notifications.text import check_chat_id, check_text, check_type
+from worker_app.notifications.text import (
+    ChatId,
+    MessageText,
+    NotificationRejected,
+    NotificationType,
+    ParseMode,
+    check_chat_id,
+    check_text,
+    check_type,
+)
 from worker_app.policies import MAX_RATE_LIMITED_RETRIES, RetryPolicy, policy_for
 from worker_app.runtime import get_runtime
 
@@ -77,9 +88,30 @@ def process_notification_queue() -> None:
     log.info("notification drain: %s", report.summary())  # returns nothing: no result is stored
 
 
+def _sendable(arguments: dict[str, Any]) -> None:
+    """The text fits Telegram under its parse mode (its length is counted after the markup)."""
+    check_text(arguments["message"], arguments["parse_mode"])
+
+
+def _broadcastable(arguments: dict[str, Any]) -> None:
+    """The text is sendable and the distinct chat ids fit BROADCAST_MAX_RECIPIENTS."""
+    _sendable(arguments)
+    cap = get_runtime().settings.broadcast_max_recipients
+    ids = arguments["telegram_ids"]
+    if len(ids) > cap and len(set(ids)) > cap:
+        raise NotificationRejected(
+            f"telegram_ids: {len(set(ids))} distinct chat ids, more than BROADCAST_MAX_RECIPIENTS ({cap}); "
+            "split the audience, or use a bulk operation"
+        )
+
+
 @dramatiq.actor(queue_name=QUEUE, store_results=True)
+@checked_by(_sendable)
 def send_notification(
-    telegram_id: int, message: str, notification_type: str, parse_mode: str | None = "HTML"
+    telegram_id: ChatId,
+    message: MessageText,
+    notification_type: NotificationType,
+    parse_mode: ParseMode = "HTML",
 ) -> dict[str, Any]:
     """Send one Telegram message now; the stored result is ``{status, message_id, sent_at, ...}``.
 
@@ -112,8 +144,12 @@ def send_notification(
 
 
 @dramatiq.actor(queue_name=QUEUE, store_results=True)
+@checked_by(_broadcastable)
 def broadcast_message(
-    telegram_ids: list[int], message: str, notification_type: str, parse_mode: str | None = "HTML"
+    telegram_ids: Annotated[list[ChatId], Field(min_length=1)],
+    message: MessageText,
+    notification_type: NotificationType,
+    parse_mode: ParseMode = "HTML",
 ) -> dict[str, Any]:
     """Queue one message for many chats and start sending it at the rate limit.
 

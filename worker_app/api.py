@@ -1,44 +1,56 @@
-"""The producer and operator HTTP API (Flask): ``worker-app serve``.
+"""The producer and operator HTTP API (Flask + flask-openapi3): ``worker-app serve``.
 
-* ``POST /api/v1/jobs`` ``{actor, args, kwargs}`` — an allow-listed actor (``API_ACTORS``) → 202
-  ``{job_id}``; arguments are checked against the actor's signature and type hints first (422 with
-  the reason), an actor not allowed or not defined → 404. Nothing is enqueued on any error.
+* ``POST /api/v1/jobs`` ``{actor, args, kwargs, initiated_by}`` — an allow-listed actor
+  (``API_ACTORS``) → 202 ``{job_id}``; the arguments are checked against the actor's signature, its
+  annotated constraints and its declared checks first (422 naming the argument). An actor not
+  allowed or not defined → 404. Nothing is enqueued on any error.
 * ``GET /api/v1/jobs/<id>``, ``GET /api/v1/queues``, ``GET /api/v1/dead-letters`` (the CLI's
   filters as query parameters), ``GET /api/v1/dead-letters/<id>``, ``POST
   /api/v1/dead-letters/replay`` and ``/discard`` (``{ids}`` or filters, or ``{"all": true}``).
 * ``GET /healthz`` (the process answers), ``GET /readyz`` (PostgreSQL, Redis and RabbitMQ answer),
-  ``GET /api/v1/openapi.json`` — no token needed.
+  ``GET /api/v1/openapi.json`` (generated from :mod:`worker_app.api_models`) — no token needed.
 
-Every other route needs ``Authorization: Bearer <API_TOKEN>``. Without ``API_TOKEN`` the server
-refuses to start unless it binds to a loopback address (then no token is asked). Every error is
-JSON ``{"error": "<one line>"}``.
+Every other ``/api/`` route needs ``Authorization: Bearer <API_TOKEN>``. Without ``API_TOKEN`` the
+server refuses to start unless it binds to a loopback address (then no token is asked). Every
+request is validated by its pydantic model before anything runs. Every error is JSON ``{"error":
+"<one line>", "detail": ...}``: 401 token, 404 unknown, 413 body over ``API_MAX_BODY_BYTES``, 422
+invalid (``detail`` lists each problem), 503 a dependency is unreachable (``error`` names it).
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar, cast
+import logging
+from typing import Any
 
 import dramatiq
 from flask import Flask, Response, jsonify, request
+from flask_openapi3.models.info import Info
+from flask_openapi3.openapi import OpenAPI
+from flask_openapi3.types import ResponseDict
+from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
+from worker_app import api_models as m
 from worker_app import dlq as dead_letters
 from worker_app import jobs as tracking
 from worker_app.arguments import mismatch
 from worker_app.errors import ConfigurationError
+from worker_app.outages import outage_of
 from worker_app.runtime import Runtime
 
-F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
+BEARER: list[dict[str, list[Any]]] = [{"bearer": []}]
+#: Paths that answer JSON errors (the rest is the dashboard, which answers HTML pages).
+JSON_PATHS = ("/api/", "/healthz", "/readyz")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, detail: Any = None) -> None:
         super().__init__(message)
         self.status = status
+        self.detail = detail
 
 
 def is_loopback(host: str) -> bool:
@@ -57,73 +69,113 @@ def check_arguments(actor: dramatiq.Actor[..., Any], args: list[Any], kwargs: di
         raise ApiError(422, reason)
 
 
-def _filter_from(data: dict[str, Any]) -> dead_letters.DeadLetterFilter:
-    try:
-        return dead_letters.filter_from(data)
-    except ValueError as e:
-        raise ApiError(400, str(e)) from None
+def _responses(ok: int, model: type[BaseModel], *errors: int) -> ResponseDict:
+    return {ok: model, **{status: m.Error for status in (*errors, 503)}}
 
 
-class _Authorized:
-    """A view decorator asking for ``Authorization: Bearer <token>`` (nothing when no token is set)."""
-
-    def __init__(self, token: str | None) -> None:
-        self.token = token
-
-    def __call__(self, view: F) -> F:
-        token = self.token
-
-        @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if token is not None:
-                given = request.headers.get("Authorization", "")
-                if not given.startswith("Bearer ") or not hmac.compare_digest(
-                    given[7:].encode(), token.encode()
-                ):
-                    raise ApiError(401, "missing or wrong bearer token (Authorization: Bearer <API_TOKEN>)")
-            return view(*args, **kwargs)
-
-        return cast(F, wrapper)
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+    return text or "body"
 
 
-def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise ApiError(400, "expected a JSON object body")
-    return data
+def validation_error(e: ValidationError) -> Response:
+    """422 ``{"error": "<where>: <what>", "detail": [{"loc", "msg"}, ...]}`` (inputs are not echoed)."""
+    problems = [
+        {"loc": _location(err["loc"]), "msg": str(err["msg"]).removeprefix("Value error, ")}
+        for err in e.errors(include_url=False)
+    ]
+    if request.method == "POST" and request.get_json(silent=True) is None:
+        first = "body: expected a JSON object (Content-Type: application/json)"
+    else:
+        first = f"{problems[0]['loc']}: {problems[0]['msg']}"
+        if len(problems) > 1:
+            first += f" (and {len(problems) - 1} more)"
+    response = jsonify(error=first, detail=problems)
+    response.status_code = 422
+    return response
 
 
 def create_app(runtime: Runtime, broker: dramatiq.Broker) -> Flask:
     """The API application over ``runtime`` (database, Redis, settings) and ``broker``."""
     settings = runtime.settings
-    app = Flask("cybervpn-worker-api")
-    authorized = _Authorized(settings.api_token.get_secret_value() if settings.api_token else None)
-
-    @app.errorhandler(ApiError)
-    def api_error(e: ApiError) -> tuple[Response, int]:
-        return jsonify(error=str(e)), e.status
-
-    @app.errorhandler(HTTPException)
-    def http_error(e: HTTPException) -> tuple[Response, int]:
-        custom = e.description if e.description != type(e).description else None
-        return jsonify(error=f"{e.code} {e.name}" + (f": {custom}" if custom else "")), e.code or 500
-
+    app = OpenAPI(
+        "cybervpn-worker-api",
+        info=Info(title="CyberVPN Task Worker API", version="1"),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        validation_error_status=422,
+        validation_error_model=m.Error,
+        validation_error_callback=validation_error,
+        doc_ui=False,
+    )
+    app.config["MAX_CONTENT_LENGTH"] = settings.api_max_body_bytes
+    _guard(app, settings.api_token.get_secret_value() if settings.api_token else None)
+    _error_handlers(app)
     _health_routes(app, runtime, broker)
-    _job_routes(app, runtime, broker, authorized)
-    _dead_letter_routes(app, runtime, broker, authorized)
+    _job_routes(app, runtime, broker)
+    _dead_letter_routes(app, runtime, broker)
     from worker_app.dashboard import create_dashboard
 
     create_dashboard(app, runtime, broker)
     return app
 
 
-def _health_routes(app: Flask, runtime: Runtime, broker: dramatiq.Broker) -> None:
-    @app.get("/healthz")
+def _guard(app: Flask, token: str | None) -> None:
+    """``Authorization: Bearer <token>`` on every ``/api/`` route but the OpenAPI document."""
+
+    @app.before_request
+    def authorize() -> None:
+        if token is None or not request.path.startswith("/api/") or request.path == "/api/v1/openapi.json":
+            return
+        given = request.headers.get("Authorization", "")
+        if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(), token.encode()):
+            raise ApiError(401, "missing or wrong bearer token (Authorization: Bearer <API_TOKEN>)")
+
+
+def _error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(e: ApiError) -> tuple[Response | str, int]:
+        return _error(e.status, str(e), e.detail)
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException) -> tuple[Response | str, int]:
+        custom = e.description if e.description != type(e).description else None
+        body, status = _error(e.code or 500, f"{e.code} {e.name}" + (f": {custom}" if custom else ""))
+        allowed = getattr(e, "valid_methods", None)  # 405 names the methods the path has
+        if allowed and isinstance(body, Response):
+            body.headers["Allow"] = ", ".join(allowed)
+        return body, status
+
+    @app.errorhandler(Exception)
+    def unexpected(e: Exception) -> tuple[Response | str, int]:
+        outage = outage_of(e)
+        if outage is not None:
+            log.warning("%s %s: %s", request.method, request.path, outage.line())
+            return _error(503, f"{outage.dependency} is unavailable", outage.reason)
+        log.exception("%s %s failed", request.method, request.path)
+        return _error(500, "internal error", f"{type(e).__name__}; the server's log has the traceback")
+
+
+def _error(status: int, error: str, detail: Any = None) -> tuple[Response | str, int]:
+    """JSON for the API, a readable page for the dashboard."""
+    if request.path.startswith(JSON_PATHS):
+        response = jsonify(error=error, detail=detail)
+        if status == 503:
+            response.headers["Retry-After"] = "5"
+        return response, status
+    from worker_app.dashboard import render_error
+
+    return render_error(status, error, detail if isinstance(detail, str) else None)
+
+
+def _health_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None:
+    @app.get("/healthz", responses={200: m.Health}, security=[])
     def healthz() -> Response:
+        """Liveness: the process answers."""
         return jsonify(status="ok")
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses={200: m.Readiness, 503: m.Readiness}, security=[])
     def readyz() -> tuple[Response, int]:
+        """Readiness: PostgreSQL, Redis and RabbitMQ answer."""
         probes: dict[str, Any] = {
             "postgresql": lambda: runtime.database.engine.connect().close(),
             "redis": runtime.redis.ping,
@@ -139,181 +191,126 @@ def _health_routes(app: Flask, runtime: Runtime, broker: dramatiq.Broker) -> Non
         ready = all(v == "ok" for v in checks.values())
         return jsonify(ready=ready, checks=checks), 200 if ready else 503
 
-    @app.get("/api/v1/openapi.json")
+    @app.get("/api/v1/openapi.json", doc_ui=False)
     def openapi() -> Response:
-        return jsonify(openapi_document(runtime.settings.api_actors))
+        return jsonify(app.api_doc)
 
 
-def _job_routes(app: Flask, runtime: Runtime, broker: dramatiq.Broker, authorized: _Authorized) -> None:
+def _job_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None:
     settings = runtime.settings
 
     def callable_actors() -> list[str]:
         return [a for a in settings.api_actors if a in broker.actors]
 
-    @app.post("/api/v1/jobs")
-    @authorized
-    def create_job() -> tuple[Response, int]:
-        data = _body()
-        name, args, kwargs = data.get("actor"), data.get("args", []), data.get("kwargs", {})
-        if not isinstance(name, str) or not name:
-            raise ApiError(400, "actor: expected the actor's name")
-        if not isinstance(args, list) or not isinstance(kwargs, dict):
-            raise ApiError(400, "args must be a JSON array and kwargs a JSON object")
-        if name not in settings.api_actors or name not in broker.actors:
-            raise ApiError(404, f"unknown actor {name!r} (callable: {', '.join(callable_actors())})")
-        actor = broker.get_actor(name)
-        check_arguments(actor, args, kwargs)
-        initiated_by = str(data.get("initiated_by") or request.headers.get("X-Initiated-By") or "api")[:128]
+    @app.post("/api/v1/jobs", responses=_responses(202, m.JobCreated, 401, 404, 413, 422), security=BEARER)
+    def create_job(body: m.JobRequest) -> tuple[Response, int]:
+        """Enqueue an allow-listed actor as a tracked job."""
+        if body.actor not in callable_actors():
+            raise ApiError(404, f"unknown actor {body.actor!r} (callable: {', '.join(callable_actors())})")
+        actor = broker.get_actor(body.actor)
+        check_arguments(actor, body.args, body.kwargs)
         message = tracking.enqueue_job(
-            runtime.database, actor, args, kwargs, initiated_by=initiated_by,
-            trace_id=request.headers.get("X-Request-ID") or None,
+            runtime.database, actor, body.args, body.kwargs,
+            initiated_by=body.initiated_by or _header("X-Initiated-By", 128) or "api",
+            trace_id=_header("X-Request-ID", 64),
         )  # fmt: skip
         return jsonify(job_id=message.message_id), 202
 
-    @app.get("/api/v1/jobs/<job_id>")
-    @authorized
-    def get_job(job_id: str) -> Response:
-        job = tracking.get_job(runtime.database, job_id)
+    @app.get("/api/v1/jobs/<job_id>", responses=_responses(200, m.Job, 401, 404, 422), security=BEARER)
+    def get_job(path: m.JobPath) -> Response:
+        """A job's status, progress, result or error."""
+        job = tracking.get_job(runtime.database, path.job_id)
         if job is None:
-            raise ApiError(404, f"no job with id {job_id!r}")
+            raise ApiError(404, f"no job with id {path.job_id!r}")
         return jsonify(tracking.as_dict(job))
 
-    @app.get("/api/v1/queues")
-    @authorized
+    @app.post(
+        "/api/v1/jobs/<job_id>/cancel", responses=_responses(200, m.CancelResult, 401, 404, 409, 422),
+        security=BEARER,
+    )  # fmt: skip
+    def cancel_job(path: m.JobPath) -> tuple[Response, int]:
+        """Cancel a job or a broadcast: a queued job never runs, a running one stops at its next
+        progress report, a broadcast's pending rows are withdrawn. 409 when it is over already."""
+        by = _header("X-Initiated-By", 128) or "api"
+        result = tracking.cancel_job(runtime.database, path.job_id, by=by, redis_client=runtime.redis)
+        if result.outcome == "unknown":
+            raise ApiError(404, f"no job or broadcast with id {path.job_id!r}")
+        if result.outcome == "nothing_to_cancel":
+            raise ApiError(409, f"nothing to cancel: job {path.job_id!r} is {result.status}", result.detail)
+        return jsonify(result.as_dict()), 200
+
+    @app.get("/api/v1/queues", responses=_responses(200, m.QueueReport, 401), security=BEARER)
     def queues() -> Response:
+        """Depths, consumers and rates of every domain queue."""
         from worker_app.queues import queue_report
 
-        return jsonify(queue_report(settings).as_dict())
+        return jsonify(queue_report(settings, database=runtime.database).as_dict())
 
 
-def _dead_letter_routes(
-    app: Flask, runtime: Runtime, broker: dramatiq.Broker, authorized: _Authorized
-) -> None:
+def _header(name: str, max_length: int) -> str | None:
+    """An optional header's value; 422 when it is too long or holds a control character."""
+    value = request.headers.get(name)
+    if not value:
+        return None
+    if len(value) > max_length or not value.isprintable():
+        raise ApiError(422, f"{name}: expected at most {max_length} printable characters")
+    return value
+
+
+def _filter(where: m.DeadLetterFilters, ids: list[int] | None = None, status: str = "dead") -> Any:
+    return dead_letters.DeadLetterFilter(
+        ids=tuple(ids or ()), queue=where.queue, actor=where.actor, error=where.error,
+        since=where.since, until=where.until, status=status,
+    )  # fmt: skip
+
+
+def _dead_letter_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None:
     database = runtime.database
 
-    @app.get("/api/v1/dead-letters")
-    @authorized
-    def list_dead() -> Response:
-        where = _filter_from({**request.args.to_dict(), "ids": None})
-        try:
-            limit = min(int(request.args.get("limit", 50)), 1000)
-        except ValueError:
-            raise ApiError(400, "limit: expected a number") from None
-        rows = dead_letters.listing(database, where, limit)
+    @app.get("/api/v1/dead-letters", responses=_responses(200, m.DeadLetterList, 401, 422), security=BEARER)
+    def list_dead(query: m.DeadLetterQuery) -> Response:
+        """Dead letters matching the filters, the most recent first (no tracebacks)."""
+        where = _filter(query, status=query.status)
+        rows = dead_letters.listing(database, where, query.limit)
         return jsonify(
             total=dead_letters.count(database, where),
             items=[dead_letters.as_dict(r, with_traceback=False) for r in rows],
         )
 
-    @app.get("/api/v1/dead-letters/<int:dead_letter_id>")
-    @authorized
-    def show_dead(dead_letter_id: int) -> Response:
+    @app.get(
+        "/api/v1/dead-letters/<int:dead_letter_id>",
+        responses=_responses(200, m.DeadLetter, 401, 404, 422), security=BEARER,
+    )  # fmt: skip
+    def show_dead(path: m.DeadLetterPath) -> Response:
+        """One dead letter with its traceback."""
         found = dead_letters.listing(
-            database, dead_letters.DeadLetterFilter(ids=(dead_letter_id,), status="all"), 1
+            database, dead_letters.DeadLetterFilter(ids=(path.dead_letter_id,), status="all"), 1
         )
         if not found:
-            raise ApiError(404, f"no dead letter with id {dead_letter_id}")
+            raise ApiError(404, f"no dead letter with id {path.dead_letter_id}")
         return jsonify(dead_letters.as_dict(found[0]))
 
-    def selection() -> dead_letters.DeadLetterFilter:
-        data = _body()
-        where = _filter_from(data)
-        if where.is_empty() and data.get("all") is not True:
-            raise ApiError(400, 'name "ids" or a filter, or pass "all": true')
-        return where
-
-    @app.post("/api/v1/dead-letters/replay")
-    @authorized
-    def replay() -> Response:
-        report = dead_letters.replay(database, broker, selection())
+    @app.post(
+        "/api/v1/dead-letters/replay",
+        responses=_responses(200, m.ReplayResult, 401, 413, 422),
+        security=BEARER,
+    )
+    def replay(body: m.Selection) -> Response:
+        """Replay the matching dead letters (crash-safe; each with a fresh retry budget)."""
+        report = dead_letters.replay(database, broker, _filter(body, body.ids))
         return jsonify(
             matched=report.matched, replayed=report.replayed,
             messages={str(k): v for k, v in report.messages.items()},
             skipped={str(k): v for k, v in report.skipped.items()},
         )  # fmt: skip
 
-    @app.post("/api/v1/dead-letters/discard")
-    @authorized
-    def discard() -> Response:
-        return jsonify(discarded=dead_letters.discard(database, selection()))
-
-
-def openapi_document(actors: list[str]) -> dict[str, Any]:
-    """The OpenAPI 3.0 description of this API."""
-    error = {"$ref": "#/components/schemas/Error"}
-    json_error = {"content": {"application/json": {"schema": error}}}
-
-    def path_param(name: str, kind: str) -> dict[str, Any]:
-        return {"name": name, "in": "path", "required": True, "schema": {"type": kind}}
-
-    def ok(description: str) -> dict[str, Any]:
-        return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
-
-    filters = [
-        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}, "description": d}
-        for n, d in (
-            ("queue", "queue name"), ("actor", "actor name"), ("error", "exception type or message contains"),
-            ("since", "ISO time"), ("until", "ISO time"), ("status", "dead | replayed | discarded | all"),
-            ("limit", "at most this many (default 50, max 1000)"),
-        )
-    ]  # fmt: skip
-    selection = {
-        "type": "object",
-        "properties": {
-            "ids": {"type": "array", "items": {"type": "integer"}}, "queue": {"type": "string"},
-            "actor": {"type": "string"}, "error": {"type": "string"}, "since": {"type": "string"},
-            "until": {"type": "string"}, "all": {"type": "boolean"},
-        },
-    }  # fmt: skip
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": "CyberVPN Task Worker API", "version": "1"},
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "string"}}}},
-        },
-        "security": [{"bearer": []}],
-        "paths": {
-            "/api/v1/jobs": {"post": {
-                "summary": "Enqueue an allow-listed actor as a tracked job",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["actor"],
-                    "properties": {"actor": {"type": "string", "enum": actors}, "args": {"type": "array"},
-                                   "kwargs": {"type": "object"}, "initiated_by": {"type": "string"}},
-                }}}},
-                "responses": {"202": ok("{job_id}"), "400": json_error, "401": json_error,
-                              "404": json_error, "422": json_error},
-            }},
-            "/api/v1/jobs/{job_id}": {"get": {
-                "summary": "A job's status, progress, result or error",
-                "parameters": [path_param("job_id", "string")],
-                "responses": {"200": ok("the job"), "401": json_error, "404": json_error},
-            }},
-            "/api/v1/queues": {"get": {"summary": "Queue depths", "responses": {"200": ok("depths")}}},
-            "/api/v1/dead-letters": {"get": {
-                "summary": "Dead letters matching the filters", "parameters": filters,
-                "responses": {"200": ok("{total, items}"), "400": json_error, "401": json_error},
-            }},
-            "/api/v1/dead-letters/{id}": {"get": {
-                "summary": "One dead letter with its traceback",
-                "parameters": [path_param("id", "integer")],
-                "responses": {"200": ok("the dead letter"), "401": json_error, "404": json_error},
-            }},
-            "/api/v1/dead-letters/replay": {"post": {
-                "summary": "Replay matching dead letters (crash-safe)",
-                "requestBody": {"content": {"application/json": {"schema": selection}}},
-                "responses": {"200": ok("{matched, replayed, messages, skipped}"), "400": json_error},
-            }},
-            "/api/v1/dead-letters/discard": {"post": {
-                "summary": "Discard matching dead letters",
-                "requestBody": {"content": {"application/json": {"schema": selection}}},
-                "responses": {"200": ok("{discarded}"), "400": json_error},
-            }},
-            "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": ok("ok")}}},
-            "/readyz": {"get": {"summary": "PostgreSQL, Redis and RabbitMQ answer", "security": [],
-                                "responses": {"200": ok("ready"), "503": ok("not ready")}}},
-        },
-    }  # fmt: skip
+    @app.post(
+        "/api/v1/dead-letters/discard", responses=_responses(200, m.DiscardResult, 401, 413, 422),
+        security=BEARER,
+    )  # fmt: skip
+    def discard(body: m.Selection) -> Response:
+        """Mark the matching dead letters discarded (kept for the record, never replayed)."""
+        return jsonify(discarded=dead_letters.discard(database, _filter(body, body.ids)))
 
 
 def check_serving(host: str, token_set: bool) -> None:

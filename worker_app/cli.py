@@ -2,31 +2,37 @@
 
 from __future__ import annotations
 
-import os
-import shutil
+import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
 from worker_app import broker, migrate
 from worker_app.cli_dlq import dlq
+from worker_app.cli_errors import CliGroup
 from worker_app.cli_jobs import jobs
 from worker_app.cli_notifications import notifications
 from worker_app.cli_queues import queues
 from worker_app.cli_schedules import schedules
 from worker_app.heartbeat import ping as ping_queues
 from worker_app.policies import DOMAINS
-from worker_app.redaction import redact
 from worker_app.runtime import get_runtime
 
 
-@click.group()
-def main() -> None:
-    """CyberVPN Task Worker operations."""
+@click.group(cls=CliGroup)
+@click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error instead of one line.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """CyberVPN Task Worker operations.
+
+    Exit codes: 0 done, 1 the operation failed or was declined, 2 bad input or configuration,
+    3 a dependency (PostgreSQL, Redis, RabbitMQ) is unreachable.
+    """
+    ctx.meta["debug"] = debug
+    if not debug:
+        # pika logs every failed connection attempt as several ERROR lines with a traceback; the
+        # command reports the outage itself, in one line.
+        logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
 main.add_command(dlq)
@@ -45,33 +51,18 @@ def _db_url() -> str:
     return get_runtime().settings.database_url.get_secret_value()
 
 
-@contextmanager
-def _database_errors() -> Iterator[None]:
-    """Turn a connection failure into one clear line (no traceback)."""
-    try:
-        yield
-    except OperationalError as e:
-        url = make_url(_db_url())
-        reason = redact(str(e.orig).strip().splitlines()[0]) if e.orig else type(e).__name__
-        raise click.ClickException(
-            f"cannot reach the database {url.host}:{url.port or 5432}/{url.database}: {reason}"
-        ) from None
-
-
 @db.command("upgrade")
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default: head)."""
-    with _database_errors():
-        migrate.upgrade(_db_url(), revision)
+    migrate.upgrade(_db_url(), revision)
     click.echo(f"database upgraded to {revision}")
 
 
 @db.command("check")
 def db_check() -> None:
     """Compare the models with the live database; exit 1 on any drift."""
-    with _database_errors():
-        drifts = migrate.check(_db_url())
+    drifts = migrate.check(_db_url())
     for drift in drifts:
         click.echo(("DRIFT  " if drift.fatal else "note   ") + drift.text)
     fatal = sum(d.fatal for d in drifts)
@@ -88,20 +79,16 @@ def db_check() -> None:
 @click.option("--threads", "-t", type=int, default=None, help="Threads per process (default WORKER_THREADS).")
 @click.option("--queues", "-Q", multiple=True, help="Only these queues (repeatable).")
 def worker(processes: int | None, threads: int | None, queues: tuple[str, ...]) -> None:
-    """Run ``dramatiq worker_app`` with the configured processes and threads."""
+    """Run ``dramatiq worker_app`` with the configured processes and threads, inside this process so
+    that Dramatiq's own main-process lines are formatted as ours (JSON with ``LOG_FORMAT=json``)."""
+    from worker_app.bootstrap import run_dramatiq
+
     settings = get_runtime().settings
-    exe = shutil.which("dramatiq") or os.path.join(os.path.dirname(sys.executable), "dramatiq")
-    args = [
-        exe,
-        "worker_app",
-        "-p",
-        str(processes or settings.worker_concurrency),
-        "-t",
-        str(threads or settings.worker_threads),
-    ]
+    args = ["worker_app", "-p", str(processes or settings.worker_concurrency)]
+    args += ["-t", str(threads or settings.worker_threads)]
     if queues:
         args += ["-Q", *queues]
-    os.execv(exe, args)
+    sys.exit(run_dramatiq(args))
 
 
 @main.command()
@@ -122,8 +109,7 @@ def seed() -> None:
     """Insert demo data for a local run: plans and nodes once, five demo notifications unless some wait."""
     from worker_app.seed import seed_demo
 
-    with _database_errors():
-        added = seed_demo(get_runtime().database)
+    added = seed_demo(get_runtime().database)
     click.echo(", ".join(f"{table}: +{n}" for table, n in added.items()))
 
 
@@ -158,7 +144,10 @@ def serve(host: str | None, port: int | None) -> None:
     except ConfigurationError as e:
         raise click.ClickException(str(e)) from None
     server = make_server(host, port, create_app(runtime, worker_app.broker), threaded=True)
-    click.echo(f"API on http://{host}:{port}/api/v1 (OpenAPI: /api/v1/openapi.json)", err=True)
+    logging.getLogger(__name__).info(
+        "API on http://%s:%d/api/v1 (OpenAPI: /api/v1/openapi.json), dashboard on http://%s:%d/",
+        host, port, host, port,
+    )  # fmt: skip
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -140,7 +140,7 @@ def dlq_replay(ids: tuple[int, ...], all_: bool, dry_run: bool, yes: bool, **giv
     if total == 0:
         click.echo("no dead letter matches")
         return
-    if not yes and not ids:
+    if not yes:
         click.confirm(f"replay {total} dead letter(s)?", abort=True, err=True)
     with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
         done = [0]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import click
 from sqlalchemy import text
 
+from worker_app.cli_errors import BadInput, Unreachable, outage_line
 from worker_app.notifications.queue import DUE
+from worker_app.outages import outage_of
 from worker_app.runtime import get_runtime
 
 _STATUS = text(
@@ -76,16 +79,46 @@ def drain(wait_s: float) -> None:
 def send(telegram_id: int, message: str, notification_type: str, parse_mode: str, wait_s: float) -> None:
     """Send one message now through send_notification and print its result."""
     from actors.notifications import send_notification
-    from worker_app.jobs import cli_user, enqueue_job
 
     mode = None if parse_mode.lower() == "none" else parse_mode
-    sent = enqueue_job(
-        get_runtime().database, send_notification, (telegram_id, message, notification_type, mode),
-        initiated_by=cli_user(),
-    )  # fmt: skip
+    sent = _enqueue(send_notification, (telegram_id, message, notification_type, mode))
     click.echo(f"enqueued send_notification (job {sent.message_id})")
     if wait_s:
-        click.echo(json.dumps(sent.get_result(block=True, timeout=int(wait_s * 1000))))
+        click.echo(json.dumps(_result(sent, wait_s)))
+
+
+def _enqueue(actor: Any, args: tuple[Any, ...]) -> Any:
+    """Check ``args`` as the API does (exit 2 naming the bad one), then enqueue a tracked job."""
+    from worker_app.arguments import mismatch
+    from worker_app.jobs import cli_user, enqueue_job
+
+    reason = mismatch(actor.actor_name, actor.fn, args, {}, strict=False)
+    if reason is not None:
+        raise BadInput(reason)
+    return enqueue_job(get_runtime().database, actor, args, initiated_by=cli_user())
+
+
+def _result(sent: Any, wait_s: float) -> Any:
+    """The job's stored result; one line (exit 1, or 3 for Redis) when it cannot be had."""
+    from dramatiq.results import ResultFailure, ResultTimeout
+
+    job = sent.message_id
+    try:
+        return sent.get_result(block=True, timeout=int(wait_s * 1000))
+    except ResultTimeout:
+        raise click.ClickException(
+            f"no result within {wait_s:g} s; the job goes on: worker-app jobs show {job}"
+        ) from None
+    except ResultFailure as e:
+        raise click.ClickException(f"job {job} failed: {e}; worker-app jobs show {job}") from None
+    except Exception as e:
+        outage = outage_of(e)
+        if outage is None:
+            raise
+        raise Unreachable(
+            f"job {job} was enqueued, but its result cannot be read: {outage_line(outage)}; "
+            f"worker-app jobs show {job}"
+        ) from None
 
 
 @notifications.command("broadcast")
@@ -95,12 +128,8 @@ def send(telegram_id: int, message: str, notification_type: str, parse_mode: str
 def broadcast(telegram_ids: tuple[int, ...], message: str, notification_type: str) -> None:
     """Queue MESSAGE for every TELEGRAM_ID; prints the broadcast id (its progress: `progress ID`)."""
     from actors.notifications import broadcast_message
-    from worker_app.jobs import cli_user, enqueue_job
 
-    sent = enqueue_job(
-        get_runtime().database, broadcast_message, (list(telegram_ids), message, notification_type),
-        initiated_by=cli_user(),
-    )  # fmt: skip
+    sent = _enqueue(broadcast_message, (list(telegram_ids), message, notification_type))
     click.echo(f"broadcast {sent.message_id}: {len(telegram_ids)} chat id(s) queued for insertion")
 
 

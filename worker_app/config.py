@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     cleanup_audit_retention_days: int = Field(default=90, ge=1)
     cleanup_webhook_retention_days: int = Field(default=30, ge=1)
     bulk_batch_size: int = Field(default=50, ge=1, le=1000)
+    #: A broadcast's cap on (distinct) chat ids; larger audiences go through the bulk domain.
+    broadcast_max_recipients: int = Field(default=100_000, ge=1, le=10_000_000)
 
     metrics_port: int = Field(default=9090, ge=0, le=65535)
     metrics_dir: Path = Path("/tmp/cybervpn-prometheus")
@@ -105,6 +107,8 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    #: The largest request body the API reads (a broadcast to BROADCAST_MAX_RECIPIENTS ids fits).
+    api_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     #: Actors producers may call through ``POST /api/v1/jobs`` (only those that exist are callable).
     api_actors: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: [

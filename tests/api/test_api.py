@@ -23,7 +23,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def client(make_runtime: MakeRuntime, rabbitmq_vhost: str) -> Iterator[FlaskClient]:
+def client(make_runtime: MakeRuntime, no_leftover_messages: None) -> Iterator[FlaskClient]:
     import worker_app
 
     runtime = make_runtime(API_TOKEN=TOKEN)
@@ -67,8 +67,8 @@ def test_a_job_is_accepted_tracked_and_enqueued(client: FlaskClient, clean_table
         ({"actor": "send_notification", "args": [1]}, None, 422, "missing a required argument: 'message'"),
         ({"actor": "send_notification", "kwargs": {"telegram_id": 1, "message": "x", "nope": 1,
           "notification_type": "t"}}, None, 422, "unexpected keyword argument 'nope'"),
-        ({"actor": "send_notification", "args": "1"}, None, 400, "args must be a JSON array"),
-        ([1, 2], None, 400, "expected a JSON object body"),
+        ({"actor": "send_notification", "args": "1"}, None, 422, "args: Input should be a valid list"),
+        ([1, 2], None, 422, "body: Input should be a valid dictionary"),
     ],
 )  # fmt: skip
 def test_bad_requests_get_a_status_and_one_line_and_enqueue_nothing(
@@ -85,7 +85,7 @@ def test_unknown_ids_are_404(client: FlaskClient) -> None:
     assert client.get("/api/v1/jobs/nope", headers=AUTH).status_code == 404
     missing = client.get("/api/v1/dead-letters/999999", headers=AUTH)
     assert missing.status_code == 404 and missing.json["error"] == "no dead letter with id 999999"
-    assert client.get("/api/v1/nowhere", headers=AUTH).json == {"error": "404 Not Found"}
+    assert client.get("/api/v1/nowhere", headers=AUTH).json == {"error": "404 Not Found", "detail": None}
 
 
 def test_dead_letters_listed_shown_replayed_and_discarded(
@@ -108,9 +108,10 @@ def test_dead_letters_listed_shown_replayed_and_discarded(
     assert listed.json["total"] == 2 and "traceback" not in listed.json["items"][0]
     assert client.get(f"/api/v1/dead-letters/{ids[0]}", headers=AUTH).json["traceback"] == "Traceback: down"
     bad = client.get("/api/v1/dead-letters?since=yesterday", headers=AUTH)
-    assert bad.status_code == 400 and bad.json["error"] == "since: 'yesterday' is not an ISO time"
+    assert bad.status_code == 422 and bad.json["error"].startswith("since: 'yesterday' is not an ISO time")
     unselected = client.post("/api/v1/dead-letters/replay", json={}, headers=AUTH)
-    assert unselected.status_code == 400 and ready_count("notifications") == 0
+    assert unselected.status_code == 422 and ready_count("notifications") == 0
+    assert unselected.json["error"] == 'body: name "ids" or a filter, or pass "all": true'
     replayed = client.post("/api/v1/dead-letters/replay", json={"ids": [ids[0]]}, headers=AUTH)
     assert (replayed.json["matched"], replayed.json["replayed"]) == (1, 1)
     assert ready_count("notifications") == 1
@@ -153,3 +154,112 @@ def test_serve_as_a_user_runs_it(rabbitmq_vhost: str, migrated_database: str, tm
         assert requests.get(f"{base}/healthz", timeout=10).json() == {"status": "ok"}
         assert requests.get(f"{base}/api/v1/queues", timeout=10).status_code == 401
         assert requests.get(f"{base}/api/v1/queues", headers=AUTH, timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"actor": "send_notification", "args": [42, "", "t"]}, "message = '': String should have"),
+        ({"actor": "send_notification", "args": [42, "x" * 4097, "t"]}, "Telegram allows 4096"),
+        ({"actor": "send_notification", "args": [42, "hi", "t", "XML"]}, "parse_mode = 'XML': Input"),
+        ({"actor": "send_notification", "args": [2**64, "hi", "t"]}, "telegram_id = 18446744073709551616"),
+        ({"actor": "send_notification", "args": [42, "a\u0000b", "t"]}, "must not contain NUL"),
+        ({"actor": "send_notification", "args": [42, "hi", "t"], "initiated_by": {"a": 1}},
+         "initiated_by: Input should be a valid string"),
+        ({"actor": "send_notification", "args": [42, "hi", "t"], "initiated_by": "x\u0000"},
+         "initiated_by: must not contain NUL"),
+        ({"actor": "send_notification", "kwargs": {"telegram_id": 1, "message": "hi\u0000",
+          "notification_type": "t"}}, "kwargs.message: must not contain NUL"),
+        ({"actor": "broadcast_message", "args": [[], "hi", "t"]}, "telegram_ids = []: List should"),
+        ({"actor": "broadcast_message", "args": [[1, 2**63], "hi", "t"]}, "telegram_ids[1] = 92233720368"),
+    ],
+)  # fmt: skip
+def test_what_would_die_in_the_worker_is_refused_at_the_door(
+    client: FlaskClient, clean_tables: sa.Engine, payload: Any, reason: str
+) -> None:
+    answer = post_job(client, payload)
+    assert answer.status_code == 422 and reason in answer.json["error"], answer.json
+    assert jobs_count(clean_tables) == 0 and ready_count("notifications") == 0
+
+
+def test_limits_answer_413_and_422_before_anything_runs(
+    make_runtime: MakeRuntime, rabbitmq_vhost: str, clean_tables: sa.Engine
+) -> None:
+    import worker_app
+
+    runtime = make_runtime(API_TOKEN=TOKEN, API_MAX_BODY_BYTES="1048576", BROADCAST_MAX_RECIPIENTS="1000")
+    client = create_app(runtime, worker_app.broker).test_client()
+    huge = post_job(client, {"actor": "send_notification", "args": [42, "x" * 2_000_000, "t"]})
+    assert huge.status_code == 413 and huge.json["error"].startswith("413 Request Entity Too Large")
+    many = post_job(client, {"actor": "broadcast_message", "args": [list(range(1001)), "hi", "t"]})
+    assert (
+        many.status_code == 422
+        and "1001 distinct chat ids, more than BROADCAST_MAX_RECIPIENTS (1000)" in (many.json["error"])
+    )
+    assert jobs_count(clean_tables) == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("/api/v1/dead-letters?actor=%00", "actor: String should match pattern"),
+        ("/api/v1/dead-letters?error=%00", "error: must not contain NUL"),
+        ("/api/v1/dead-letters?limit=-5", "limit: Input should be greater than or equal to 1"),
+        ("/api/v1/dead-letters?limit=abc", "limit: Input should be a valid integer"),
+        (
+            "/api/v1/dead-letters?status=gone",
+            "status: Input should be 'dead', 'replayed', 'discarded' or 'all'",
+        ),
+        ("/api/v1/dead-letters?until=0.5", "until: '0.5' is not an ISO time"),
+        ("/api/v1/dead-letters?nope=1", "nope: Extra inputs are not permitted"),
+        (
+            "/api/v1/dead-letters/99999999999999999999",
+            "dead_letter_id: Input should be less than or equal to",
+        ),
+        ("/api/v1/jobs/%00", "job_id: must not contain NUL"),
+    ],
+)
+def test_bad_queries_and_ids_are_422_naming_the_parameter(
+    client: FlaskClient, path: str, reason: str
+) -> None:
+    answer = client.get(path, headers=AUTH)
+    assert answer.status_code == 422 and answer.json["error"].startswith(reason), answer.json
+    assert answer.json["detail"][0]["loc"] == reason.split(":", maxsplit=1)[0]
+
+
+def test_status_all_lists_every_status(client: FlaskClient, clean_tables: sa.Engine) -> None:
+    with clean_tables.begin() as conn:
+        for message_id, status in (("s-1", "dead"), ("s-2", "discarded")):
+            conn.execute(
+                sa.text("""INSERT INTO dead_letters (message_id, queue_name, reason, status, first_failed_at,
+                           last_failed_at) VALUES (:m, 'sync', 'failed', :s, now(), now())"""),
+                {"m": message_id, "s": status},
+            )
+    assert client.get("/api/v1/dead-letters", headers=AUTH).json["total"] == 1
+    assert client.get("/api/v1/dead-letters?status=all", headers=AUTH).json["total"] == 2
+    assert (
+        client.get("/api/v1/dead-letters?status=discarded", headers=AUTH).json["items"][0]["message_id"]
+        == "s-2"
+    )
+
+
+def test_a_405_names_the_allowed_methods(client: FlaskClient) -> None:
+    answer = client.delete("/api/v1/queues", headers=AUTH)
+    assert answer.status_code == 405 and "GET" in answer.headers["Allow"]
+    assert answer.json["error"] == "405 Method Not Allowed"
+
+
+def test_a_queued_job_is_cancelled_once_and_an_unknown_one_is_404(
+    client: FlaskClient, clean_tables: sa.Engine
+) -> None:
+    job_id = post_job(client, {"actor": "send_notification", "args": [42, "hi", "t"]}).json["job_id"]
+    cancelled = client.post(f"/api/v1/jobs/{job_id}/cancel", headers={**AUTH, "X-Initiated-By": "admin:7"})
+    assert cancelled.status_code == 200, cancelled.json
+    assert (cancelled.json["outcome"], cancelled.json["status"]) == ("cancelled", "cancelled")
+    job = client.get(f"/api/v1/jobs/{job_id}", headers=AUTH).json
+    assert job["status"] == "cancelled" and job["cancel_requested_by"] == "admin:7"
+    again = client.post(f"/api/v1/jobs/{job_id}/cancel", headers=AUTH)
+    assert (
+        again.status_code == 409 and again.json["error"] == f"nothing to cancel: job {job_id!r} is cancelled"
+    )
+    assert client.post("/api/v1/jobs/nope/cancel", headers=AUTH).status_code == 404

@@ -1,24 +1,32 @@
-"""Dashboard access rules over real services (Flask's test client): login, basic auth, CSRF."""
+"""The dashboard over real services (Flask's test client): login, basic auth, CSRF, the confirm step
+of replay/discard, the status filter, open dead letters per queue, the HTML error page."""
 
 from __future__ import annotations
 
 import base64
+import html
 import re
 from collections.abc import Iterator
 
+import pika
 import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
+from werkzeug.datastructures import MultiDict
 
-from tests.fixtures.notifications import MakeRuntime
+from tests.fixtures.notifications import MakeRuntime, unreachable_redis_url
+from tests.fixtures.ports import free_port
+from tests.fixtures.scheduler import amqp_parameters, purge, ready_count
+from tests.fixtures.worker import wait_for
 from worker_app.api import create_app
+from worker_app.dashboard import render_error
 
 TOKEN = "dash-token-456"
 PAGES = ("/queues", "/dead-letters", "/jobs", "/schedules", "/workers")
 
 
 @pytest.fixture
-def client(make_runtime: MakeRuntime, rabbitmq_vhost: str) -> Iterator[FlaskClient]:
+def client(make_runtime: MakeRuntime, no_leftover_messages: None) -> Iterator[FlaskClient]:
     import worker_app
 
     yield create_app(make_runtime(API_TOKEN=TOKEN), worker_app.broker).test_client()
@@ -37,16 +45,30 @@ def log_in(client: FlaskClient) -> None:
     assert answer.status_code == 302 and answer.headers["Location"] == "/jobs"
 
 
-def dead_letter(engine: sa.Engine) -> int:
+def dead_letter(engine: sa.Engine, queue: str = "sync", status: str = "dead") -> int:
     with engine.begin() as conn:
         return int(
             conn.execute(
                 sa.text("""INSERT INTO dead_letters (message_id, queue_name, actor_name, args, kwargs, reason,
-                           attempts, first_failed_at, last_failed_at)
-                           VALUES ('dash-1', 'sync', 'x', '[]', '{}', 'failed', 1, now(), now())
-                           RETURNING id""")
+                           attempts, first_failed_at, last_failed_at, status)
+                           VALUES ('dash-' || gen_random_uuid(), :q, 'x', '[]', '{}', 'failed', 1, now(),
+                           now(), :s)
+                           RETURNING id"""),
+                {"q": queue, "s": status},
             ).scalar_one()
         )
+
+
+def hidden_fields(page: str) -> list[tuple[str, str]]:
+    """The hidden inputs of ``page`` (the form a confirmation page posts again)."""
+    return [
+        (name, html.unescape(value))
+        for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page)
+    ]
+
+
+def listed_ids(page: str) -> list[int]:
+    return [int(i) for i in re.findall(r'class="dead-link" href="[^"]+">(\d+)<', page)]
 
 
 def status_of(engine: sa.Engine, dead_id: int) -> str:
@@ -81,18 +103,180 @@ def test_a_state_change_without_the_csrf_token_is_refused_and_changes_nothing(
 ) -> None:
     dead_id = dead_letter(clean_tables)
     log_in(client)
-    for data in ({"ids": str(dead_id)}, {"ids": str(dead_id), "csrf_token": "forged"}):
+    for data in (
+        {"ids": str(dead_id), "confirm": "1"},
+        {"ids": str(dead_id), "confirm": "1", "csrf_token": "forged"},
+    ):
         answer = client.post("/dead-letters/discard", data=data)
-        assert answer.status_code == 400 and answer.json == {"error": "400 Bad Request: bad CSRF token"}
+        assert answer.status_code == 400 and "bad CSRF token" in answer.text
     assert status_of(clean_tables, dead_id) == "dead"
     token = csrf_of(client, f"/dead-letters/{dead_id}")
-    done = client.post("/dead-letters/discard", data={"ids": str(dead_id), "csrf_token": token})
+    done = client.post(
+        "/dead-letters/discard", data={"ids": str(dead_id), "csrf_token": token, "confirm": "1"}
+    )
     assert done.status_code == 302 and status_of(clean_tables, dead_id) == "discarded"
 
 
 def test_unknown_ids_are_404(client: FlaskClient) -> None:
     log_in(client)
-    assert client.get("/dead-letters/999999").json == {
-        "error": "404 Not Found: no dead letter with id 999999"
-    }
+    missing = client.get("/dead-letters/999999")
+    assert missing.status_code == 404 and "no dead letter with id 999999" in missing.text
+    assert missing.mimetype == "text/html" and "Back to Queues" in missing.text, "a page, not raw JSON"
     assert client.get("/jobs/nope").status_code == 404
+    nowhere = client.get("/no-such-page")
+    assert nowhere.status_code == 404 and nowhere.mimetype == "text/html"
+
+
+def test_a_dependency_down_is_a_readable_503_page(make_runtime: MakeRuntime, rabbitmq_vhost: str) -> None:
+    import worker_app
+
+    runtime = make_runtime(DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x")
+    page = create_app(runtime, worker_app.broker).test_client().get("/dead-letters")
+    assert page.status_code == 503 and page.mimetype == "text/html"
+    assert "PostgreSQL is unavailable" in page.text and "Traceback" not in page.text
+
+
+def test_discard_all_asks_first_naming_the_count_and_changes_nothing_until_confirmed(
+    client: FlaskClient, clean_tables: sa.Engine
+) -> None:
+    # Given two open dead letters of the sync queue and one of payments
+    sync_ids = [dead_letter(clean_tables), dead_letter(clean_tables)]
+    other = dead_letter(clean_tables, queue="payments")
+    log_in(client)
+    token = csrf_of(client, "/dead-letters?queue=sync")
+
+    # When the operator presses "Discard all 2" on the sync-filtered page
+    asked = client.post("/dead-letters/discard", data={
+        "csrf_token": token, "all": "1", "queue": "sync", "next": "/dead-letters?queue=sync",
+    })  # fmt: skip
+
+    # Then a confirmation page names the count and the filter, and nothing is discarded yet
+    assert asked.status_code == 200
+    assert "Discard 2 dead letters matching queue=sync?" in asked.text
+    assert [status_of(clean_tables, i) for i in [*sync_ids, other]] == ["dead", "dead", "dead"]
+    assert 'id="cancel" href="/dead-letters?queue=sync"' in asked.text
+
+    # When they confirm: the same selection is posted again with confirm=1 and the CSRF token
+    fields = hidden_fields(asked.text)
+    assert ("confirm", "1") in fields and ("csrf_token", token) in fields and ("queue", "sync") in fields
+    done = client.post("/dead-letters/discard", data=MultiDict(fields))
+
+    # Then exactly the selection is discarded, and the operator is back on the page they came from
+    assert done.status_code == 302 and done.headers["Location"] == "/dead-letters?queue=sync"
+    assert [status_of(clean_tables, i) for i in [*sync_ids, other]] == ["discarded", "discarded", "dead"]
+    assert "discarded 2 dead letter(s)" in client.get("/dead-letters?queue=sync").text
+
+
+def test_a_single_replay_asks_first_too_and_sends_nothing_until_confirmed(
+    client: FlaskClient, clean_tables: sa.Engine
+) -> None:
+    import worker_app
+
+    worker_app.broker.declare_queue("sync", ensure=True)
+    purge("sync")
+    dead_id = dead_letter(clean_tables)
+    log_in(client)
+    token = csrf_of(client, f"/dead-letters/{dead_id}")
+
+    asked = client.post("/dead-letters/replay", data={"csrf_token": token, "ids": str(dead_id)})
+    assert asked.status_code == 200 and f"Replay 1 dead letter with id {dead_id}?" in asked.text
+    assert status_of(clean_tables, dead_id) == "dead" and ready_count("sync") == 0
+
+    done = client.post("/dead-letters/replay", data=MultiDict(hidden_fields(asked.text)))
+    assert done.status_code == 302 and status_of(clean_tables, dead_id) == "replayed"
+    assert ready_count("sync") == 1
+    purge("sync")
+
+    again = client.post("/dead-letters/replay", data={"csrf_token": token, "ids": str(dead_id)})
+    assert "No dead letter with id" in again.text and 'id="confirm"' not in again.text
+
+
+def test_the_dead_letters_page_filters_by_status(client: FlaskClient, clean_tables: sa.Engine) -> None:
+    dead, replayed, discarded = (
+        dead_letter(clean_tables, status=s) for s in ("dead", "replayed", "discarded")
+    )
+    log_in(client)
+
+    assert listed_ids(client.get("/dead-letters").text) == [dead]
+    assert sorted(listed_ids(client.get("/dead-letters?status=all").text)) == [dead, replayed, discarded]
+    assert listed_ids(client.get("/dead-letters?status=replayed").text) == [replayed]
+    page = client.get("/dead-letters?status=discarded").text
+    assert listed_ids(page) == [discarded] and '<option value="discarded" selected>' in page
+    assert 'id="discard-all"' not in page, "bulk actions act on open dead letters only"
+    assert client.get("/dead-letters?status=bogus").status_code == 400
+
+
+def test_the_queues_page_shows_open_dead_letters_with_the_xq_count_beside(
+    client: FlaskClient, clean_tables: sa.Engine
+) -> None:
+    import worker_app
+
+    # Given sync with two open dead letters, one replayed and one discarded, and one message in sync.XQ
+    worker_app.broker.declare_queue("sync", ensure=True)
+    purge("sync.XQ")
+    for status in ("dead", "dead", "replayed", "discarded"):
+        dead_letter(clean_tables, status=status)
+    with pika.BlockingConnection(amqp_parameters()) as conn:
+        conn.channel().basic_publish("", "sync.XQ", b"{}", pika.BasicProperties(delivery_mode=2))
+    log_in(client)
+
+    def sync_row() -> str | None:
+        row = re.search(r'<tr id="queue-sync">(.*?)</tr>', client.get("/queues").text, re.S)
+        assert row is not None
+        return row.group(1) if "XQ 1<" in row.group(1) else None  # management stats lag ~5 s
+
+    # Then "Dead" is the open dead letters, linked to them, with the .XQ count beside
+    row = wait_for(sync_row, 30, "the Queues page to count 1 message in sync.XQ")
+    assert re.search(r'<a class="dead-letters" href="/dead-letters\?queue=sync">2</a>', row), row
+    assert re.search(
+        r'<a class="dead-letters" href="/dead-letters\?queue=payments">0</a>', client.get("/queues").text
+    )
+    purge("sync.XQ")
+
+
+def test_render_error_is_a_readable_page_without_database_redis_or_login(make_runtime: MakeRuntime) -> None:
+    import worker_app
+
+    # Given an app whose PostgreSQL and Redis are unreachable, and nobody logged in
+    runtime = make_runtime(
+        API_TOKEN=TOKEN, DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
+        REDIS_URL=unreachable_redis_url(),
+    )  # fmt: skip
+    app = create_app(runtime, worker_app.broker)
+
+    @app.get("/boom")
+    def boom() -> tuple[str, int]:
+        return render_error(503, "PostgreSQL is unavailable", "OperationalError: <connection refused>")
+
+    # When an error page is rendered
+    answer = app.test_client().get("/boom")
+
+    # Then it is HTML with the status, the error, the detail (escaped) and the way back
+    assert answer.status_code == 503 and answer.mimetype == "text/html"
+    assert "<h1>PostgreSQL is unavailable</h1>" in answer.text and "HTTP 503" in answer.text
+    assert "OperationalError: &lt;connection refused&gt;" in answer.text
+    assert '<a id="back" href="/queues">Back to Queues</a>' in answer.text
+    with app.test_request_context("/dead-letters/7"):
+        assert render_error(404, "Not Found")[1] == 404
+
+
+def test_a_job_is_cancelled_from_its_page_after_a_confirmation(
+    client: FlaskClient, clean_tables: sa.Engine
+) -> None:
+    from actors.notifications import send_notification
+    from worker_app import jobs as tracking
+    from worker_app.runtime import get_runtime
+
+    job_id = tracking.enqueue_job(get_runtime().database, send_notification, (42, "hi", "t")).message_id
+    log_in(client)
+    assert "cancel-job" in client.get(f"/jobs/{job_id}").text
+    question = client.get(f"/jobs/{job_id}/cancel")
+    assert (
+        question.status_code == 200 and f"Cancel job {job_id} (send_notification, queued)?" in question.text
+    )
+    assert tracking.get_job(get_runtime().database, job_id).status == "queued", "asking changes nothing"
+    token = csrf_of(client, f"/jobs/{job_id}/cancel")
+    done = client.post(f"/jobs/{job_id}/cancel", data={"csrf_token": token}, follow_redirects=True)
+    assert done.status_code == 200 and "cancelled" in done.text
+    assert tracking.get_job(get_runtime().database, job_id).status == "cancelled"
+    assert client.get("/jobs/%00").status_code == 404 and client.get("/jobs?status=nope").status_code == 400

@@ -115,6 +115,11 @@ def test_filters_discard_and_export(
     assert listed() == ids[:2]
     assert listed("--status", "discarded") == [ids[2]]
     assert cli("dlq", "replay", str(ids[2])).stdout.strip() == "no dead letter matches", "discarded is final"
+    declined_replay = subprocess.run(
+        [WORKER_APP, "dlq", "replay", str(ids[0])], input="n\n", capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert declined_replay.returncode == 1 and listed() == ids[:2], "declining a replay by id replays nothing"
 
     out = tmp_path / "dead.jsonl"
     exported = cli("dlq", "export", "--queue", "payments", "-o", str(out))

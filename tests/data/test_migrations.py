@@ -98,6 +98,6 @@ def test_check_reports_missing_tables_and_type_mismatches(scratch_db: str) -> No
 
 def test_an_unreachable_database_is_one_clear_error() -> None:
     result = cli("db", "check", url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
-    assert result.returncode != 0
-    assert "cannot reach the database" in result.stderr
+    assert result.returncode == 3
+    assert "PostgreSQL is unreachable (DATABASE_URL → 127.0.0.1:1/nowhere)" in result.stderr
     assert "Traceback" not in result.stderr

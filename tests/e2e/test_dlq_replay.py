@@ -51,7 +51,7 @@ def test_a_dead_letter_is_listed_shown_and_replayed_after_the_cause_is_fixed(
         shown = cli("show", str(dead))
         dry = cli("replay", str(dead), "--dry-run")
         redis_client.set(f"{key}:fixed", 1)
-        replayed = cli("replay", str(dead))
+        replayed = cli("replay", str(dead), "--yes")
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
         done = wait_for(lambda: redis_client.hgetall(f"{key}:done"), 30, "the replayed message to succeed")
 

@@ -11,12 +11,35 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Annotated, Any, Literal
 
+from pydantic import BeforeValidator, Field
+
+from worker_app.arguments import NO_NUL_SCHEMA, NoNul
 from worker_app.errors import BadMessage
 
 MAX_TEXT_CHARS = 4096
+#: The raw text's cap, markup included: Telegram counts 4096 characters after parsing, so markup may
+#: add to that, but not without bound (a 10 MB "message" is refused before it reaches a queue).
+MAX_RAW_TEXT_CHARS = 32_768
 PARSE_MODES = {"html": "HTML", "markdownv2": "MarkdownV2", "markdown": "Markdown"}
 _TAG = re.compile(r"<[^<>]*>")
+#: The ``bigint`` column's range: a chat id outside it can never be stored or sent.
+CHAT_ID_MIN, CHAT_ID_MAX = -(2**63), 2**63 - 1
+
+
+def _parse_mode_name(value: Any) -> Any:
+    """``html`` → ``HTML``: parse modes are matched without regard to case, as the worker always did."""
+    return PARSE_MODES.get(value.lower(), value) if isinstance(value, str) else value
+
+
+# The argument types of the notification actors: the API and the worker validate them (pydantic).
+ChatId = Annotated[int, Field(ge=CHAT_ID_MIN, le=CHAT_ID_MAX)]
+MessageText = Annotated[
+    str, Field(min_length=1, max_length=MAX_RAW_TEXT_CHARS, json_schema_extra=NO_NUL_SCHEMA), NoNul
+]
+NotificationType = Annotated[str, Field(min_length=1, max_length=64, json_schema_extra=NO_NUL_SCHEMA), NoNul]
+ParseMode = Annotated[Literal["HTML", "MarkdownV2", "Markdown"] | None, BeforeValidator(_parse_mode_name)]
 
 
 class NotificationRejected(BadMessage):
@@ -64,4 +87,6 @@ def check_chat_id(value: object, name: str = "telegram_id") -> int:
     naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).lstrip("-").isdigit():
         raise NotificationRejected(f"{name} = {value!r} is not an integer chat id")
+    if not CHAT_ID_MIN <= int(value) <= CHAT_ID_MAX:
+        raise NotificationRejected(f"{name} = {value!r} is out of range (a chat id fits in 64 bits)")
     return int(value)

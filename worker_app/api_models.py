@@ -1,0 +1,228 @@
+"""The HTTP API's request and response models: they validate every request before anything runs,
+and the OpenAPI document (``/api/v1/openapi.json``) is generated from them.
+
+Limits: names and filters are short and free of NUL characters (PostgreSQL cannot store one), ids
+fit a ``bigint``, ``limit`` is 1–1000, a selection names at most 10,000 ids; the body's size is
+capped by ``API_MAX_BODY_BYTES`` and an actor's arguments are checked against its signature
+(:mod:`worker_app.arguments`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, model_validator
+
+from worker_app.arguments import NO_NUL_SCHEMA, NoNul, nul_path
+
+BIGINT_MAX = 2**63 - 1
+MAX_SELECTED_IDS = 10_000
+
+
+def _iso_time(value: Any) -> Any:
+    """An ISO 8601 time, UTC unless it carries an offset (not a number: ``0.5`` is no time)."""
+    if isinstance(value, datetime):
+        return value
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(
+            f"{str(value)[:40]!r} is not an ISO time (2026-11-23T10:00, UTC unless an offset)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+#: An actor, queue or similar identifier.
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$")]
+#: A free-text filter (matched as a substring).
+SearchText = Annotated[str, Field(min_length=1, max_length=500, json_schema_extra=NO_NUL_SCHEMA), NoNul]
+#: A time: ISO 8601, UTC unless it carries an offset.
+When = Annotated[datetime, BeforeValidator(_iso_time)]
+DeadLetterId = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
+JobId = Annotated[str, Field(min_length=1, max_length=64, json_schema_extra=NO_NUL_SCHEMA), NoNul]
+
+
+class Strict(BaseModel):
+    """Unknown fields are an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StrictBody(BaseModel):
+    """A JSON body: unknown fields are an error, and no type is coerced (``"all": 0`` is no boolean)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Error(BaseModel):
+    """Every error: ``error`` is one line naming what was wrong; ``detail`` adds to it."""
+
+    error: str
+    detail: str | list[dict[str, Any]] | None = None
+
+
+class JobRequest(StrictBody):
+    """``POST /api/v1/jobs``: an allow-listed actor and its arguments (checked against its signature)."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True,
+        json_schema_extra={"examples": [
+            {"actor": "send_notification", "args": [42, "Hi <b>there</b>", "manual"], "initiated_by": "ops"},
+            {"actor": "broadcast_message", "args": [[1, 2, 3], "Maintenance tonight", "broadcast"]},
+        ]},
+    )  # fmt: skip
+
+    actor: Name
+    args: list[JsonValue] = Field(default_factory=list, max_length=64)
+    kwargs: dict[Name, JsonValue] = Field(default_factory=dict, max_length=64)
+    initiated_by: (
+        Annotated[str, Field(min_length=1, max_length=128, json_schema_extra=NO_NUL_SCHEMA), NoNul] | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _no_nul_in_arguments(self) -> JobRequest:
+        where = nul_path(self.args, "args") or nul_path(self.kwargs, "kwargs")
+        if where:
+            raise ValueError(f"{where}: must not contain NUL (\\u0000) characters")
+        return self
+
+
+class JobCreated(BaseModel):
+    job_id: str
+
+
+class JobPath(Strict):
+    job_id: JobId
+
+
+# pydantic's mypy plugin gives the generated __init__ a ``**kwargs`` beside the ``kwargs`` field.
+class Job(BaseModel):  # type: ignore[no-redef]
+    """A tracked job (``worker-app jobs show``)."""
+
+    job_id: str
+    actor_name: str
+    queue_name: str
+    status: str
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+    progress: dict[str, Any] | None = None
+    result: Any = None
+    error: str | None = None
+    attempts: int
+    initiated_by: str | None = None
+    trace_id: str | None = None
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+class CancelResult(BaseModel):
+    """What a cancel did (``worker-app jobs cancel``)."""
+
+    job_id: str
+    outcome: Literal["cancelled", "cancel_requested", "broadcast_cancelled", "nothing_to_cancel", "unknown"]
+    status: str | None = Field(description="the job's status afterwards (null: no jobs row)")
+    detail: str
+    rows_cancelled: int = Field(description="pending notification rows withdrawn")
+
+
+class DeadLetterFilters(Strict):
+    """The dead-letter filters (the CLI's ``--queue``, ``--actor``, ``--error``, ``--since``, ``--until``)."""
+
+    queue: Name | None = None
+    actor: Name | None = None
+    error: SearchText | None = Field(default=None, description="exception type or message contains this")
+    since: When | None = Field(default=None, description="dead at or after (ISO time)")
+    until: When | None = Field(default=None, description="dead before (ISO time)")
+
+
+class DeadLetterQuery(DeadLetterFilters):
+    status: Literal["dead", "replayed", "discarded", "all"] = "dead"
+    limit: int = Field(default=50, ge=1, le=1000)
+
+
+class DeadLetterPath(Strict):
+    dead_letter_id: DeadLetterId
+
+
+def _selection_schema(schema: dict[str, Any]) -> None:
+    """Tell clients what the validator asks: at least one of ``ids`` or a filter, or ``"all": true``."""
+    given = [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+        for name in ("ids", "queue", "actor", "error", "since", "until")
+    ]
+    schema["anyOf"] = [*given, {"required": ["all"], "properties": {"all": {"const": True}}}]
+
+
+class Selection(DeadLetterFilters):
+    """Which dead letters to replay or discard: ``ids``, filters, or ``"all": true``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_selection_schema)
+
+    ids: list[DeadLetterId] = Field(default_factory=list, min_length=1, max_length=MAX_SELECTED_IDS)
+    all: bool = False
+
+    @model_validator(mode="after")
+    def _something_selected(self) -> Selection:
+        filters = (self.ids, self.queue, self.actor, self.error, self.since, self.until)
+        if not any(filters) and not self.all:
+            raise ValueError('name "ids" or a filter, or pass "all": true')
+        return self
+
+
+class DeadLetter(BaseModel):
+    """A dead letter; the listing leaves ``traceback`` out."""
+
+    id: int
+    message_id: str
+    queue_name: str
+    actor_name: str | None
+    reason: str
+    status: str
+    attempts: int
+    exception_type: str | None
+    exception_message: str | None
+    dead_at: str
+    traceback: str | None = None
+
+
+class DeadLetterList(BaseModel):
+    total: int
+    items: list[DeadLetter]
+
+
+class ReplayResult(BaseModel):
+    matched: int
+    replayed: int
+    messages: dict[str, str] = Field(description="dead letter id → the new message id")
+    skipped: dict[str, str] = Field(description="dead letter id → why it was not replayed")
+
+
+class DiscardResult(BaseModel):
+    discarded: int
+
+
+class QueueDepth(BaseModel):
+    queue: str
+    ready: int
+    unacked: int | None
+    delayed: int
+    dead: int = Field(description="messages in the queue's .XQ")
+    dead_letters: int | None = Field(description="open dead letters (recorded, status dead)")
+    consumers: int
+
+
+class QueueReport(BaseModel):
+    source: Literal["management", "amqp"]
+    note: str | None
+    queues: list[QueueDepth]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, str] = Field(description="postgresql, redis, rabbitmq: ok or the error's type")
