@@ -139,7 +139,12 @@ def _error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> tuple[Response | str, int]:
         custom = e.description if e.description != type(e).description else None
-        body, status = _error(e.code or 500, f"{e.code} {e.name}" + (f": {custom}" if custom else ""))
+        detail = None
+        if e.code == 413:
+            detail = (
+                f"a request body may be at most {app.config['MAX_CONTENT_LENGTH']} bytes (API_MAX_BODY_BYTES)"
+            )
+        body, status = _error(e.code or 500, f"{e.code} {e.name}" + (f": {custom}" if custom else ""), detail)
         allowed = getattr(e, "valid_methods", None)  # 405 names the methods the path has
         if allowed and isinstance(body, Response):
             body.headers["Allow"] = ", ".join(allowed)

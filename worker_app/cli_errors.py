@@ -8,6 +8,8 @@ its management API) is unreachable. ``worker-app --debug ...`` lets the tracebac
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -64,6 +66,10 @@ class CliGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            # the reader went away (``worker-app dlq list --json | head -1``): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(1) from None
         except Exception as e:
             if ctx.meta.get("debug"):
                 raise

@@ -35,8 +35,24 @@ _KINDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str, 
 )  # fmt: skip
 
 
+def _socket_error(error: BaseException, depth: int = 0) -> OSError | None:
+    """The socket error pika nests in its connection errors (in ``args``, or as ``exception``)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error
+    inner = [*getattr(error, "args", ()), getattr(error, "exception", None), error.__cause__]
+    for arg in inner if depth < 4 else ():
+        found = _socket_error(arg, depth + 1) if isinstance(arg, BaseException) else None
+        if found is not None:
+            return found
+    return None
+
+
 def _reason(error: BaseException) -> str:
     orig = getattr(error, "orig", None)  # SQLAlchemy wraps the driver's error
+    amqp = isinstance(error, pika.exceptions.AMQPError | BrokerConnectionError)
+    nested = _socket_error(error) if amqp else None
+    if nested is not None:
+        return f"cannot connect: {nested.strerror}"
     text = str(orig if orig is not None else error).strip()
     first = text.splitlines()[0] if text else type(error).__name__
     return redact(first)[:300]

@@ -61,7 +61,11 @@ def test_rabbitmq_unreachable_is_one_line_naming_it_and_exit_3(
                        'send_notification', '[1, "x", "t"]', '{}', 'retries_exhausted', now(), now())""")
         )
     done = run(*args, RABBITMQ_URL=f"amqp://guest:guest@{CLOSED}/%2F")
-    assert_one_line(done, 3, f"RabbitMQ is unreachable (RABBITMQ_URL → {CLOSED} vhost /)")
+    assert_one_line(
+        done,
+        3,
+        f"RabbitMQ is unreachable (RABBITMQ_URL → {CLOSED} vhost /): cannot connect: Connection refused",
+    )
     if args[0] == "dlq":
         with clean_tables.connect() as conn:
             assert conn.execute(sa.text("SELECT status FROM dead_letters")).scalar_one() == "dead"
