@@ -86,11 +86,13 @@ class TelegramState:
         self._seed_tokens = frozenset(tokens)
         self._max_received = max_received
         self._wake = threading.Event()
+        self._generation = 0  # reset counts up: a call that arrived before a reset is not logged after it
         self.reset()
 
     def reset(self) -> None:
         """Forget messages, chat states, faults, counters and added tokens; wake delayed handlers."""
         with self._lock:
+            self._generation += 1
             self._tokens = self._seed_tokens
             self._chats: dict[int, tuple[str, int | None]] = {}
             self._faults = Faults()
@@ -171,7 +173,7 @@ class TelegramState:
         self, token: str, method: str, params: Mapping[str, Any], request_id: str | None = None
     ) -> ApiReply:
         """Answer one Bot API call (``method`` in any case) exactly as Telegram would."""
-        arrived_at = time.time()
+        arrived_at, generation = time.time(), self._generation
         self._sleep_latency()
         name = METHODS.get(method.lower())
         if token not in self._tokens:
@@ -182,7 +184,7 @@ class TelegramState:
             reply = ApiReply(200, {"ok": True, "result": bot_user(token)})
         else:
             reply = self._send_message(token, params)
-        self._note(name or method, params, reply, request_id, arrived_at)
+        self._note(name or method, params, reply, request_id, arrived_at=arrived_at, generation=generation)
         return reply
 
     def _sleep_latency(self) -> None:
@@ -250,10 +252,14 @@ class TelegramState:
         params: Mapping[str, Any],
         reply: ApiReply,
         request_id: str | None,
+        *,
         arrived_at: float,
+        generation: int,
     ) -> None:
         entry = _received_entry(params, reply, request_id, arrived_at) if method == "sendMessage" else None
         with self._lock:
+            if generation != self._generation:
+                return  # it arrived before a reset (a test's late call must not show in the next test)
             self._stats[(method, reply.status)] += 1
             if entry is not None:
                 self._received.append(entry)
