@@ -20,7 +20,9 @@ from worker_app.arguments import checked_by
 from worker_app.context import current_trace_id
 from worker_app.errors import ConfigurationError
 from worker_app.heartbeat import declare_heartbeat
+from worker_app.jobs import register_canceller
 from worker_app.notifications import broadcast
+from worker_app.notifications.cancel import cancel_notification_job
 from worker_app.notifications.on_demand import send_on_demand
 from worker_app.notifications.text import (
     ChatId,
@@ -39,6 +41,7 @@ QUEUE = "notifications"
 log = logging.getLogger(__name__)
 
 heartbeat = declare_heartbeat(QUEUE)
+register_canceller(cancel_notification_job)  # broadcasts and deferred sends: worker-app jobs cancel
 
 
 @dramatiq.actor(

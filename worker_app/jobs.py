@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,12 +30,9 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from models import Job
-from models.notifications import NotificationBroadcast
 from worker_app import context
 from worker_app.db import Database
 from worker_app.errors import JobCancelled
-from worker_app.notifications import broadcast
-from worker_app.notifications.on_demand import withdraw_deferred
 from worker_app.runtime import get_runtime
 
 PROGRESS_EVERY_S = 0.5
@@ -124,6 +122,46 @@ def report_progress(processed: int, total: int, failed: int = 0) -> None:
         raise JobCancelled(f"cancelled by {cancel[1] or 'unknown'} at {processed}/{total}")
 
 
+# A job whose work goes on after its message (a broadcast's rows) follows that work with these, in
+# the caller's transaction; they never touch a job that is over or was cancelled.
+_FOLLOWING = "status IN ('queued', 'running', 'sending')"
+_SENDING = text(f"""
+    UPDATE jobs SET status = 'sending', result = CAST(:result AS jsonb),
+                    progress = coalesce(progress, CAST(:progress AS jsonb))
+    WHERE job_id = :id AND {_FOLLOWING}
+    RETURNING cancel_requested_at, coalesce(cancel_requested_by, 'unknown')
+""")
+_FOLLOWED = text(f"""
+    UPDATE jobs SET status = 'sending', progress = CAST(:progress AS jsonb)
+    WHERE job_id = :id AND {_FOLLOWING}
+""")
+_SETTLED = text(f"""
+    UPDATE jobs SET status = :status, progress = CAST(:progress AS jsonb), result = CAST(:result AS jsonb),
+                    error = :error, finished_at = now()
+    WHERE job_id = :id AND {_FOLLOWING}
+""")
+
+
+def follow_sending(s: Session, job_id: str, *, result: Any, progress: dict[str, Any]) -> str | None:
+    """The job goes on as ``sending`` with ``result`` so far; who asked to cancel it, if anyone did."""
+    row = s.execute(_SENDING, {"id": job_id, "result": json.dumps(result), "progress": json.dumps(progress)})
+    found = row.first()
+    return str(found[1]) if found is not None and found[0] is not None else None
+
+
+def follow_progress(s: Session, job_id: str, progress: dict[str, Any]) -> None:
+    """The ``sending`` job's progress."""
+    s.execute(_FOLLOWED, {"id": job_id, "progress": json.dumps(progress)})
+
+
+def follow_settled(
+    s: Session, job_id: str, *, status: str, result: Any, progress: dict[str, Any], error: str | None = None
+) -> None:
+    """The followed work is over: the job ends with ``status`` and ``result``."""
+    params = {"id": job_id, "status": status, "error": error}
+    s.execute(_SETTLED, {**params, "result": json.dumps(result), "progress": json.dumps(progress)})
+
+
 def get_job(database: Database, job_id: str) -> Job | None:
     with database.new_session() as s:
         return s.get(Job, job_id)
@@ -189,55 +227,53 @@ class CancelResult:
         return asdict(self)
 
 
+Canceller = Callable[[Database, str, str, "redis.Redis | None"], "CancelResult | None"]
+"""A domain's cancel for what it owns beyond a job's message (a broadcast's rows, a deferred send's
+row): ``(database, job_id, by, redis_client)`` → a result, or ``None`` when ``job_id`` is not its."""
+_CANCELLERS: list[Canceller] = []
+
+
+def register_canceller(canceller: Canceller) -> Canceller:
+    """Ask ``canceller`` first in :func:`cancel_job` (a domain registers one when its actors load)."""
+    if canceller not in _CANCELLERS:
+        _CANCELLERS.append(canceller)
+    return canceller
+
+
 def cancel_job(
     database: Database, job_id: str, *, by: str, redis_client: redis.Redis | None = None
 ) -> CancelResult:
-    """Cancel the job (or broadcast) ``job_id`` on behalf of ``by`` (``cli:alice``, ``admin:42``),
-    recorded in ``cancel_requested_by``/``cancel_requested_at`` and in the ``error`` text.
+    """Cancel the job ``job_id`` on behalf of ``by`` (``cli:alice``, ``admin:42``), recorded in
+    ``cancel_requested_by``/``cancel_requested_at`` and in the ``error`` text.
 
-    A broadcast is cancelled when a ``notification_broadcasts`` row has that id (see
-    :func:`~worker_app.notifications.broadcast.cancel_broadcast`); with ``redis_client`` it settles at
-    once when no row is in flight, else the next drain's refresh settles it. A ``broadcast_message``
-    job still inserting its rows is cancelled like any running job: the broadcast is cancelled in
-    the transaction that commits them.
+    The domains' cancellers (:func:`register_canceller`) are asked first — the notifications domain
+    cancels broadcasts (with ``redis_client`` one settles at once when no row is in flight) and
+    withdraws deferred sends. Otherwise a ``queued`` job is cancelled outright and a running one
+    stops at its next progress report.
     """
+    for canceller in _CANCELLERS:
+        result = canceller(database, job_id, by, redis_client)
+        if result is not None:
+            return result
     with database.transaction() as s:
-        # the broadcast's row is locked before the job's, in the order every other writer takes them
-        found = s.get(NotificationBroadcast, job_id, with_for_update=True)
         job = s.get(Job, job_id, with_for_update=True)
-        if found is None:
-            if job is None:
-                return CancelResult(job_id, UNKNOWN, None, f"no job or broadcast with id {job_id}")
-            return _cancel_job_row(s, job, by)
-        if not broadcast.cancel_broadcast(s, job_id, by=by):
-            status = job.status if job is not None else None
-            return CancelResult(job_id, NOTHING_TO_CANCEL, status, f"broadcast {job_id} has settled already")
-        _mark(s, job_id, by)
-    return _withdraw_broadcast(database, job_id, redis_client)
+        if job is None:
+            return CancelResult(job_id, UNKNOWN, None, f"no job or broadcast with id {job_id}")
+        if job.status == "queued":
+            record_cancel(s, job.job_id, by, status="cancelled", error=f"cancelled by {by} before it started")
+            detail = f"job {job.job_id} had not started: cancelled (its message is acked without running)"
+            return CancelResult(job.job_id, CANCELLED, "cancelled", detail)
+        if job.status in ("running", "sending"):
+            record_cancel(s, job.job_id, by)
+            detail = f"job {job.job_id} is running: it stops at its next progress report"
+            return CancelResult(job.job_id, CANCEL_REQUESTED, job.status, detail)
+        detail = f"job {job.job_id} is {job.status}: nothing to cancel"
+        return CancelResult(job.job_id, NOTHING_TO_CANCEL, job.status, detail)
 
 
-def _cancel_job_row(s: Session, job: Job, by: str) -> CancelResult:
-    """Cancel a job that is not (yet) a broadcast, according to its status."""
-    if job.status == "queued":
-        _mark(s, job.job_id, by, status="cancelled", error=f"cancelled by {by} before it started")
-        detail = f"job {job.job_id} had not started: cancelled (its message is acked without running)"
-        return CancelResult(job.job_id, CANCELLED, "cancelled", detail)
-    if job.status in ("running", "sending"):
-        _mark(s, job.job_id, by)
-        detail = f"job {job.job_id} is running: it stops at its next progress report"
-        return CancelResult(job.job_id, CANCEL_REQUESTED, job.status, detail)
-    notification_id = job.result.get("notification_id") if isinstance(job.result, dict) else None
-    if job.status == "deferred" and notification_id and withdraw_deferred(s, str(notification_id), by=by):
-        _mark(s, job.job_id, by, status="cancelled", error=f"cancelled by {by} while deferred")
-        detail = f"job {job.job_id}: its queued notification {notification_id} was withdrawn"
-        return CancelResult(job.job_id, CANCELLED, "cancelled", detail, rows_cancelled=1)
-    detail = f"job {job.job_id} is {job.status}: nothing to cancel"
-    if job.status == "deferred":
-        detail = f"job {job.job_id}: its queued notification was already sent, failed or is being sent"
-    return CancelResult(job.job_id, NOTHING_TO_CANCEL, job.status, detail)
-
-
-def _mark(s: Session, job_id: str, by: str, *, status: str | None = None, error: str | None = None) -> None:
+def record_cancel(
+    s: Session, job_id: str, by: str, *, status: str | None = None, error: str | None = None
+) -> None:
     """Record who cancelled and when (the first request wins); with ``status``, the job ends so."""
     values: dict[str, Any] = {
         "cancel_requested_at": func.coalesce(Job.cancel_requested_at, func.now()),
@@ -246,22 +282,3 @@ def _mark(s: Session, job_id: str, by: str, *, status: str | None = None, error:
     if status is not None:
         values.update(status=status, error=error, finished_at=func.now())
     s.execute(update(Job).where(Job.job_id == job_id).values(**values))
-
-
-def _withdraw_broadcast(
-    database: Database, broadcast_id: str, redis_client: redis.Redis | None
-) -> CancelResult:
-    """Withdraw the cancelled broadcast's pending rows, settle it if nothing is in flight."""
-    rows = broadcast.withdraw_cancelled(database, [broadcast_id])
-    if redis_client is not None:
-        broadcast.refresh_progress(database, redis_client, [broadcast_id])
-    job = get_job(database, broadcast_id)
-    status = job.status if job is not None else None
-    settled = broadcast.get_broadcast(database, broadcast_id)
-    detail = f"broadcast {broadcast_id}: {rows} pending row(s) cancelled; "
-    if settled is not None and settled.settled_at is not None:
-        counts = f"{settled.sent} sent, {settled.failed} failed, {settled.cancelled} cancelled"
-        detail += f"it has settled ({counts})"
-    else:
-        detail += "rows being sent finish first, then it settles as cancelled"
-    return CancelResult(broadcast_id, BROADCAST_CANCELLED, status, detail, rows_cancelled=rows)

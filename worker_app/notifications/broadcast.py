@@ -31,7 +31,6 @@ settles as soon as none is pending, with ``cancelled`` in its report.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import weakref
@@ -46,8 +45,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from models.notifications import NotificationBroadcast
+from worker_app import jobs
 from worker_app.db import Database
 from worker_app.errors import BadMessage
+from worker_app.notifications.broadcast_cancel import cancel_broadcast, withdraw_cancelled
 from worker_app.notifications.redis_fallback import RedisFallback
 from worker_app.notifications.text import check_chat_id
 from worker_app.redis_client import key
@@ -102,67 +103,6 @@ _SETTLE = text(
     UPDATE notification_broadcasts SET settled_at = now(), sent = :sent, failed = :failed
     WHERE id = :id AND settled_at IS NULL
     RETURNING total, extract(epoch FROM settled_at - created_at)::float8, cancelled_by
-    """
-)
-CANCEL_CHUNK = 5000
-"""Rows withdrawn per transaction when a broadcast is cancelled (short row locks, steady progress)."""
-
-_WITHDRAW = text(
-    """
-    WITH cancelled AS (
-        SELECT id, coalesce(cancelled_by, 'unknown') AS cancelled_by FROM notification_broadcasts
-        WHERE id = ANY(CAST(:ids AS text[])) AND cancelled_at IS NOT NULL AND settled_at IS NULL
-    ), withdrawn AS (
-        SELECT n.id, c.id AS broadcast_id, c.cancelled_by
-        FROM cancelled AS c
-        JOIN notification_broadcast_items AS i ON i.broadcast_id = c.id
-        JOIN notification_queue AS n ON n.id = i.notification_id
-        WHERE n.status = 'pending'
-        LIMIT :limit
-        FOR UPDATE OF n SKIP LOCKED
-    ), marked AS (
-        UPDATE notification_queue AS n
-        SET status = 'failed', error_message = 'cancelled by ' || w.cancelled_by, updated_at = now()
-        FROM withdrawn AS w WHERE n.id = w.id
-        RETURNING w.broadcast_id
-    ), counted AS (
-        UPDATE notification_broadcasts AS b SET cancelled = b.cancelled + m.n
-        FROM (SELECT broadcast_id, count(*) AS n FROM marked GROUP BY broadcast_id) AS m
-        WHERE b.id = m.broadcast_id
-        RETURNING m.n
-    )
-    SELECT coalesce(sum(n), 0)::int FROM counted
-    """
-)
-_MARK_CANCELLED = text(
-    """
-    UPDATE notification_broadcasts
-    SET cancelled_at = coalesce(cancelled_at, now()), cancelled_by = coalesce(cancelled_by, :by)
-    WHERE id = :id AND settled_at IS NULL
-    RETURNING id
-    """
-)
-_FOLLOWING = "status IN ('queued', 'running', 'sending')"
-"""A broadcast's job that follows it (never one already finished or cancelled)."""
-_JOB_SENDING = text(
-    f"""
-    UPDATE jobs SET status = 'sending', result = CAST(:result AS jsonb),
-                    progress = coalesce(progress, CAST(:progress AS jsonb))
-    WHERE job_id = :id AND {_FOLLOWING}
-    RETURNING cancel_requested_at, coalesce(cancel_requested_by, 'unknown')
-    """
-)
-_JOB_PROGRESS = text(
-    f"""
-    UPDATE jobs SET status = 'sending', progress = CAST(:progress AS jsonb)
-    WHERE job_id = :id AND {_FOLLOWING}
-    """
-)
-_JOB_SETTLED = text(
-    f"""
-    UPDATE jobs SET status = :status, progress = CAST(:progress AS jsonb), result = CAST(:result AS jsonb),
-                    error = :error, finished_at = now()
-    WHERE job_id = :id AND {_FOLLOWING}
     """
 )
 
@@ -254,10 +194,9 @@ def create_broadcast(
 def _job_sending(session: Session, created: BroadcastCreated) -> None:
     """The job shows ``sending``; a cancel requested while the actor ran cancels the broadcast."""
     progress = _job_progress(sent=0, failed=0, cancelled=0, pending=created.total)
-    params = {"id": created.broadcast_id, "result": json.dumps(created.summary())}
-    requested = session.execute(_JOB_SENDING, {**params, "progress": json.dumps(progress)}).first()
-    if requested is not None and requested[0] is not None:
-        session.execute(_MARK_CANCELLED, {"id": created.broadcast_id, "by": requested[1]})
+    by = jobs.follow_sending(session, created.broadcast_id, result=created.summary(), progress=progress)
+    if by is not None:
+        cancel_broadcast(session, created.broadcast_id, by=by)
 
 
 def _job_progress(*, sent: int, failed: int, cancelled: int, pending: int) -> dict[str, int]:
@@ -276,11 +215,10 @@ def _job_settled(session: Session, report: dict[str, Any], cancelled_by: str | N
         status, error = "failed", f"no row could be sent ({failed} failed)"
     else:
         status, error = "succeeded", None
-    session.execute(
-        _JOB_SETTLED,
-        {"id": report["broadcast_id"], "status": status, "error": error, "result": json.dumps(report),
-         "progress": json.dumps(_job_progress(sent=sent, failed=failed, cancelled=cancelled, pending=0))},
-    )  # fmt: skip
+    progress = _job_progress(sent=sent, failed=failed, cancelled=cancelled, pending=0)
+    jobs.follow_settled(
+        session, report["broadcast_id"], status=status, error=error, result=report, progress=progress
+    )
 
 
 def _report_of(broadcast: NotificationBroadcast, settled_at: datetime) -> dict[str, Any]:
@@ -340,7 +278,7 @@ def _recount(session: Session, ids: list[str]) -> tuple[dict[str, dict[str, Any]
         if pending == 0:
             settled = session.execute(_SETTLE, {"id": broadcast_id, "sent": sent, "failed": failed}).first()
         if settled is None:
-            session.execute(_JOB_PROGRESS, {"id": broadcast_id, "progress": json.dumps(_progress_of(entry))})
+            jobs.follow_progress(session, broadcast_id, _progress_of(entry))
             continue
         entry["duration_seconds"] = round(settled[1], 3)
         report = {
@@ -356,32 +294,13 @@ def _follow_progress(database: Database, progress: dict[str, dict[str, Any]]) ->
     """The jobs' progress alone (Redis refused the settlements, which were rolled back)."""
     with database.transaction() as session:
         for broadcast_id, entry in progress.items():
-            session.execute(_JOB_PROGRESS, {"id": broadcast_id, "progress": json.dumps(_progress_of(entry))})
+            jobs.follow_progress(session, broadcast_id, _progress_of(entry))
 
 
 def _progress_of(entry: dict[str, Any]) -> dict[str, int]:
     return _job_progress(
         sent=entry["sent"], failed=entry["failed"], cancelled=entry["cancelled"], pending=entry["pending"]
     )
-
-
-def cancel_broadcast(session: Session, broadcast_id: str, *, by: str) -> bool:
-    """Mark the broadcast cancelled (in the caller's transaction, which should hold its row locked):
-    no drain claims its rows from the commit on. False if it is unknown or already settled.
-    Then :func:`withdraw_cancelled` marks its pending rows, and a refresh settles it."""
-    return session.execute(_MARK_CANCELLED, {"id": broadcast_id, "by": by}).first() is not None
-
-
-def withdraw_cancelled(database: Database, ids: Sequence[str], *, chunk: int = CANCEL_CHUNK) -> int:
-    """Mark every pending row of the cancelled, unsettled broadcasts among ``ids`` ``failed``
-    ("cancelled by <who>"), ``chunk`` rows per transaction, skipping rows a drain holds; their count."""
-    withdrawn = 0
-    while True:
-        with database.transaction() as session:
-            count = int(session.execute(_WITHDRAW, {"ids": list(ids), "limit": chunk}).scalar_one())
-        withdrawn += count
-        if count < chunk:
-            return withdrawn
 
 
 def get_broadcast(database: Database, broadcast_id: str) -> NotificationBroadcast | None:

@@ -6,7 +6,7 @@ pause — or the circuit breaker holds sends back — for longer than the budget
 1. in one transaction, claim up to ``batch_size`` due ``pending`` rows with
    ``FOR UPDATE SKIP LOCKED`` — rows another drain (any process, any host) holds are skipped, not
    waited on, so two drains never send the same row; rows of a cancelled broadcast are never
-   claimed (:func:`~worker_app.notifications.broadcast.cancel_broadcast` withdraws them);
+   claimed (:func:`~worker_app.notifications.broadcast_cancel.cancel_broadcast` withdraws them);
 2. send them concurrently (``concurrency`` threads) through :class:`TelegramSender`, inside the
    fleet-wide rate limits;
 3. write every row's outcome in one ``UPDATE ... FROM unnest(...)`` and commit, releasing the locks.
