@@ -9,10 +9,11 @@ capped by ``API_MAX_BODY_BYTES`` and an actor's arguments are checked against it
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, model_validator
 
 from worker_app.arguments import NO_NUL_SCHEMA, NoNul, nul_path
 
@@ -33,8 +34,21 @@ def _iso_time(value: Any) -> Any:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
+
+
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError("expected a name: a letter or _ first, then letters, digits, _ . : or -")
+    return value
+
+
 #: An actor, queue or similar identifier.
-Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$")]
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=128, json_schema_extra={"pattern": f"^{_NAME.pattern}$"}),
+    AfterValidator(_name),
+]
 #: A free-text filter (matched as a substring).
 SearchText = Annotated[str, Field(min_length=1, max_length=500, json_schema_extra=NO_NUL_SCHEMA), NoNul]
 #: A time: ISO 8601, UTC unless it carries an offset.

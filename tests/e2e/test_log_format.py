@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tests.fixtures.ports import free_port
-from tests.fixtures.worker import ROOT, WorkerProcess, wait_for, wait_until_consuming
+from tests.fixtures.worker import ROOT, WorkerProcess, stop, wait_for, wait_until_consuming
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -54,13 +54,7 @@ def worker(log_path: Path, env: dict[str, str]) -> Iterator[WorkerProcess]:
         wait_until_consuming(running, None)
         yield running
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop(proc)
 
 
 def json_object(line: str) -> dict[str, Any] | None:
