@@ -26,6 +26,7 @@ from typing import Any
 
 import dramatiq
 from flask import Flask, Response, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from flask_openapi3.models.info import Info
 from flask_openapi3.openapi import OpenAPI
 from flask_openapi3.types import ResponseDict
@@ -84,7 +85,8 @@ def validation_error(e: ValidationError) -> Response:
         {"loc": _location(err["loc"]), "msg": str(err["msg"]).removeprefix("Value error, ")}
         for err in e.errors(include_url=False)
     ]
-    if request.method == "POST" and request.get_json(silent=True) is None:
+    in_body = {err["loc"][0] if err["loc"] else "body" for err in e.errors()} - set(request.view_args or {})
+    if request.method == "POST" and in_body and request.get_json(silent=True) is None:
         first = "body: expected a JSON object (Content-Type: application/json)"
     else:
         first = f"{problems[0]['loc']}: {problems[0]['msg']}"
@@ -93,6 +95,17 @@ def validation_error(e: ValidationError) -> Response:
     response = jsonify(error=first, detail=problems)
     response.status_code = 422
     return response
+
+
+class _JsonProvider(DefaultJSONProvider):
+    """Flask's JSON, with a body nested too deeply to parse (``[[[[…``) refused like any body that
+    is not JSON, instead of a ``RecursionError`` (500)."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
 
 def create_app(runtime: Runtime, broker: dramatiq.Broker) -> Flask:
@@ -107,6 +120,7 @@ def create_app(runtime: Runtime, broker: dramatiq.Broker) -> Flask:
         validation_error_callback=validation_error,
         doc_ui=False,
     )
+    app.json = _JsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.api_max_body_bytes
     _guard(app, settings.api_token.get_secret_value() if settings.api_token else None)
     _error_handlers(app)

@@ -74,8 +74,8 @@ def build_middleware(runtime: Runtime, *, with_metrics: bool = True) -> list[Mid
         DbSessions(runtime.database),
         ScheduledFires(runtime.database),
         ReplayClaims(runtime.database),
+        WorkerHeartbeats(runtime.redis),  # before JobTracking, whose skip its after_skip_message undoes
         JobTracking(runtime.database),
-        WorkerHeartbeats(runtime.redis),
         StopFlag(runtime.stopping),
         RedeliveryLimit(runtime.redis, settings.max_redeliveries),
         ArgumentCheck(),

@@ -9,7 +9,7 @@ import click
 
 from worker_app import broker, migrate
 from worker_app.cli_dlq import dlq
-from worker_app.cli_errors import CliGroup
+from worker_app.cli_errors import BadInput, CliGroup
 from worker_app.cli_jobs import jobs
 from worker_app.cli_notifications import notifications
 from worker_app.cli_queues import queues
@@ -142,7 +142,7 @@ def serve(host: str | None, port: int | None) -> None:
     try:
         check_serving(host, settings.api_token is not None)
     except ConfigurationError as e:
-        raise click.ClickException(str(e)) from None
+        raise BadInput(str(e)) from None
     server = make_server(host, port, create_app(runtime, worker_app.broker), threaded=True)
     logging.getLogger(__name__).info(
         "API on http://%s:%d/api/v1 (OpenAPI: /api/v1/openapi.json), dashboard on http://%s:%d/",

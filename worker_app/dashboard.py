@@ -97,7 +97,8 @@ def _filter_of(values: Any, ids: list[int]) -> dead_letters.DeadLetterFilter:
 
 def _selection(values: Any) -> dead_letters.DeadLetterFilter:
     """The ``dead`` letters a replay/discard form selects (ids, filters, or ``all=1``)."""
-    where = _filter_of(values, [int(i) for i in values.getlist("ids") if str(i).isdigit()])
+    ids = [int(i) for i in values.getlist("ids") if i.isascii() and i.isdigit() and len(i) <= 19]
+    where = _filter_of(values, ids)
     if where.is_empty() and values.get("all") != "1":
         abort(400, description="nothing selected")
     return replace(where, status="dead")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import pika.exceptions
+import psycopg
 import redis.exceptions
 import requests
 import sqlalchemy.exc
@@ -27,7 +28,8 @@ class Outage(NamedTuple):
 
 
 _KINDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str, str], ...] = (
-    ((sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError), "PostgreSQL", "DATABASE_URL"),
+    ((sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, psycopg.OperationalError),
+     "PostgreSQL", "DATABASE_URL"),
     ((redis.exceptions.ConnectionError, redis.exceptions.TimeoutError), "Redis", "REDIS_URL"),
     ((BrokerConnectionError, pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError),
      "RabbitMQ", "RABBITMQ_URL"),
@@ -66,15 +68,16 @@ def outage_of(error: BaseException) -> Outage | None:
         seen.add(id(current))
         for kinds, dependency, setting in _KINDS:
             if isinstance(current, kinds):
-                if isinstance(current, sqlalchemy.exc.DBAPIError) and not _is_connection_error(current):
+                if dependency == "PostgreSQL" and not _is_connection_error(current):
                     break
                 return Outage(dependency, setting, _reason(current))
         current = current.__cause__ or current.__context__
     return None
 
 
-def _is_connection_error(error: sqlalchemy.exc.DBAPIError) -> bool:
+def _is_connection_error(error: BaseException) -> bool:
     """An ``OperationalError`` is also a lock timeout or a cancelled statement: only connection
     trouble (no SQLSTATE, or class 08 / 57P0x) is an outage."""
-    sqlstate = getattr(error.orig, "sqlstate", None)
-    return error.connection_invalidated or sqlstate is None or sqlstate.startswith(("08", "57P0"))
+    sqlstate = getattr(getattr(error, "orig", error), "sqlstate", None)
+    invalidated = bool(getattr(error, "connection_invalidated", False))
+    return invalidated or sqlstate is None or str(sqlstate).startswith(("08", "57P0"))

@@ -148,7 +148,7 @@ def test_serve_as_a_user_runs_it(rabbitmq_vhost: str, migrated_database: str, tm
     refused = subprocess.run(
         [WORKER_APP, "serve", "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60, check=False
     )
-    assert refused.returncode == 1 and "API_TOKEN is not set" in refused.stderr
+    assert refused.returncode == 2 and "API_TOKEN is not set" in refused.stderr
 
     with serving(tmp_path / "serve.log", {"API_TOKEN": TOKEN}) as base:
         assert requests.get(f"{base}/healthz", timeout=10).json() == {"status": "ok"}
@@ -263,3 +263,16 @@ def test_a_queued_job_is_cancelled_once_and_an_unknown_one_is_404(
         again.status_code == 409 and again.json["error"] == f"nothing to cancel: job {job_id!r} is cancelled"
     )
     assert client.post("/api/v1/jobs/nope/cancel", headers=AUTH).status_code == 404
+
+
+def test_a_body_nested_too_deeply_is_refused_not_a_500(client: FlaskClient) -> None:
+    for path in ("/api/v1/jobs", "/api/v1/dead-letters/replay"):
+        answer = client.post(path, data="[" * 100_000, headers={**AUTH, "Content-Type": "application/json"})
+        assert answer.status_code == 422 and answer.json["error"].startswith("body: expected a JSON object")
+
+
+def test_a_bad_path_on_a_post_names_the_path_parameter(client: FlaskClient) -> None:
+    answer = client.post(f"/api/v1/jobs/{'x' * 65}/cancel", headers=AUTH)
+    assert answer.status_code == 422 and answer.json["error"].startswith(
+        "job_id: String should have at most 64"
+    )

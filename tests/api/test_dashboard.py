@@ -280,3 +280,13 @@ def test_a_job_is_cancelled_from_its_page_after_a_confirmation(
     assert done.status_code == 200 and "cancelled" in done.text
     assert tracking.get_job(get_runtime().database, job_id).status == "cancelled"
     assert client.get("/jobs/%00").status_code == 404 and client.get("/jobs?status=nope").status_code == 400
+
+
+def test_odd_ids_in_a_replay_form_select_nothing_instead_of_failing(
+    client: FlaskClient, clean_tables: sa.Engine
+) -> None:
+    log_in(client)
+    token = csrf_of(client, "/dead-letters")
+    for odd in ("\u00b2", "9" * 5000, "-1"):
+        answer = client.post("/dead-letters/replay", data={"ids": odd, "csrf_token": token})
+        assert answer.status_code == 400 and "nothing selected" in answer.text

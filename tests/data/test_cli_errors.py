@@ -35,7 +35,7 @@ def assert_one_line(done: subprocess.CompletedProcess[str], code: int, text: str
     "args",
     [
         ("dlq", "list"), ("dlq", "show", "1"), ("dlq", "export"), ("jobs", "list"), ("jobs", "show", "x"),
-        ("notifications", "status"), ("notifications", "send", "42", "hi"),
+        ("notifications", "status"), ("notifications", "send", "42", "hi"), ("schedules",),
     ],
 )  # fmt: skip
 def test_postgresql_unreachable_is_one_line_naming_it_and_exit_3(args: tuple[str, ...]) -> None:
@@ -48,7 +48,7 @@ def test_postgresql_unreachable_is_one_line_naming_it_and_exit_3(args: tuple[str
     [
         ("ping", "--timeout", "1"), ("notifications", "send", "42", "hi"),
         ("notifications", "broadcast", "1", "2", "-m", "hi"), ("dlq", "replay", "--all", "--yes"),
-        ("schedules", "run", "process_notification_queue"),
+        ("schedules", "run", "process_notification_queue"), ("queues",),
     ],
 )  # fmt: skip
 def test_rabbitmq_unreachable_is_one_line_naming_it_and_exit_3(
@@ -60,7 +60,9 @@ def test_rabbitmq_unreachable_is_one_line_naming_it_and_exit_3(
                        first_failed_at, last_failed_at) VALUES ('cli-err', 'notifications',
                        'send_notification', '[1, "x", "t"]', '{}', 'retries_exhausted', now(), now())""")
         )
-    done = run(*args, RABBITMQ_URL=f"amqp://guest:guest@{CLOSED}/%2F")
+    done = run(
+        *args, RABBITMQ_URL=f"amqp://guest:guest@{CLOSED}/%2F", RABBITMQ_MANAGEMENT_URL=f"http://{CLOSED}"
+    )
     assert_one_line(
         done,
         3,

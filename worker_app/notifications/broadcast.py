@@ -209,7 +209,7 @@ def _job_progress(*, sent: int, failed: int, cancelled: int, pending: int) -> di
 def _job_settled(session: Session, report: dict[str, Any], cancelled_by: str | None) -> None:
     """The job ends with the broadcast's report: cancelled, failed (no row sent) or succeeded."""
     sent, failed, cancelled = report["sent"], report["failed"], report["cancelled"]
-    if cancelled_by is not None:
+    if cancelled_by is not None and report["cancelled"] > 0:  # (a cancel after every row was sent: sent)
         status, error = "cancelled", f"cancelled by {cancelled_by}"
     elif sent == 0 and failed > 0:
         status, error = "failed", f"no row could be sent ({failed} failed)"
@@ -317,12 +317,15 @@ def unsettled(database: Database) -> list[str]:
 
 
 def start_progress(client: redis.Redis, created: BroadcastCreated, created_at: float) -> None:
-    """The first progress entry: every row pending (skipped while Redis is unreachable)."""
+    """The first progress entry: every row pending (skipped while Redis is unreachable). Fields a
+    refresh wrote first (a broadcast cancelled, or drained, before this runs) are kept."""
     entry = {
         "total": created.total, "sent": 0, "failed": 0, "pending": created.total, "status": "sending",
         "duplicates_removed": created.duplicates_removed, "created_at": round(created_at, 3),
     }  # fmt: skip
-    _redis_state(client).run(lambda: _write_progress(client, created.broadcast_id, entry), lambda: None)
+    _redis_state(client).run(
+        lambda: _write_progress(client, created.broadcast_id, entry, only_missing=True), lambda: None
+    )
 
 
 def read_progress(client: redis.Redis, broadcast_id: str) -> dict[str, str]:
@@ -336,9 +339,15 @@ def _write_all(client: redis.Redis, progress: dict[str, dict[str, Any]]) -> bool
     return True
 
 
-def _write_progress(client: redis.Redis, broadcast_id: str, fields: dict[str, Any]) -> None:
+def _write_progress(
+    client: redis.Redis, broadcast_id: str, fields: dict[str, Any], *, only_missing: bool = False
+) -> None:
     name = progress_key(broadcast_id)
     pipe = client.pipeline()
-    pipe.hset(name, mapping={k: str(v) for k, v in fields.items()})
+    if only_missing:
+        for field, value in fields.items():
+            pipe.hsetnx(name, field, str(value))
+    else:
+        pipe.hset(name, mapping={k: str(v) for k, v in fields.items()})
     pipe.expire(name, PROGRESS_TTL_S)
     pipe.execute()

@@ -11,6 +11,7 @@ and a send deferred to ``notification_queue``.
 from __future__ import annotations
 
 import redis
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import Job
@@ -22,6 +23,8 @@ from worker_app.notifications import broadcast
 from worker_app.notifications.broadcast_cancel import cancel_broadcast, withdraw_cancelled
 from worker_app.notifications.on_demand import withdraw_deferred
 
+_BROADCAST = select(NotificationBroadcast).with_for_update()
+
 
 def cancel_notification_job(
     database: Database, job_id: str, by: str, redis_client: redis.Redis | None
@@ -31,6 +34,9 @@ def cancel_notification_job(
         # the broadcast's row is locked before the job's, in the order every other writer takes them
         found = s.get(NotificationBroadcast, job_id, with_for_update=True)
         job = s.get(Job, job_id, with_for_update=True)
+        if found is None and job is not None and job.status == "sending":
+            # its rows were committed between the two reads: it is a broadcast after all
+            found = s.scalar(_BROADCAST.where(NotificationBroadcast.id == job_id))
         if found is None:
             return _withdraw_deferred(s, job, by) if job is not None and job.status == "deferred" else None
         if not cancel_broadcast(s, job_id, by=by):
