@@ -221,7 +221,6 @@ def _job_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None
     def callable_actors() -> list[str]:
         return [a for a in settings.api_actors if a in broker.actors]
 
-    @app.post("/api/v1/jobs", responses=_responses(202, m.JobCreated, 401, 404, 413, 422), security=BEARER)
     def create_job(body: m.JobRequest) -> tuple[Response, int]:
         """Enqueue an allow-listed actor as a tracked job."""
         if body.actor not in callable_actors():
@@ -234,6 +233,14 @@ def _job_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None
             trace_id=_header("X-Request-ID", 64),
         )  # fmt: skip
         return jsonify(job_id=message.message_id), 202
+
+    # the document describes each callable actor's arguments (flask-openapi3 reads the annotation)
+    create_job.__annotations__["body"] = m.job_request_for(
+        {a: broker.get_actor(a).fn for a in callable_actors()}
+    )
+    app.post("/api/v1/jobs", responses=_responses(202, m.JobCreated, 401, 404, 413, 422), security=BEARER)(
+        create_job
+    )
 
     @app.get("/api/v1/jobs/<job_id>", responses=_responses(200, m.Job, 401, 404, 422), security=BEARER)
     def get_job(path: m.JobPath) -> Response:

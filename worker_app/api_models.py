@@ -9,11 +9,23 @@ capped by ``API_MAX_BODY_BYTES`` and an actor's arguments are checked against it
 
 from __future__ import annotations
 
+import inspect
 import re
+import typing
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    create_model,
+    model_validator,
+)
 
 from worker_app.arguments import NO_NUL_SCHEMA, NoNul, nul_path
 
@@ -100,6 +112,60 @@ class JobRequest(StrictBody):
         if where:
             raise ValueError(f"{where}: must not contain NUL (\\u0000) characters")
         return self
+
+
+def job_request_for(actors: dict[str, Callable[..., Any]]) -> type[JobRequest]:
+    """:class:`JobRequest` whose OpenAPI schema also describes each callable actor's arguments
+    (``oneOf`` by ``actor``; validation is unchanged: the actor's signature checks them)."""
+    variants = [v for v in (_actor_variant(name, fn) for name, fn in actors.items()) if v is not None]
+    described = [v["title"] for v in variants]
+    other = {"title": "any other actor (404)", "properties": {"actor": {"not": {"enum": described}}}}
+    examples = JobRequest.model_config.get("json_schema_extra", {})
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema.update(examples if isinstance(examples, dict) else {})
+        if variants:
+            schema["oneOf"] = [*variants, other]
+
+    class ActorJobRequest(JobRequest):
+        model_config = ConfigDict(extra="forbid", strict=True, title="JobRequest", json_schema_extra=extra)
+
+    return ActorJobRequest
+
+
+def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
+def _actor_variant(name: str, fn: Callable[..., Any]) -> dict[str, Any] | None:
+    """One actor's request schema: its arguments by position (``args``) or by name (``kwargs``, each
+    with its type and constraints); ``None`` when its signature cannot be described inline."""
+    signature = inspect.signature(fn)
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind not in positional for p in signature.parameters.values()):
+        return None
+    hints = typing.get_type_hints(fn, include_extras=True)
+    fields: dict[str, Any] = {
+        p.name: (hints.get(p.name, Any), ... if p.default is inspect.Parameter.empty else p.default)
+        for p in signature.parameters.values()
+    }
+    by_name = _schema_of(create_model(f"{name}_arguments", **fields))
+    if "$defs" in by_name:
+        return None
+    required = by_name.pop("required", [])
+    by_name["description"] = f"by name; required (here or by position in args): {', '.join(required)}"
+    return {
+        "title": name,
+        "properties": {
+            "actor": {"const": name},
+            "args": {
+                "type": "array",
+                "maxItems": len(fields),
+                "description": f"by position: {', '.join(fields)}",
+            },
+            "kwargs": by_name,
+        },
+    }
 
 
 class JobCreated(BaseModel):

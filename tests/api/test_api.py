@@ -136,6 +136,21 @@ def test_health_readiness_queues_and_openapi(client: FlaskClient) -> None:
     assert spec["openapi"].startswith("3.") and "/api/v1/jobs" in spec["paths"]
 
 
+def test_the_document_describes_each_callable_actors_arguments(client: FlaskClient) -> None:
+    spec = client.get("/api/v1/openapi.json").json
+    body = spec["paths"]["/api/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    request = spec["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+    variants = {v["title"]: v["properties"] for v in request["oneOf"]}
+    assert {"send_notification", "broadcast_message"} <= set(variants)
+    send = variants["send_notification"]["kwargs"]["properties"]
+    assert send["telegram_id"]["maximum"] == 2**63 - 1 and send["message"]["maxLength"] == 32768
+    assert variants["broadcast_message"]["kwargs"]["properties"]["telegram_ids"]["minItems"] == 1
+    assert variants["any other actor (404)"]["actor"]["not"]["enum"] == [
+        "send_notification",
+        "broadcast_message",
+    ]
+
+
 def test_no_token_serves_only_on_loopback() -> None:
     check_serving("127.0.0.1", token_set=False)
     check_serving("::1", token_set=False)

@@ -7,9 +7,9 @@ and that an undeclared method gets a 405 with ``Allow``. The first run has every
 (≥ 2,000 cases); the second has RabbitMQ unreachable and the third PostgreSQL and Redis, where
 the only 5xx allowed is the documented 503 that names the dependency.
 
-Not checked: ``positive_data_acceptance`` — an actor's arguments are validated against its own
-signature, which the generic ``args``/``kwargs`` schema of ``POST /api/v1/jobs`` does not spell out,
-so a schema-valid call can rightly be refused with 422.
+Not checked: ``positive_data_acceptance`` — an actor's declared checks go beyond what its argument
+schema can say (a text's length after its HTML markup, a text of spaces only, one argument given
+both by position and by name), so a schema-valid call can rightly be refused with 422.
 """
 
 from __future__ import annotations

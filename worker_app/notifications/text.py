@@ -13,7 +13,7 @@ import html
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from worker_app.arguments import NO_NUL_SCHEMA, NoNul
 from worker_app.errors import BadMessage
@@ -39,7 +39,16 @@ MessageText = Annotated[
     str, Field(min_length=1, max_length=MAX_RAW_TEXT_CHARS, json_schema_extra=NO_NUL_SCHEMA), NoNul
 ]
 NotificationType = Annotated[str, Field(min_length=1, max_length=64, json_schema_extra=NO_NUL_SCHEMA), NoNul]
-ParseMode = Annotated[Literal["HTML", "MarkdownV2", "Markdown"] | None, BeforeValidator(_parse_mode_name)]
+ParseMode = Annotated[
+    Literal["HTML", "MarkdownV2", "Markdown"] | None,
+    BeforeValidator(_parse_mode_name),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string"}, {"type": "null"}],
+            "description": "HTML, MarkdownV2 or Markdown (any case)",
+        }
+    ),
+]
 
 
 class NotificationRejected(BadMessage):
