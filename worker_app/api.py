@@ -74,17 +74,9 @@ def _responses(ok: int, model: type[BaseModel], *errors: int) -> ResponseDict:
     return {ok: model, **{status: m.Error for status in (*errors, 503)}}
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
-    return text or "body"
-
-
 def validation_error(e: ValidationError) -> Response:
     """422 ``{"error": "<where>: <what>", "detail": [{"loc", "msg"}, ...]}`` (inputs are not echoed)."""
-    problems = [
-        {"loc": _location(err["loc"]), "msg": str(err["msg"]).removeprefix("Value error, ")}
-        for err in e.errors(include_url=False)
-    ]
+    problems = m.problems(e)
     in_body = {err["loc"][0] if err["loc"] else "body" for err in e.errors()} - set(request.view_args or {})
     if request.method == "POST" and in_body and request.get_json(silent=True) is None:
         first = "body: expected a JSON object (Content-Type: application/json)"
@@ -283,20 +275,13 @@ def _header(name: str, max_length: int) -> str | None:
     return value
 
 
-def _filter(where: m.DeadLetterFilters, ids: list[int] | None = None, status: str = "dead") -> Any:
-    return dead_letters.DeadLetterFilter(
-        ids=tuple(ids or ()), queue=where.queue, actor=where.actor, error=where.error,
-        since=where.since, until=where.until, status=status,
-    )  # fmt: skip
-
-
 def _dead_letter_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None:
     database = runtime.database
 
     @app.get("/api/v1/dead-letters", responses=_responses(200, m.DeadLetterList, 401, 422), security=BEARER)
     def list_dead(query: m.DeadLetterQuery) -> Response:
         """Dead letters matching the filters, the most recent first (no tracebacks)."""
-        where = _filter(query, status=query.status)
+        where = query.where(status=query.status)
         rows = dead_letters.listing(database, where, query.limit)
         return jsonify(
             total=dead_letters.count(database, where),
@@ -323,7 +308,7 @@ def _dead_letter_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker)
     )
     def replay(body: m.Selection) -> Response:
         """Replay the matching dead letters (crash-safe; each with a fresh retry budget)."""
-        report = dead_letters.replay(database, broker, _filter(body, body.ids))
+        report = dead_letters.replay(database, broker, body.where(body.ids))
         return jsonify(
             matched=report.matched, replayed=report.replayed,
             messages={str(k): v for k, v in report.messages.items()},
@@ -336,7 +321,7 @@ def _dead_letter_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker)
     )  # fmt: skip
     def discard(body: m.Selection) -> Response:
         """Mark the matching dead letters discarded (kept for the record, never replayed)."""
-        return jsonify(discarded=dead_letters.discard(database, _filter(body, body.ids)))
+        return jsonify(discarded=dead_letters.discard(database, body.where(body.ids)))
 
 
 def check_serving(host: str, token_set: bool) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -23,13 +23,14 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    ValidationError,
     create_model,
     model_validator,
 )
 
-from worker_app.arguments import NO_NUL_SCHEMA, NoNul, nul_path
+from worker_app.arguments import NO_NUL_SCHEMA, NoNul, location, nul_path
+from worker_app.dlq import BIGINT_MAX, DeadLetterFilter
 
-BIGINT_MAX = 2**63 - 1
 MAX_SELECTED_IDS = 10_000
 
 
@@ -67,6 +68,15 @@ SearchText = Annotated[str, Field(min_length=1, max_length=500, json_schema_extr
 When = Annotated[datetime, BeforeValidator(_iso_time)]
 DeadLetterId = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
 JobId = Annotated[str, Field(min_length=1, max_length=64, json_schema_extra=NO_NUL_SCHEMA), NoNul]
+
+
+def problems(error: ValidationError) -> list[dict[str, str]]:
+    """Each problem as ``{loc, msg}`` (``args[0]``, ``limit``; the body itself is ``body``); the
+    inputs are not echoed."""
+    return [
+        {"loc": location(err["loc"]) or "body", "msg": str(err["msg"]).removeprefix("Value error, ")}
+        for err in error.errors(include_url=False)
+    ]
 
 
 class Strict(BaseModel):
@@ -215,6 +225,13 @@ class DeadLetterFilters(Strict):
     error: SearchText | None = Field(default=None, description="exception type or message contains this")
     since: When | None = Field(default=None, description="dead at or after (ISO time)")
     until: When | None = Field(default=None, description="dead before (ISO time)")
+
+    def where(self, ids: Sequence[int] = (), status: str = "dead") -> DeadLetterFilter:
+        """These filters (and ``ids``) as the dead-letter operations take them."""
+        return DeadLetterFilter(
+            ids=tuple(ids), queue=self.queue, actor=self.actor, error=self.error,
+            since=self.since, until=self.until, status=status,
+        )  # fmt: skip
 
 
 class DeadLetterQuery(DeadLetterFilters):

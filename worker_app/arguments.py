@@ -26,6 +26,13 @@ F = typing.TypeVar("F", bound=Callable[..., Any])
 ArgumentsCheck = Callable[[dict[str, Any]], None]
 
 
+def location(loc: tuple[int | str, ...], *, lead: str = "") -> str:
+    """A pydantic error location as code writes it: ``("args", 0, "text")`` → ``args[0].text``
+    (``lead`` goes before a leading name)."""
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+    return lead + text[1:] if text.startswith(".") else text
+
+
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL (\\u0000) characters")
@@ -130,7 +137,7 @@ def _type_mismatch(
             adapter.validate_python(value, strict=strict)
         except ValidationError as e:
             error = e.errors()[0]
-            where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+            where = location(error["loc"], lead=".")
             shown = repr(error.get("input", value))
             shown = shown if len(shown) <= 80 else shown[:77] + "..."
             return f"{actor_name}: {name}{where} = {shown}: {error['msg']}"

@@ -54,9 +54,7 @@ def status() -> None:
 @click.option("--wait", "wait_s", type=float, default=0, help="Wait up to this long for no row to be due.")
 def drain(wait_s: float) -> None:
     """Enqueue process_notification_queue now (the scheduler does it every 30 s)."""
-    from actors.notifications import process_notification_queue
-
-    message = process_notification_queue.send()
+    message = _actor("process_notification_queue").send()
     click.echo(f"enqueued process_notification_queue ({message.message_id})")
     deadline = time.monotonic() + wait_s
     while wait_s and time.monotonic() < deadline and queue_status()["due_now"]:
@@ -78,13 +76,18 @@ def drain(wait_s: float) -> None:
 )
 def send(telegram_id: int, message: str, notification_type: str, parse_mode: str, wait_s: float) -> None:
     """Send one message now through send_notification and print its result."""
-    from actors.notifications import send_notification
-
     mode = None if parse_mode.lower() == "none" else parse_mode
-    sent = _enqueue(send_notification, (telegram_id, message, notification_type, mode))
+    sent = _enqueue(_actor("send_notification"), (telegram_id, message, notification_type, mode))
     click.echo(f"enqueued send_notification (job {sent.message_id})")
     if wait_s:
         click.echo(json.dumps(_result(sent, wait_s)))
+
+
+def _actor(name: str) -> Any:
+    """The notifications actor ``name``, as ``import worker_app`` registered it on the broker."""
+    import worker_app
+
+    return worker_app.broker.get_actor(name)
 
 
 def _enqueue(actor: Any, args: tuple[Any, ...]) -> Any:
@@ -127,9 +130,7 @@ def _result(sent: Any, wait_s: float) -> Any:
 @click.option("--type", "notification_type", default="broadcast", show_default=True)
 def broadcast(telegram_ids: tuple[int, ...], message: str, notification_type: str) -> None:
     """Queue MESSAGE for every TELEGRAM_ID; prints the broadcast id (its progress: `progress ID`)."""
-    from actors.notifications import broadcast_message
-
-    sent = _enqueue(broadcast_message, (list(telegram_ids), message, notification_type))
+    sent = _enqueue(_actor("broadcast_message"), (list(telegram_ids), message, notification_type))
     click.echo(f"broadcast {sent.message_id}: {len(telegram_ids)} chat id(s) queued for insertion")
 
 

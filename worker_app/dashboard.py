@@ -25,11 +25,13 @@ from typing import Any
 import dramatiq
 from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, session, url_for
 from markupsafe import Markup
+from pydantic import ValidationError
 from werkzeug.wrappers import Response
 
 from models.worker import FINISHED_JOB_STATUSES, JOB_STATUSES
 from worker_app import dlq as dead_letters
 from worker_app import jobs as tracking
+from worker_app.api_models import DeadLetterQuery, JobPath, problems
 from worker_app.runtime import Runtime
 
 FILTER_FIELDS = ("queue", "actor", "error", "since", "until")
@@ -53,8 +55,12 @@ def _bar(job: Any) -> Markup:
 
 
 def _plausible_id(job_id: str) -> bool:
-    """A job id that can exist (no PostgreSQL error for a NUL or an overlong id)."""
-    return 0 < len(job_id) <= 64 and "\x00" not in job_id
+    """A job id that can exist, by the API's rule (no PostgreSQL error for a NUL or an overlong id)."""
+    try:
+        JobPath.model_validate({"job_id": job_id})
+    except ValidationError:
+        return False
+    return True
 
 
 def _csrf() -> str:
@@ -89,10 +95,14 @@ def _filters(values: Any) -> dict[str, str | None]:
 
 
 def _filter_of(values: Any, ids: list[int]) -> dead_letters.DeadLetterFilter:
+    """The page's filters, validated as the API validates them (400 naming the first bad one)."""
+    given = {name: value for name, value in _filters(values).items() if value}
     try:
-        return dead_letters.filter_from({**_filters(values), "ids": ids})
-    except ValueError as e:
-        abort(400, description=str(e))
+        query = DeadLetterQuery.model_validate(given)
+    except ValidationError as e:
+        first = problems(e)[0]
+        abort(400, description=f"{first['loc']}: {first['msg']}")
+    return query.where(ids, status=query.status)
 
 
 def _selection(values: Any) -> dead_letters.DeadLetterFilter:

@@ -87,36 +87,6 @@ def parse_iso(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def filter_from(data: dict[str, Any]) -> DeadLetterFilter:
-    """The filter named by request data (``ids``, ``queue``, ``actor``, ``error``, ``since``,
-    ``until``, ``status``); ``ValueError`` with one line naming the bad field."""
-
-    def when(name: str) -> datetime | None:
-        raw = data.get(name)
-        if raw in (None, ""):
-            return None
-        try:
-            return parse_iso(str(raw))
-        except ValueError:
-            raise ValueError(f"{name}: {raw!r} is not an ISO time") from None
-
-    ids = data.get("ids") or ()
-    if not isinstance(ids, list | tuple) or not all(
-        isinstance(i, int) and not isinstance(i, bool) for i in ids
-    ):
-        raise ValueError("ids: expected a list of integers")
-    status = str(data.get("status") or "dead")
-    if status not in STATUSES:
-        raise ValueError(f"status: expected one of {', '.join(STATUSES)}")
-    for name in ("queue", "actor", "error"):
-        if "\x00" in str(data.get(name) or ""):
-            raise ValueError(f"{name}: must not contain NUL (\\u0000) characters")
-    return DeadLetterFilter(
-        ids=tuple(ids), queue=data.get("queue") or None, actor=data.get("actor") or None,
-        error=data.get("error") or None, since=when("since"), until=when("until"), status=status,
-    )  # fmt: skip
-
-
 def count(database: Database, where: DeadLetterFilter) -> int:
     with database.new_session() as s:
         return int(s.scalar(select(func.count()).select_from(DeadLetter).where(*where.conditions())) or 0)
