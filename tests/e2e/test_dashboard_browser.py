@@ -85,16 +85,7 @@ def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_
             raise
 
     def click(css: str) -> None:
-        """Click the element, retrying while the page reloads itself under the driver."""
-
-        def clicked() -> bool:
-            try:
-                browser.find_element(By.CSS_SELECTOR, css).click()
-                return True
-            except (StaleElementReferenceException, NoSuchElementException):
-                return False
-
-        wait_for(clicked, 10, f"{css} to be clickable")
+        follow(browser, css)
 
     def dead(run_key: str) -> int | None:
         with clean_tables.connect() as conn:
@@ -198,3 +189,28 @@ def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_
             shot(f"12-{page}")
         assert "payments" in text("#workers"), "the worker's heartbeat lists its queues"
     assert len(list(shots.glob("*.png"))) == 14
+
+
+def follow(browser: Any, css: str) -> None:
+    """Click the link or button ``css`` (retrying while the page reloads itself under the driver) and
+    wait for the page it leads to: a read right after a click must not see the page it left."""
+    left: list[Any] = []
+
+    def clicked() -> bool:
+        try:
+            page = browser.find_element(By.TAG_NAME, "html")
+            browser.find_element(By.CSS_SELECTOR, css).click()
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False
+        left.append(page)
+        return True
+
+    def gone() -> bool:
+        try:
+            left[0].is_enabled()
+        except StaleElementReferenceException:
+            return True
+        return False
+
+    wait_for(clicked, 10, f"{css} to be clickable")
+    wait_for(gone, 10, f"the page {css} leads to")
