@@ -7,11 +7,13 @@ arguments, pick the process's services and call it.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from typing import Annotated, Any
 
 import dramatiq
+from dramatiq import get_broker
 from dramatiq.middleware import CurrentMessage
 from pydantic import Field
 from sqlalchemy.exc import OperationalError
@@ -23,7 +25,7 @@ from worker_app.heartbeat import declare_heartbeat
 from worker_app.jobs import register_canceller
 from worker_app.notifications import broadcast
 from worker_app.notifications.cancel import cancel_notification_job
-from worker_app.notifications.on_demand import send_on_demand
+from worker_app.notifications.on_demand import SEND_PARAMETERS, defer_dead_send, send_on_demand
 from worker_app.notifications.text import (
     ChatId,
     MessageText,
@@ -34,7 +36,7 @@ from worker_app.notifications.text import (
     check_text,
     check_type,
 )
-from worker_app.policies import MAX_RATE_LIMITED_RETRIES, RetryPolicy, policy_for
+from worker_app.policies import MAX_RATE_LIMITED_RETRIES, Alert, RetryPolicy, Skip, policy_for
 from worker_app.runtime import get_runtime
 
 QUEUE = "notifications"
@@ -46,7 +48,7 @@ register_canceller(cancel_notification_job)  # broadcasts and deferred sends: wo
 
 @dramatiq.actor(
     queue_name=QUEUE,
-    retry_policy=RetryPolicy(0, when_exhausted="recorded dead; the next tick drains again"),
+    retry_policy=RetryPolicy(0, when_exhausted=Skip()),  # recorded dead; the next tick drains again
 )
 def process_notification_queue() -> None:
     """Send every due ``notification_queue`` row (scheduled every 30 s; broadcasts also kick it).
@@ -146,7 +148,7 @@ def send_notification(
     )
 
 
-@dramatiq.actor(queue_name=QUEUE, store_results=True)
+@dramatiq.actor(queue_name=QUEUE, store_results=True, when_exhausted=Alert("warning"))
 @checked_by(_broadcastable)
 def broadcast_message(
     telegram_ids: Annotated[list[ChatId], Field(min_length=1)],
@@ -183,6 +185,27 @@ def broadcast_message(
         "duplicates_removed": created.duplicates_removed,
         "progress_key": broadcast.progress_key(created.broadcast_id),
     }
+
+
+@dramatiq.actor(queue_name=QUEUE, when_exhausted=Alert("error"))
+def defer_notification(message: dict[str, Any], failure: dict[str, Any]) -> None:
+    """The domain's exhaustion action (``Defer("defer_notification")``): a send that died anyway
+    (``send_notification``, or any actor here taking ``telegram_id`` and ``message``) goes to
+    ``notification_queue`` once per dead message, where the queue consumer keeps trying. Anything
+    else that dies on this queue is logged: it has no row to become."""
+    dead_actor = get_broker().actors.get(str(message.get("actor_name")))
+    parameters = list(inspect.signature(dead_actor.fn).parameters) if dead_actor else SEND_PARAMETERS
+    notification_id = defer_dead_send(get_runtime().database, message, failure, parameters)
+    if notification_id is None:
+        log.warning(
+            "dead %s (message %s) not deferred: its arguments name no telegram_id and message",
+            message.get("actor_name"), message.get("message_id"),
+        )  # fmt: skip
+        return
+    log.info(
+        "dead %s %s deferred to notification_queue row %s",
+        message.get("actor_name"), message.get("message_id"), notification_id,
+    )  # fmt: skip
 
 
 def _current_message_id() -> str:

@@ -282,6 +282,7 @@ def _received_entry(
         "chat_id": chat_id,
         "text": params.get("text"),
         "parse_mode": params.get("parse_mode"),
+        "disable_notification": str(params.get("disable_notification", "")).lower() in ("true", "1"),
         "status": reply.status,
         "description": reply.body.get("description"),
         "message_id": result.get("message_id"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dramatiq
 
 from worker_app.errors import PermanentError, UpstreamUnavailable
-from worker_app.policies import SECOND_MS, RetryPolicy
+from worker_app.policies import DOMAINS, SECOND_MS, RetryPolicy
 from worker_app.runtime import get_runtime
 
 
@@ -103,3 +103,36 @@ def e2e_long_task(run_key: str, n: int, seconds: float) -> None:
     finally:
         client.hincrby(f"{run_key}:running", str(n), -1)
     client.rpush(f"{run_key}:runs", json.dumps([n, started, time.time(), os.getpid()]))
+
+
+#: One quick retry: the exhaustion tests reach the end in a second, under the domain's own action.
+QUICK_RETRY = RetryPolicy(1, (200,))
+
+
+def _exhausting(queue: str) -> dramatiq.Actor[..., None]:
+    def fail(run_key: str, telegram_id: int = 0, message: str = "") -> None:
+        """Fails transiently every time on ``queue`` (``telegram_id``/``message``: what the
+        notifications domain's deferral needs); counts its attempts."""
+        get_runtime().redis.incr(run_key)
+        raise UpstreamUnavailable(f"upstream answered 503 for {queue}")
+
+    return dramatiq.actor(fail, queue_name=queue, actor_name=f"e2e_exhaust_{queue}", retry_policy=QUICK_RETRY)
+
+
+#: ``e2e_exhaust_<domain>`` for every domain.
+EXHAUSTING = {queue: _exhausting(queue) for queue in DOMAINS}
+
+
+@dramatiq.actor(queue_name="payments", retry_policy=QUICK_RETRY)
+def e2e_fails_once(run_key: str) -> None:
+    """Fails on its first attempt, succeeds on its last (the retry)."""
+    if get_runtime().redis.incr(run_key) == 1:
+        raise UpstreamUnavailable("Crypto Pay answered 502")
+
+
+@dramatiq.actor(queue_name="subscriptions", retry_policy=RetryPolicy(2, (1500,)))
+def e2e_new_bug(run_key: str) -> None:
+    """A bug (KeyError): alerted on its first failure, then dead after two retries 1.5 s apart."""
+    get_runtime().redis.incr(run_key)
+    plans: dict[str, int] = {}
+    plans[f"plan of {run_key}"] += 1

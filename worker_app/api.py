@@ -4,6 +4,7 @@
   (``API_ACTORS``) → 202 ``{job_id}``; the arguments are checked against the actor's signature, its
   annotated constraints and its declared checks first (422 naming the argument). An actor not
   allowed or not defined → 404. Nothing is enqueued on any error.
+* ``GET /api/v1/alerts`` (``severity``, ``kind``, ``limit``): recent alerts with their counts.
 * ``GET /api/v1/jobs/<id>``, ``GET /api/v1/queues``, ``GET /api/v1/dead-letters`` (the CLI's
   filters as query parameters), ``GET /api/v1/dead-letters/<id>``, ``POST
   /api/v1/dead-letters/replay`` and ``/discard`` (``{ids}`` or filters, or ``{"all": true}``).
@@ -256,6 +257,15 @@ def _job_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None
         if result.outcome == "nothing_to_cancel":
             raise ApiError(409, f"nothing to cancel: job {path.job_id!r} is {result.status}", result.detail)
         return jsonify(result.as_dict()), 200
+
+    @app.get("/api/v1/alerts", responses=_responses(200, m.AlertList, 401, 422), security=BEARER)
+    def alerts(query: m.AlertQuery) -> Response:
+        """Recent alerts, one per fingerprint, newest first, with how often each occurred."""
+        from worker_app.alerts import recent_alerts
+
+        return jsonify(
+            items=recent_alerts(runtime.redis, query.limit, severity=query.severity, kind=query.kind)
+        )
 
     @app.get("/api/v1/queues", responses=_responses(200, m.QueueReport, 401), security=BEARER)
     def queues() -> Response:

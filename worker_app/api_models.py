@@ -289,6 +289,30 @@ class DeadLetterList(BaseModel):
     items: list[DeadLetter]
 
 
+class AlertQuery(Strict):
+    severity: Literal["info", "warning", "error", "critical"] | None = None
+    kind: Literal["dead_letter", "unexpected_error", "incident", "report"] | None = None
+    limit: int = Field(default=50, ge=1, le=1000)
+
+
+class AlertItem(BaseModel):
+    fingerprint: str = Field(
+        description="<kind>:<hash of actor, error type, normalised message> or incident:<key>"
+    )
+    kind: str
+    severity: str
+    title: str
+    text: str = Field(description="the latest occurrence's message")
+    count: int = Field(description="occurrences since first_at (de-duplicated ones included)")
+    messages: int = Field(description="alert windows opened: first messages sent (summaries not counted)")
+    first_at: float = Field(description="epoch seconds")
+    last_at: float = Field(description="epoch seconds")
+
+
+class AlertList(BaseModel):
+    items: list[AlertItem]
+
+
 class ReplayResult(BaseModel):
     matched: int
     replayed: int

@@ -8,6 +8,7 @@ import sys
 import click
 
 from worker_app import broker, migrate
+from worker_app.cli_alerts import alerts
 from worker_app.cli_dlq import dlq
 from worker_app.cli_errors import BadInput, CliGroup
 from worker_app.cli_jobs import jobs
@@ -35,6 +36,7 @@ def main(ctx: click.Context, debug: bool) -> None:
         logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
+main.add_command(alerts)
 main.add_command(dlq)
 main.add_command(jobs)
 main.add_command(notifications)

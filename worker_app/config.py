@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     cryptobot_api_url: str = "http://127.0.0.1:8083"
     cryptobot_token: SecretStr = SecretStr("sandbox-cryptobot-token")
     admin_telegram_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    #: Also receive ``critical`` alerts (on top of ADMIN_TELEGRAM_IDS).
+    critical_telegram_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    #: Where the dashboard is served (``worker-app serve``), for links in alerts; unset: alerts name
+    #: the ``worker-app dlq replay`` command instead.
+    dashboard_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     http_timeout_s: float = Field(default=10.0, gt=0, le=120)
 
     worker_concurrency: int = Field(default=2, ge=1, le=64)
@@ -77,6 +82,11 @@ class Settings(BaseSettings):
     telegram_breaker_cooldown_s: float = Field(default=5.0, gt=0, le=3600)
     telegram_breaker_max_cooldown_s: float = Field(default=30.0, gt=0, le=3600)
     admin_alert_dedup_s: int = Field(default=900, ge=0)
+    #: Alerts waiting in a process for its sender thread (and unsent messages kept while Telegram is
+    #: down); past it, new alerts are counted, logged and dropped rather than held in memory.
+    alert_buffer_size: int = Field(default=10_000, ge=10, le=1_000_000)
+    alert_history_days: int = Field(default=7, ge=1, le=90)
+    alert_history_max: int = Field(default=1000, ge=10, le=100_000)
     health_check_interval_seconds: int = Field(default=120, ge=10)
     cleanup_audit_retention_days: int = Field(default=90, ge=1)
     cleanup_webhook_retention_days: int = Field(default=30, ge=1)
@@ -120,7 +130,7 @@ class Settings(BaseSettings):
     sandbox_host: str = "127.0.0.1"
     sandbox_telegram_port: int = Field(default=8081, ge=1, le=65535)
 
-    @field_validator("admin_telegram_ids", mode="before")
+    @field_validator("admin_telegram_ids", "critical_telegram_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -297,6 +297,15 @@ def _fleet_pages(pages: Blueprint, runtime: Runtime, broker: dramatiq.Broker) ->
             "schedules.html", "Schedules", refresh=10, status=current_status(settings, broker.actors)
         )
 
+    @pages.get("/alerts")
+    def alerts() -> str:
+        from worker_app.alerts import recent_alerts
+
+        return _page(
+            "alerts.html", "Alerts", refresh=10, alerts=recent_alerts(runtime.redis, 100),
+            ts=lambda t: datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        )  # fmt: skip
+
     @pages.get("/workers")
     def workers() -> str:
         from worker_app.workers import alive_workers

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import literal_column, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,6 +29,7 @@ from worker_app.redis_client import key
 
 log = logging.getLogger(__name__)
 SPOOL_KEY = key("dead_letters", "spool")
+SPOOLED_CLAIM_TTL_S = 7 * 86_400
 _DROPPED_OPTIONS = ("traceback", "eta")
 
 
@@ -100,6 +101,23 @@ def clean_options(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k not in _DROPPED_OPTIONS}
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """Where a record went. ``new``: this is the first record of that message id (a redelivered or
+    re-recorded message is not), so its exhaustion action is due. ``dead_letter_id``: the row's id
+    when PostgreSQL took it. ``where``: ``postgres``, ``spool`` (Redis, moved later) or ``log``
+    (nowhere durable: the CRITICAL log line is all that remains)."""
+
+    new: bool
+    where: str
+    dead_letter_id: int | None = None
+
+
+def spooled_claim_key(message_id: str) -> str:
+    """Redis key marking that a spooled record of ``message_id`` already ran its action."""
+    return key("dead_letters", "spooled", message_id)
+
+
 class DeadLetterStore:
     """Writes dead-letter records durably, with the spool fallbacks described above."""
 
@@ -107,14 +125,13 @@ class DeadLetterStore:
         self.database = database
         self.redis = redis_client
 
-    def record(self, rec: DeadLetterRecord) -> None:
+    def record(self, rec: DeadLetterRecord) -> Recorded:
         """Persist ``rec``; never raises (falls back to the spool, then to a CRITICAL log line)."""
         try:
-            self._insert([rec])
+            dead_letter_id, new = self._insert([rec])[0]
         except SQLAlchemyError as e:
             log.error("dead letter %s not written to PostgreSQL (%s); spooling to Redis", rec.message_id, e)
-            self._spool(rec)
-            return
+            return self._spool(rec)
         log.warning(
             "message %s of %s is dead (%s): %s",
             rec.message_id,
@@ -123,6 +140,7 @@ class DeadLetterStore:
             rec.exception_message or rec.exception_type,
         )
         self.drain()
+        return Recorded(new, "postgres", dead_letter_id)
 
     def drain(self, limit: int = 1000) -> int:
         """Move spooled records to PostgreSQL; how many were moved."""
@@ -151,7 +169,9 @@ class DeadLetterStore:
         """Write ``records`` (an existing message id is updated); raises on a database error."""
         self._insert(records)
 
-    def _insert(self, records: list[DeadLetterRecord]) -> None:
+    def _insert(self, records: list[DeadLetterRecord]) -> list[tuple[int, bool]]:
+        """Upsert ``records``; per record, its row id and whether the row is new (``xmax = 0``: the
+        row version was inserted by this statement, not updated)."""
         rows = [r.to_row() for r in records]
         stmt = insert(DeadLetter).values(rows)
         stmt = stmt.on_conflict_do_update(
@@ -168,13 +188,18 @@ class DeadLetterStore:
                 )
             },
         )
+        returning: Any = stmt.returning(DeadLetter.id, literal_column("xmax = 0"))
         with self.database.transaction() as s:
-            s.execute(stmt)
+            return [(int(i), bool(new)) for i, new in s.execute(returning)]
 
-    def _spool(self, rec: DeadLetterRecord) -> None:
+    def _spool(self, rec: DeadLetterRecord) -> Recorded:
+        """Spool ``rec`` to Redis; new unless an earlier spooling of the same message id claimed it."""
         try:
             self.redis.lpush(SPOOL_KEY, rec.to_json())
+            claimed = self.redis.set(spooled_claim_key(rec.message_id), "1", nx=True, ex=SPOOLED_CLAIM_TTL_S)
         except redis.RedisError as e:
             log.critical(
                 "dead letter could not be stored anywhere (%s); record follows: %s", e, rec.to_json()
             )
+            return Recorded(True, "log")
+        return Recorded(bool(claimed), "spool")

@@ -58,10 +58,18 @@ class Runtime:
 
     @cached_property
     def alerts(self) -> AdminAlerts:
-        """Admin alerts to ADMIN_TELEGRAM_IDS, de-duplicated for ADMIN_ALERT_DEDUP_S."""
+        """Admin alerts to ADMIN_TELEGRAM_IDS (critical ones also to CRITICAL_TELEGRAM_IDS),
+        de-duplicated by fingerprint for ADMIN_ALERT_DEDUP_S, sent from a thread of their own."""
         s = self.settings
         return AdminAlerts(
-            self.redis, self.telegram_sender, s.admin_telegram_ids, dedup_s=s.admin_alert_dedup_s
+            self.redis,
+            self.telegram_sender,
+            s.admin_telegram_ids,
+            dedup_s=s.admin_alert_dedup_s,
+            critical_ids=s.critical_telegram_ids,
+            buffer_size=s.alert_buffer_size,
+            history_days=s.alert_history_days,
+            history_max=s.alert_history_max,
         )
 
     @cached_property

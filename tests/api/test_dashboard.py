@@ -22,7 +22,7 @@ from worker_app.api import create_app
 from worker_app.dashboard import render_error
 
 TOKEN = "dash-token-456"
-PAGES = ("/queues", "/dead-letters", "/jobs", "/schedules", "/workers")
+PAGES = ("/queues", "/dead-letters", "/jobs", "/schedules", "/workers", "/alerts")
 
 
 @pytest.fixture

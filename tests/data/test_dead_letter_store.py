@@ -12,7 +12,7 @@ import redis
 import sqlalchemy as sa
 
 from worker_app.db import Database
-from worker_app.dead_letters import SPOOL_KEY, DeadLetterRecord, DeadLetterStore
+from worker_app.dead_letters import SPOOL_KEY, DeadLetterRecord, DeadLetterStore, Recorded
 
 
 def record(message_id: str) -> DeadLetterRecord:
@@ -61,9 +61,11 @@ def test_record_while_postgresql_is_down_is_spooled_then_drained(
     # Given a store whose database is unreachable
     down = make_store("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
 
-    # When a dead letter is recorded, Then it waits in the Redis spool
-    down.record(record("m-1"))
+    # When a dead letter is recorded, Then it waits in the Redis spool, new (its action is due)
+    assert down.record(record("m-1")) == Recorded(True, "spool")
     assert redis_client.llen(SPOOL_KEY) == 1
+    # and the same message spooled again (redelivered) is not new: its action ran already
+    assert down.record(record("m-1")) == Recorded(False, "spool")
 
     # When the database is back and another dead letter is recorded
     up = make_store(migrated_database)
@@ -79,12 +81,14 @@ def test_the_same_message_dying_twice_is_one_row_with_its_latest_failure(
 ) -> None:
     # Given a message recorded dead (then redelivered after a crash before its nack)
     store = make_store(migrated_database)
-    store.record(record("m-1"))
+    first = store.record(record("m-1"))
+    assert first.new and first.where == "postgres" and first.dead_letter_id is not None
     again = record("m-1")
     again.exception_message, again.attempts = "boom again", 2
 
-    # When it is recorded again, Then there is one row carrying the latest failure
-    store.record(again)
+    # When it is recorded again, Then there is one row carrying the latest failure, and it is not
+    # new: the exhaustion action does not run twice for one dead letter
+    assert store.record(again) == Recorded(False, "postgres", first.dead_letter_id)
     with clean_tables.connect() as conn:
         [row] = list(conn.execute(sa.text("SELECT * FROM dead_letters")))
     assert (row.exception_message, row.attempts) == ("boom again", 2)

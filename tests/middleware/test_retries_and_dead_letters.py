@@ -11,7 +11,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from tests.fixtures.stub import DelayCapturingStubBroker, run_until_idle
 from worker_app.errors import PermanentError, RateLimited, UpstreamUnavailable
-from worker_app.policies import POLICIES, RetryPolicy
+from worker_app.policies import POLICIES, Defer, RetryPolicy
 
 
 def dead_letters(engine: sa.Engine) -> list[Any]:
@@ -96,10 +96,10 @@ def test_rate_limited_retry_waits_the_servers_delay_and_does_not_count_as_an_att
     assert dead_letters(clean_tables) == []
 
 
-def test_actor_policy_override_and_exhaustion_callback(
+def test_actor_policy_override_and_defer_action(
     stub_broker: StubBroker, stub_worker: dramatiq.Worker, clean_tables: sa.Engine, redis_client: Any
 ) -> None:
-    # Given an actor with its own policy (no retries) and an exhaustion callback
+    # Given an actor with its own policy (no retries) whose death defers it to another actor
     @dramatiq.actor(queue_name="notifications", broker=stub_broker)
     def remember_failure(message: dict[str, Any], failure: dict[str, Any]) -> None:
         redis_client.set("exhausted", f"{message['message_id']}:{failure['exception_type']}")
@@ -107,8 +107,7 @@ def test_actor_policy_override_and_exhaustion_callback(
     @dramatiq.actor(
         queue_name="notifications",
         broker=stub_broker,
-        retry_policy=RetryPolicy(0),
-        on_retry_exhausted="remember_failure",
+        retry_policy=RetryPolicy(0, when_exhausted=Defer("remember_failure")),
     )
     def send_once() -> None:
         raise UpstreamUnavailable("telegram down")
@@ -118,10 +117,12 @@ def test_actor_policy_override_and_exhaustion_callback(
     stub_broker.join("notifications", fail_fast=False)
     stub_worker.join()
 
-    # Then it is dead without retries and the callback got the message and the failure
+    # Then it is dead without retries and the defer target got the message and the failure
+    stub_broker.join("notifications", fail_fast=False)
+    stub_worker.join()
     [row] = dead_letters(clean_tables)
     assert row.reason == "retries_exhausted" and row.attempts == 1
-    assert redis_client.get("exhausted") == f"{message.message_id}:UpstreamUnavailable"
+    assert redis_client.get("exhausted") == f"{message.message_id}:worker_app.errors.UpstreamUnavailable"
 
 
 def test_wrong_arguments_are_dead_lettered_as_a_bad_message_without_retry(

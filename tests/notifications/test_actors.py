@@ -144,6 +144,7 @@ def test_drain_alerts_the_admins_once_per_incident(
     drain_stub(stub_broker, stub_worker)
     # Then the row is failed and the admins got one alert naming it
     assert rows(db_engine)[0]["status"] == "failed"
+    assert runtime.alerts.flush(10)
     [alert] = admin_messages(sandbox)
     assert alert.startswith("[WARNING] 1 notification(s) failed after 5 attempts") and "1001" in alert
     # When the same incident repeats within the window, no second message is sent
@@ -151,6 +152,7 @@ def test_drain_alerts_the_admins_once_per_incident(
     insert_rows(db_engine, [1002], attempts="4")
     process_notification_queue.send()
     drain_stub(stub_broker, stub_worker)
+    assert runtime.alerts.flush(10)
     assert len(admin_messages(sandbox)) == 1
 
 

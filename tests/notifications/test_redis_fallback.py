@@ -121,20 +121,25 @@ def test_drainer_slots_fail_open_to_one_drain_per_process(dead_redis: redis.Redi
 def test_admin_alerts_are_deduplicated_per_process_while_redis_is_down(
     runtime: Runtime, sandbox: RunningSandbox, dead_redis: redis.Redis
 ) -> None:
-    now = [1000.0]  # the alerts' monotonic clock, moved by hand
+    now = [1000.0]  # the alerts' clock, moved by hand
     alerts = AdminAlerts(dead_redis, runtime.telegram_sender, [ADMIN_CHAT], dedup_s=60, clock=lambda: now[0])
     # the first alert of an incident is sent, a repeat within the window is not, another incident is
-    assert alerts.alert("redis.down", "Redis unreachable")
-    assert not alerts.alert("redis.down", "Redis unreachable")
-    assert alerts.alert("notifications.retries_exhausted", "3 notification(s) failed")
-    # after the window the incident is reported again, with the count of what was suppressed
+    alerts.alert("redis.down", "Redis unreachable")
+    assert alerts.flush(10)
+    alerts.alert("redis.down", "Redis unreachable")
+    alerts.alert("notifications.retries_exhausted", "3 notification(s) failed")
+    assert alerts.flush(10)
+    # when the window closes, one summary counts what it held back; the next alert opens a new one
     now[0] += 61
-    assert alerts.alert("redis.down", "Redis still unreachable")
+    alerts.alert("redis.down", "Redis still unreachable")
+    assert alerts.flush(10)
     assert [e["text"] for e in sandbox.state.received()] == [
         "[WARNING] Redis unreachable",
         "[WARNING] 3 notification(s) failed",
-        "[WARNING] Redis still unreachable\n(1 similar alert(s) suppressed in the last window)",
+        "[WARNING] 1 more in the last 1 min (window closed): Redis unreachable",
+        "[WARNING] Redis still unreachable",
     ]
+    alerts.close()
 
 
 def test_broadcast_progress_is_skipped_while_redis_is_down_and_settled_when_it_is_back(

@@ -7,21 +7,43 @@ become messages; the broker's consumer hands them to :meth:`DeadLetters.record_u
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import dramatiq
 from dramatiq.common import q_name
 from dramatiq.errors import ActorNotFound
 
-from worker_app.dead_letters import DeadLetterRecord, DeadLetterStore, clean_options, describe_exception
+from worker_app.dead_letters import (
+    DeadLetterRecord,
+    DeadLetterStore,
+    Recorded,
+    clean_options,
+    describe_exception,
+)
+
+log = logging.getLogger(__name__)
+OnDead = Callable[[DeadLetterRecord, Recorded], None]
 
 
 class DeadLetters(dramatiq.Middleware):
-    """Records each nacked message with its final exception and traceback."""
+    """Records each nacked message with its final exception and traceback, then hands the record to
+    ``on_dead`` (the exhaustion actions of :class:`~worker_app.middleware.alerting.Alerting`)."""
 
-    def __init__(self, store: DeadLetterStore) -> None:
+    def __init__(self, store: DeadLetterStore, on_dead: OnDead | None = None) -> None:
         self.store = store
+        self.on_dead = on_dead
+
+    def _record(self, rec: DeadLetterRecord) -> None:
+        recorded = self.store.record(rec)
+        if self.on_dead is None:
+            return
+        try:
+            self.on_dead(rec, recorded)
+        except Exception:  # what follows a death must never stop its nack
+            log.exception("after recording dead letter of message %s", rec.message_id)
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         self.store.drain()
@@ -31,7 +53,7 @@ class DeadLetters(dramatiq.Middleware):
         kind, text, trace = describe_exception(exc)
         now_ms = int(time.time() * 1000)
         options = message.options
-        self.store.record(
+        self._record(
             DeadLetterRecord(
                 message_id=message.message_id,
                 queue_name=q_name(message.queue_name),
@@ -54,7 +76,7 @@ class DeadLetters(dramatiq.Middleware):
         """Record a body that is not a Dramatiq message at all."""
         kind, text, trace = describe_exception(error)
         now_ms = int(time.time() * 1000)
-        self.store.record(
+        self._record(
             DeadLetterRecord(
                 message_id=message_id,
                 queue_name=q_name(queue_name),

@@ -28,7 +28,7 @@ class PolicyRetries(dramatiq.Middleware):
 
     @property
     def actor_options(self) -> set[str]:
-        return {"retry_policy", "throws", "on_retry_exhausted"}
+        return {"retry_policy", "throws", "when_exhausted"}
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
@@ -58,7 +58,6 @@ class PolicyRetries(dramatiq.Middleware):
         retries = message.options.get("retries", 0)
         if retries >= policy.max_retries:
             self._fail(message, "retries_exhausted")
-            self._notify_exhausted(broker, message, actor_options, exception)
             return
         message.options["retries"] = retries + 1
         delay_ms = exception.delay if isinstance(exception, Retry) and exception.delay else None
@@ -83,17 +82,3 @@ class PolicyRetries(dramatiq.Middleware):
             self._fail(message, "retry_enqueue_failed")
             return
         outcome.set_outcome(outcome.RETRY)
-
-    @staticmethod
-    def _notify_exhausted(
-        broker: dramatiq.Broker, message: Any, actor_options: dict[str, Any], exception: BaseException
-    ) -> None:
-        target = message.options.get("on_retry_exhausted") or actor_options.get("on_retry_exhausted")
-        if not target:
-            return
-        failure = {
-            "exception_type": type(exception).__name__,
-            "exception_message": str(exception),
-            "retries": message.options.get("retries", 0),
-        }
-        broker.get_actor(target).send(message.asdict(), failure)

@@ -18,10 +18,13 @@ has taken it yet.
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from models.notifications import NotificationQueue
@@ -110,6 +113,47 @@ def defer_to_queue(
         session.add(row)
         session.flush()
         return row.id
+
+
+SEND_PARAMETERS = ("telegram_id", "message", "notification_type", "parse_mode")
+
+
+def defer_dead_send(
+    database: Database,
+    message: dict[str, Any],
+    failure: dict[str, Any],
+    parameters: Sequence[str] = SEND_PARAMETERS,
+) -> str | None:
+    """Put a send that died (``send_notification`` whose last attempt could not queue it: PostgreSQL
+    down, a bug) into ``notification_queue``, once: the row id is derived from the dead message's id,
+    so a redelivered deferral inserts nothing. ``parameters`` are the dead actor's parameter names,
+    binding its positional arguments. Returns the row id; ``None`` when the arguments name no chat id
+    (``telegram_id``) and text (``message``): nothing to keep."""
+    arguments = {
+        **dict(zip(parameters, message.get("args") or [], strict=False)),
+        **(message.get("kwargs") or {}),
+    }
+    chat_id, text_ = arguments.get("telegram_id"), arguments.get("message")
+    if not isinstance(chat_id, int) or not isinstance(text_, str) or not text_:
+        return None
+    row_id = uuid.uuid5(uuid.NAMESPACE_URL, f"cybervpn:dead-send:{message.get('message_id')}")
+    error = f"{failure.get('exception_type')}: {failure.get('exception_message')}"
+    stmt = (
+        insert(NotificationQueue)
+        .values(
+            id=row_id,
+            telegram_id=chat_id,
+            message=text_,
+            notification_type=str(arguments.get("notification_type") or "manual"),
+            parse_mode=arguments.get("parse_mode", "HTML"),
+            error_message=error[:1000],
+        )
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
+    with database.transaction() as session:
+        session.execute(stmt)
+    metrics.count(str(arguments.get("notification_type") or "manual"), "queued")
+    return str(row_id)
 
 
 _WITHDRAW = text(

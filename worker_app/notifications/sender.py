@@ -75,8 +75,11 @@ class TelegramSender:
         self._sleep = sleep
         self._clock = clock
 
-    def send(self, chat_id: int, text: str, parse_mode: str | None, *, max_wait_s: float) -> Delivery:
-        """Send once a slot is free, waiting at most ``max_wait_s`` for it (else :data:`DEFERRED`)."""
+    def send(
+        self, chat_id: int, text: str, parse_mode: str | None, *, max_wait_s: float, silent: bool = False
+    ) -> Delivery:
+        """Send once a slot is free, waiting at most ``max_wait_s`` for it (else :data:`DEFERRED`);
+        ``silent``: delivered without a notification sound."""
         held_s = self.breaker.blocked_for()
         if held_s:
             return _held_back(held_s)  # no slot booked: an outage must not eat the bot's rate
@@ -93,14 +96,14 @@ class TelegramSender:
                 self._sleep(slot.wait_s)
                 if self.limiter.paused_for() > 0:
                     continue  # a 429 arrived while this sender slept: its slot is void
-            return self._attempt(chat_id, text, parse_mode)
+            return self._attempt(chat_id, text, parse_mode, silent)
 
-    def _attempt(self, chat_id: int, text: str, parse_mode: str | None) -> Delivery:
+    def _attempt(self, chat_id: int, text: str, parse_mode: str | None, silent: bool = False) -> Delivery:
         """One call, unless the breaker holds it back; tells the breaker what Telegram did."""
         if not self.breaker.allow():
             return _held_back(self.breaker.blocked_for())
         try:
-            delivery = self._call(chat_id, text, parse_mode)
+            delivery = self._call(chat_id, text, parse_mode, silent)
         except BaseException:
             self.breaker.release_probe()
             raise
@@ -111,9 +114,9 @@ class TelegramSender:
             return _held_back(self.breaker.blocked_for(), delivery.error)
         return delivery
 
-    def _call(self, chat_id: int, text: str, parse_mode: str | None) -> Delivery:
+    def _call(self, chat_id: int, text: str, parse_mode: str | None, silent: bool = False) -> Delivery:
         try:
-            sent = self.client.send_message(chat_id, text, parse_mode=parse_mode)
+            sent = self.client.send_message(chat_id, text, parse_mode=parse_mode, disable_notification=silent)
         except TelegramRateLimited as e:
             self.limiter.pause(e.retry_after_s)
             return Delivery(DEFERRED, wait_s=e.retry_after_s, error=str(e), rate_limited=True)
