@@ -66,7 +66,7 @@ domain raises itself, a failed job reported to whoever started it."""
 WINDOWS_KEY = key("alerts", "windows")
 RECENT_KEY = key("alerts", "recent")
 _SEND_WAIT_S = 5.0
-_MAX_BACKOFF_S = 60.0
+_MAX_BACKOFF_S = 10.0  # the breaker spares Telegram meanwhile: a retry it holds back costs nothing
 _TICK_S = 1.0
 _MAX_LOCAL_WINDOWS = 1000
 
@@ -313,23 +313,24 @@ class AdminAlerts:
         for events in groups.values():
             first = events[0]
             raised.labels(first.severity, first.kind).inc(len(events))
-            if self._open_window(first, len(events)):
+            if self._open_window(first, len(events), events[-1]):
                 self._queue_message(first, _body(first))
             else:
                 log.debug("admin alert %s suppressed (window open): %s", first.fingerprint, first.title)
         self._deliver_due()
 
-    def _open_window(self, event: AlertEvent, n: int) -> bool:
-        """Count ``n`` occurrences of ``event``; True when this opened its window (send it now)."""
-        return self.redis_state.run(lambda: self._open_shared(event, n), lambda: self._open_local(event, n))
+    def _open_window(self, event: AlertEvent, n: int, latest: AlertEvent) -> bool:
+        """Count ``n`` occurrences of ``event`` (``latest`` the last of them, for the history); True
+        when this opened its window (send ``event`` now)."""
+        return self.redis_state.run(lambda: self._open_shared(latest, n), lambda: self._open_local(event, n))
 
-    def _open_shared(self, event: AlertEvent, n: int) -> bool:
-        fp = event.fingerprint
+    def _open_shared(self, latest: AlertEvent, n: int) -> bool:
+        fp = latest.fingerprint
         opened, _window = self._admit(
             keys=[key("alerts", "window", fp), WINDOWS_KEY, key("alerts", "fp", fp), RECENT_KEY],
             args=[
-                int(event.at * 1000), self.dedup_s * 1000, n, fp, event.severity, event.kind,
-                event.title, event.text[:MAX_TEXT_CHARS], self._keep_ms, self._keep_n,
+                int(latest.at * 1000), self.dedup_s * 1000, n, fp, latest.severity, latest.kind,
+                latest.title, latest.text[:MAX_TEXT_CHARS], self._keep_ms, self._keep_n,
             ],
         )  # fmt: skip
         return bool(int(opened))

@@ -9,9 +9,11 @@ The RabbitMQ ``<queue>.XQ`` copy remains in every case.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
+import time
 import traceback
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -30,6 +32,7 @@ from worker_app.redis_client import key
 log = logging.getLogger(__name__)
 SPOOL_KEY = key("dead_letters", "spool")
 SPOOLED_CLAIM_TTL_S = 7 * 86_400
+DRAIN_CHECK_S = 5.0
 _DROPPED_OPTIONS = ("traceback", "eta")
 
 
@@ -83,9 +86,15 @@ def describe_exception(exc: BaseException | None) -> tuple[str | None, str | Non
     """(type, message, full traceback) of ``exc``, redacted; all ``None`` without one."""
     if exc is None:
         return None, None, None
+    described: tuple[str, str, str] | None = getattr(exc, "_cybervpn_described", None)
+    if described is not None:  # a bug's alert described it already; the dead letter reuses it
+        return described
     text = "".join(traceback.format_exception(exc))
     kind = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
-    return kind, redact(str(exc)), redact(text)
+    described = (kind, redact(str(exc)), redact(text))
+    with contextlib.suppress(AttributeError):  # an exception type with __slots__ just is not cached
+        exc._cybervpn_described = described  # type: ignore[attr-defined]
+    return described
 
 
 def undecodable_message_id(queue_name: str, body: bytes) -> str:
@@ -99,6 +108,20 @@ def undecodable_message_id(queue_name: str, body: bytes) -> str:
 def clean_options(options: dict[str, Any]) -> dict[str, Any]:
     """Message options worth keeping on the record (no stale traceback, no eta)."""
     return {k: v for k, v in options.items() if k not in _DROPPED_OPTIONS}
+
+
+def _upsert() -> Any:
+    """One statement for every write (compiled once): insert, or refresh the failure of a message id
+    recorded before (a redelivered message), returning each row's id and whether it is new."""
+    table: Any = DeadLetter.__table__
+    stmt = insert(table)
+    refreshed = ("reason", "exception_type", "exception_message", "traceback", "attempts", "last_failed_at")
+    return stmt.on_conflict_do_update(
+        index_elements=["message_id"], set_={c: stmt.excluded[c] for c in refreshed}
+    ).returning(table.c.id, literal_column("xmax = 0"), sort_by_parameter_order=True)
+
+
+_UPSERT = _upsert()
 
 
 @dataclass(frozen=True)
@@ -124,6 +147,15 @@ class DeadLetterStore:
     def __init__(self, database: Database, redis_client: redis.Redis) -> None:
         self.database = database
         self.redis = redis_client
+        self._next_drain_at = 0.0  # monotonic; 0: look at the spool after the next write
+
+    def _drain_due(self) -> None:
+        """Move spooled records after a successful write: at once if this process spooled one,
+        else at most every ``DRAIN_CHECK_S`` (a storm of dead letters is not a Redis call each)."""
+        now = time.monotonic()
+        if now >= self._next_drain_at:
+            self._next_drain_at = now + DRAIN_CHECK_S
+            self.drain()
 
     def record(self, rec: DeadLetterRecord) -> Recorded:
         """Persist ``rec``; never raises (falls back to the spool, then to a CRITICAL log line)."""
@@ -139,7 +171,7 @@ class DeadLetterStore:
             rec.reason,
             rec.exception_message or rec.exception_type,
         )
-        self.drain()
+        self._drain_due()
         return Recorded(new, "postgres", dead_letter_id)
 
     def drain(self, limit: int = 1000) -> int:
@@ -172,28 +204,13 @@ class DeadLetterStore:
     def _insert(self, records: list[DeadLetterRecord]) -> list[tuple[int, bool]]:
         """Upsert ``records``; per record, its row id and whether the row is new (``xmax = 0``: the
         row version was inserted by this statement, not updated)."""
-        rows = [r.to_row() for r in records]
-        stmt = insert(DeadLetter).values(rows)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["message_id"],
-            set_={
-                c: stmt.excluded[c]
-                for c in (
-                    "reason",
-                    "exception_type",
-                    "exception_message",
-                    "traceback",
-                    "attempts",
-                    "last_failed_at",
-                )
-            },
-        )
-        returning: Any = stmt.returning(DeadLetter.id, literal_column("xmax = 0"))
-        with self.database.transaction() as s:
-            return [(int(i), bool(new)) for i, new in s.execute(returning)]
+        with self.database.engine.begin() as conn:
+            result = conn.execute(_UPSERT, [r.to_row() for r in records])
+            return [(int(i), bool(new)) for i, new in result]
 
     def _spool(self, rec: DeadLetterRecord) -> Recorded:
         """Spool ``rec`` to Redis; new unless an earlier spooling of the same message id claimed it."""
+        self._next_drain_at = 0.0
         try:
             self.redis.lpush(SPOOL_KEY, rec.to_json())
             claimed = self.redis.set(spooled_claim_key(rec.message_id), "1", nx=True, ex=SPOOLED_CLAIM_TTL_S)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -157,6 +158,8 @@ def test_operator_lists_recent_alerts_with_their_counts_by_cli_and_api(
     alerts = make_alerts()
     for n in range(3):
         alerts.raise_alert(bug("renew", "KeyError", f"'plan_{n}'"))
+    assert alerts.flush(10)
+    time.sleep(0.01)  # the history orders by the millisecond
     alerts.alert("payments.webhook_forged", "a webhook with a bad signature", severity="critical")
     assert alerts.flush(10)
 
