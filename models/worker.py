@@ -63,6 +63,8 @@ class DeadLetter(Base):
     replay_started_at: Mapped[datetime | None]
     replay_started_message_id: Mapped[str | None] = mapped_column(String(64))
     discarded_at: Mapped[datetime | None]
+    action_done_at: Mapped[datetime | None]
+    """When its exhaustion action ran; NULL: due (a copy redelivered after a crash runs it)."""
 
 
 JOB_STATUSES = (

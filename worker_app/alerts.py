@@ -42,7 +42,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -66,6 +66,7 @@ domain raises itself, a failed job reported to whoever started it."""
 WINDOWS_KEY = key("alerts", "windows")
 RECENT_KEY = key("alerts", "recent")
 _SEND_WAIT_S = 5.0
+_SEND_BUDGET_S = 2.0
 _MAX_BACKOFF_S = 10.0  # the breaker spares Telegram meanwhile: a retry it holds back costs nothing
 _TICK_S = 1.0
 _MAX_LOCAL_WINDOWS = 1000
@@ -83,20 +84,46 @@ redis.call('PEXPIRE', KEYS[3], keep_ms)
 redis.call('ZADD', KEYS[4], now, ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - keep_ms)
 redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -keep_n - 1)
+redis.call('HSET', KEYS[3], 'recipients', ARGV[11])
 local open = redis.call('GET', KEYS[1])
 if open then
   local counted = KEYS[1] .. ':' .. open
   redis.call('INCRBY', counted, n)
   redis.call('PEXPIRE', counted, dedup * 2 + 60000)
-  return {0, open}
+  return 0
 end
 redis.call('HINCRBY', KEYS[3], 'messages', 1)
 if dedup > 0 then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', dedup)
-  redis.call('ZADD', KEYS[2], now + dedup, ARGV[4] .. '|' .. ARGV[1])
-  if n > 1 then redis.call('SET', KEYS[1] .. ':' .. ARGV[1], n - 1, 'PX', dedup * 2 + 60000) end
+  -- the window runs on Redis's clock, as its closing does (_CLOSE): hosts' clocks do not matter
+  local t = redis.call('TIME')
+  local id = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+  redis.call('SET', KEYS[1], id, 'PX', dedup)
+  redis.call('ZADD', KEYS[2], tonumber(id) + dedup, ARGV[4] .. '|' .. id)
+  if n > 1 then redis.call('SET', KEYS[1] .. ':' .. id, n - 1, 'PX', dedup * 2 + 60000) end
 end
-return {1, ARGV[1]}
+return 1
+"""
+
+# Closes the windows due by Redis's clock, each by one caller: the window key goes (if it is still
+# this window), and the count of what it suppressed is taken. Returns {fp1, n1, fp2, n2, ...}.
+_CLOSE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000)))
+local out = {}
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)) do
+  if redis.call('ZREM', KEYS[1], member) == 1 then
+    local at = string.find(member, '|[^|]*$')
+    local fp, id = string.sub(member, 1, at - 1), string.sub(member, at + 1)
+    local window = ARGV[1] .. fp
+    if redis.call('GET', window) == id then redis.call('DEL', window) end
+    local counted = redis.call('GETDEL', window .. ':' .. id)
+    if counted then
+      table.insert(out, fp)
+      table.insert(out, counted)
+    end
+  end
+end
+return out
 """
 
 
@@ -149,8 +176,29 @@ def fingerprint(kind: str, actor: str | None, error_type: str | None, message: s
     return f"{kind}:{hashlib.sha256(basis.encode()).hexdigest()[:16]}"
 
 
-@functools.cache
-def _metrics() -> tuple[Any, Any]:
+T = TypeVar("T")
+
+
+def created_once(factory: Callable[[], T]) -> Callable[[], T]:
+    """``factory()`` once, whichever thread asks first: metrics are created on first use (after the
+    metrics middleware picked the multiprocess directory), and a second Counter of the same name —
+    two threads missing ``functools.cache`` at once — would raise."""
+    lock = threading.Lock()
+    made: list[T] = []
+
+    @functools.wraps(factory)
+    def get() -> T:
+        if not made:
+            with lock:
+                if not made:
+                    made.append(factory())
+        return made[0]
+
+    return get
+
+
+@created_once
+def _metrics() -> tuple[Any, Any, Any]:
     import prometheus_client as prom
 
     return (
@@ -161,10 +209,23 @@ def _metrics() -> tuple[Any, Any]:
         ),
         prom.Counter(
             "cybervpn_alert_messages_total",
-            "Alert messages to admins: sent, failed (Telegram refused it), dropped (gave up).",
+            "Alert messages to admins: sent, failed (Telegram refused it), dropped (too many unsent).",
             ("result",),
         ),
+        prom.Counter(
+            "cybervpn_alerts_dropped_total",
+            "Alerts of a new fingerprint dropped: ALERT_BUFFER_SIZE fingerprints were waiting already.",
+        ),
     )
+
+
+@dataclass
+class _Group:
+    """The alerts of one fingerprint raised since the sender thread last took the inbox."""
+
+    first: AlertEvent
+    latest: AlertEvent
+    count: int = 1
 
 
 @dataclass
@@ -203,8 +264,9 @@ class AdminAlerts:
         self._keep_n = history_max
         self._clock = clock
         self._admit = client.register_script(_ADMIT)
+        self._close = client.register_script(_CLOSE)
         self._lock = threading.Condition()
-        self._inbox: deque[AlertEvent] = deque()
+        self._inbox: dict[str, _Group] = {}
         self._dropped = 0
         self._busy = False
         self._thread: threading.Thread | None = None
@@ -223,12 +285,19 @@ class AdminAlerts:
         self.raise_alert(AlertEvent("incident", severity, f"incident:{alert_key}", title, text))
 
     def raise_alert(self, event: AlertEvent) -> None:
-        """Queue ``event`` for the sender thread and return at once."""
+        """Queue ``event`` for the sender thread and return at once. Alerts of one fingerprint are
+        merged while they wait (the first and the latest kept, the rest counted), so a storm takes
+        one slot of ``ALERT_BUFFER_SIZE`` and a new fingerprint still finds room."""
         with self._lock:
+            group = self._inbox.get(event.fingerprint)
+            if group is not None:
+                group.latest = event
+                group.count += 1
+                return
             if len(self._inbox) >= self.buffer_size:
                 self._dropped += 1
                 return
-            self._inbox.append(event)
+            self._inbox[event.fingerprint] = _Group(event, event)
             self._ensure_thread()
             self._lock.notify()
 
@@ -249,16 +318,29 @@ class AdminAlerts:
             return True
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Flush for up to ``timeout_s``, then stop the thread; what is still unsent is logged."""
+        """Flush for up to ``timeout_s``, then stop the thread and log whatever is still unsent (an
+        alert raised later starts the thread again)."""
         self.flush(timeout_s)
         with self._lock:
             self._stop = True
-            self._lock.notify()
+            self._lock.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=_SEND_WAIT_S + 5)
+        with self._lock:
             unsent = list(self._pending)
+            waiting = list(self._inbox.values())
+            self._pending.clear()
+            self._inbox.clear()
         for pending in unsent:
             log.error(
                 "admin alert %s to %s not sent before shutdown: %s",
                 pending.label, pending.chat_id, pending.text,
+            )  # fmt: skip
+        for group in waiting:
+            log.error(
+                "admin alert %s (%d raised) not processed before shutdown: %s",
+                group.first.fingerprint, group.count, group.first.text,
             )  # fmt: skip
 
     def pending_messages(self) -> int:
@@ -281,7 +363,7 @@ class AdminAlerts:
                     self._lock.wait(self._wait_s())
                 if self._stop:
                     return
-                batch, self._inbox = list(self._inbox), deque()
+                batch, self._inbox = list(self._inbox.values()), {}
                 dropped, self._dropped = self._dropped, 0
                 self._busy = True
             try:
@@ -299,38 +381,39 @@ class AdminAlerts:
         due = min((p.next_at for p in self._pending), default=None)
         return _TICK_S if due is None else min(_TICK_S, max(0.01, due - self._clock()))
 
-    def _step(self, batch: list[AlertEvent], dropped: int) -> None:
+    def _step(self, batch: list[_Group], dropped: int) -> None:
+        raised, _messages, dropped_metric = _metrics()
         if dropped:
+            dropped_metric.inc(dropped)
             log.error(
-                "%d admin alert(s) dropped: the alert buffer (ALERT_BUFFER_SIZE=%d) was full",
+                "%d admin alert(s) of new fingerprints dropped: %d fingerprints (ALERT_BUFFER_SIZE) waited",
                 dropped, self.buffer_size,
             )  # fmt: skip
         self._close_due_windows()  # first: a window that closed gets its summary before a new one opens
-        groups: dict[str, list[AlertEvent]] = {}
-        for event in batch:
-            groups.setdefault(event.fingerprint, []).append(event)
-        raised, _messages = _metrics()
-        for events in groups.values():
-            first = events[0]
-            raised.labels(first.severity, first.kind).inc(len(events))
-            if self._open_window(first, len(events), events[-1]):
+        for group in batch:
+            first = group.first
+            raised.labels(first.severity, first.kind).inc(group.count)
+            if self._open_window(group):
                 self._queue_message(first, _body(first))
             else:
                 log.debug("admin alert %s suppressed (window open): %s", first.fingerprint, first.title)
         self._deliver_due()
 
-    def _open_window(self, event: AlertEvent, n: int, latest: AlertEvent) -> bool:
-        """Count ``n`` occurrences of ``event`` (``latest`` the last of them, for the history); True
-        when this opened its window (send ``event`` now)."""
-        return self.redis_state.run(lambda: self._open_shared(latest, n), lambda: self._open_local(event, n))
+    def _open_window(self, group: _Group) -> bool:
+        """Count the group's alerts (the latest goes to the history); True when this opened the
+        fingerprint's window (send its first alert now)."""
+        return self.redis_state.run(
+            lambda: self._open_shared(group), lambda: self._open_local(group.first, group.count)
+        )
 
-    def _open_shared(self, latest: AlertEvent, n: int) -> bool:
-        fp = latest.fingerprint
-        opened, _window = self._admit(
+    def _open_shared(self, group: _Group) -> bool:
+        latest, fp = group.latest, group.latest.fingerprint
+        recipients = ",".join(map(str, latest.recipients)) if latest.recipients is not None else ""
+        opened = self._admit(
             keys=[key("alerts", "window", fp), WINDOWS_KEY, key("alerts", "fp", fp), RECENT_KEY],
             args=[
-                int(latest.at * 1000), self.dedup_s * 1000, n, fp, latest.severity, latest.kind,
-                latest.title, latest.text[:MAX_TEXT_CHARS], self._keep_ms, self._keep_n,
+                int(latest.at * 1000), self.dedup_s * 1000, group.count, fp, latest.severity, latest.kind,
+                latest.title, latest.text[:MAX_TEXT_CHARS], self._keep_ms, self._keep_n, recipients,
             ],
         )  # fmt: skip
         return bool(int(opened))
@@ -353,17 +436,12 @@ class AdminAlerts:
             self.redis_state.run(self._close_shared, lambda: None)
 
     def _close_shared(self) -> None:
-        now_ms = int(self._clock() * 1000)
-        for member in self._redis.zrangebyscore(WINDOWS_KEY, "-inf", now_ms, start=0, num=100):
-            if not self._redis.zrem(WINDOWS_KEY, str(member)):
-                continue  # another process summarises this window
-            fp, window = str(member).rsplit("|", 1)
-            counted = int(self._redis.getdel(key("alerts", "window", fp, window)) or 0)
-            if counted:
-                record = {str(k): str(v) for k, v in self._redis.hgetall(key("alerts", "fp", fp)).items()}
-                event = _stored_event(fp, record)
-                total = int(record.get("count", counted))
-                self._queue_message(event, _summary(event, counted, self.dedup_s, total))
+        closed = self._close(keys=[WINDOWS_KEY], args=[key("alerts", "window", "")])
+        for fp, counted in zip(closed[::2], closed[1::2], strict=True):
+            record = {str(k): str(v) for k, v in self._redis.hgetall(key("alerts", "fp", str(fp))).items()}
+            event = _stored_event(str(fp), record)
+            total = int(record.get("count", counted))
+            self._queue_message(event, _summary(event, int(counted), self.dedup_s, total))
 
     def _close_local(self, now: float, *, force: bool = False) -> None:
         for fp, (until, counted, event) in list(self._local.items()):
@@ -392,11 +470,15 @@ class AdminAlerts:
                 self._pending.append(_Pending(chat_id, text, event.severity in SILENT, event.fingerprint))
 
     def _deliver_due(self) -> None:
-        _raised, messages = _metrics()
+        """Send the messages due, for at most ``_SEND_BUDGET_S`` (then new alerts are taken in)."""
+        messages = _metrics()[1]
         now = self._clock()
+        budget_ends = time.monotonic() + _SEND_BUDGET_S
         with self._lock:
             due = [p for p in self._pending if p.next_at <= now]
         for pending in due:
+            if time.monotonic() > budget_ends:
+                break
             delivery = self._sender.send(
                 pending.chat_id, pending.text, None, max_wait_s=_SEND_WAIT_S, silent=pending.silent
             )
@@ -426,12 +508,14 @@ def _stored_event(fp: str, record: dict[str, str]) -> AlertEvent:
     """The alert of ``fp`` as the Redis history holds it (for the summary of its window)."""
     severity = record.get("severity", "warning")
     kind = record.get("kind", "incident")
+    recipients = record.get("recipients")
     return AlertEvent(
         kind if kind in KINDS else "incident",
         severity if severity in SEVERITIES else "warning",
         fp,
         record.get("title", fp),
         record.get("text", ""),
+        recipients=tuple(int(r) for r in recipients.split(",")) if recipients else None,
     )
 
 

@@ -26,7 +26,6 @@ from dramatiq.results.backends import RedisBackend
 from worker_app.broker import CyberRabbitmqBroker
 from worker_app.config import Settings, load_settings
 from worker_app.errors import ConfigurationError
-from worker_app.exhaustion import Deps
 from worker_app.logging_setup import configure_logging
 from worker_app.middleware.alerting import Alerting
 from worker_app.middleware.db_sessions import DbSessions
@@ -52,9 +51,7 @@ def build_middleware(runtime: Runtime, *, with_metrics: bool = True) -> list[Mid
     """The ordered middleware list (ARCHITECTURE.md §2). After-hooks run in reverse order, so
     the retry decision is made before dead-letter recording, logging and metrics see it."""
     settings = runtime.settings
-    alerting = Alerting(
-        lambda broker: Deps(runtime.alerts, broker or dramatiq.get_broker(), settings.dashboard_url)
-    )
+    alerting = Alerting(runtime)
     middleware: list[Middleware] = [TraceContext(), EventLog()]
     if with_metrics:
         middleware.append(Metrics(settings.metrics_dir, settings.metrics_port))

@@ -1,8 +1,9 @@
 """Durable record of every dead message (the operator's source of truth for inspection and replay).
 
 Written to PostgreSQL (``dead_letters``). If PostgreSQL is unreachable the record goes to the
-Redis list ``cybervpn:dead_letters:spool`` and is moved to PostgreSQL by the next successful
-write (or ``worker-app dlq drain``); if Redis fails too, the whole record is logged at CRITICAL.
+Redis list ``cybervpn:dead_letters:spool`` and is moved to PostgreSQL by a thread of every worker
+process, every ``DRAIN_EVERY_S`` (or ``worker-app dlq drain``); if Redis fails too, the whole record
+is logged at CRITICAL.
 The RabbitMQ ``<queue>.XQ`` copy remains in every case.
 """
 
@@ -13,14 +14,13 @@ import contextlib
 import hashlib
 import json
 import logging
-import time
 import traceback
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from sqlalchemy import literal_column, select
+from sqlalchemy import literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -32,7 +32,8 @@ from worker_app.redis_client import key
 log = logging.getLogger(__name__)
 SPOOL_KEY = key("dead_letters", "spool")
 SPOOLED_CLAIM_TTL_S = 7 * 86_400
-DRAIN_CHECK_S = 5.0
+DRAIN_EVERY_S = 5.0
+"""How often each worker process moves spooled records to PostgreSQL (``DeadLetters``' thread)."""
 _DROPPED_OPTIONS = ("traceback", "eta")
 
 
@@ -112,22 +113,30 @@ def clean_options(options: dict[str, Any]) -> dict[str, Any]:
 
 def _upsert() -> Any:
     """One statement for every write (compiled once): insert, or refresh the failure of a message id
-    recorded before (a redelivered message), returning each row's id and whether it is new."""
+    recorded before (a redelivered message), returning each row's id and whether its exhaustion
+    action is due: the row is new (``xmax = 0``: inserted by this statement), or a copy recorded it
+    before but died before its action was marked done."""
     table: Any = DeadLetter.__table__
     stmt = insert(table)
     refreshed = ("reason", "exception_type", "exception_message", "traceback", "attempts", "last_failed_at")
     return stmt.on_conflict_do_update(
         index_elements=["message_id"], set_={c: stmt.excluded[c] for c in refreshed}
-    ).returning(table.c.id, literal_column("xmax = 0"), sort_by_parameter_order=True)
+    ).returning(
+        table.c.id,
+        literal_column("xmax = 0 OR action_done_at IS NULL"),
+        sort_by_parameter_order=True,
+    )
 
 
 _UPSERT = _upsert()
+_MARK_ACTED = text("UPDATE dead_letters SET action_done_at = now() WHERE id = :id AND action_done_at IS NULL")
 
 
 @dataclass(frozen=True)
 class Recorded:
-    """Where a record went. ``new``: this is the first record of that message id (a redelivered or
-    re-recorded message is not), so its exhaustion action is due. ``dead_letter_id``: the row's id
+    """Where a record went. ``new``: its exhaustion action is due — the first record of that message
+    id, or a copy redelivered after the one before it died between recording and acting (then
+    :meth:`DeadLetterStore.mark_acted`). ``dead_letter_id``: the row's id
     when PostgreSQL took it. ``where``: ``postgres``, ``spool`` (Redis, moved later) or ``log``
     (nowhere durable: the CRITICAL log line is all that remains)."""
 
@@ -147,15 +156,6 @@ class DeadLetterStore:
     def __init__(self, database: Database, redis_client: redis.Redis) -> None:
         self.database = database
         self.redis = redis_client
-        self._next_drain_at = 0.0  # monotonic; 0: look at the spool after the next write
-
-    def _drain_due(self) -> None:
-        """Move spooled records after a successful write: at once if this process spooled one,
-        else at most every ``DRAIN_CHECK_S`` (a storm of dead letters is not a Redis call each)."""
-        now = time.monotonic()
-        if now >= self._next_drain_at:
-            self._next_drain_at = now + DRAIN_CHECK_S
-            self.drain()
 
     def record(self, rec: DeadLetterRecord) -> Recorded:
         """Persist ``rec``; never raises (falls back to the spool, then to a CRITICAL log line)."""
@@ -171,8 +171,16 @@ class DeadLetterStore:
             rec.reason,
             rec.exception_message or rec.exception_type,
         )
-        self._drain_due()
         return Recorded(new, "postgres", dead_letter_id)
+
+    def mark_acted(self, dead_letter_id: int) -> None:
+        """Record that the dead letter's exhaustion action ran; never raises (unmarked, a
+        redelivered copy would run it again)."""
+        try:
+            with self.database.engine.begin() as conn:
+                conn.execute(_MARK_ACTED, {"id": dead_letter_id})
+        except SQLAlchemyError as e:
+            log.warning("dead letter %s: exhaustion action not marked done (%s)", dead_letter_id, e)
 
     def drain(self, limit: int = 1000) -> int:
         """Move spooled records to PostgreSQL; how many were moved."""
@@ -182,7 +190,7 @@ class DeadLetterStore:
                 raw = self.redis.lindex(SPOOL_KEY, -1)
                 if raw is None:
                     break
-                self._insert([DeadLetterRecord.from_json(str(raw))])
+                self._insert([DeadLetterRecord.from_json(str(raw))], acted=True)  # acted when spooled
                 self.redis.rpop(SPOOL_KEY)
                 moved += 1
         except (redis.RedisError, SQLAlchemyError) as e:
@@ -198,19 +206,20 @@ class DeadLetterStore:
             return set(found)
 
     def insert(self, records: list[DeadLetterRecord]) -> None:
-        """Write ``records`` (an existing message id is updated); raises on a database error."""
-        self._insert(records)
+        """Write ``records`` found elsewhere (``dlq adopt``: an existing message id is updated), with no
+        exhaustion action due; raises on a database error."""
+        self._insert(records, acted=True)
 
-    def _insert(self, records: list[DeadLetterRecord]) -> list[tuple[int, bool]]:
-        """Upsert ``records``; per record, its row id and whether the row is new (``xmax = 0``: the
-        row version was inserted by this statement, not updated)."""
+    def _insert(self, records: list[DeadLetterRecord], *, acted: bool = False) -> list[tuple[int, bool]]:
+        """Upsert ``records``; per record, its row id and whether its exhaustion action is due.
+        ``acted``: new rows need none (their action ran elsewhere, or they were adopted)."""
+        done = datetime.now(UTC) if acted else None
         with self.database.engine.begin() as conn:
-            result = conn.execute(_UPSERT, [r.to_row() for r in records])
+            result = conn.execute(_UPSERT, [{**r.to_row(), "action_done_at": done} for r in records])
             return [(int(i), bool(new)) for i, new in result]
 
     def _spool(self, rec: DeadLetterRecord) -> Recorded:
         """Spool ``rec`` to Redis; new unless an earlier spooling of the same message id claimed it."""
-        self._next_drain_at = 0.0
         try:
             self.redis.lpush(SPOOL_KEY, rec.to_json())
             claimed = self.redis.set(spooled_claim_key(rec.message_id), "1", nx=True, ex=SPOOLED_CLAIM_TTL_S)

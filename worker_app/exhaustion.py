@@ -31,9 +31,11 @@ from worker_app.policies import Alert, Defer, ExhaustionAction, Report, Severity
 
 log = logging.getLogger(__name__)
 
-PERMANENT_REASONS = frozenset({"permanent_error", "bad_message", "unknown_actor", "undecodable"})
-"""Deaths that trying again later cannot fix: a :class:`~worker_app.policies.Defer` runs its
-``otherwise`` for them."""
+PERMANENT_REASONS = frozenset(
+    {"permanent_error", "bad_message", "unknown_actor", "undecodable", "redelivery_limit", "age_limit"}
+)
+"""Deaths that trying again later cannot fix, or must not (a message that killed its worker, one
+too old to matter): a :class:`~worker_app.policies.Defer` runs its ``otherwise`` for them."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,9 @@ class Deps:
     dashboard_url: str | None = None
 
 
-def run_exhaustion(action: ExhaustionAction, rec: DeadLetterRecord, recorded: Recorded, deps: Deps) -> None:
-    """Run ``action`` for the dead message ``rec``; never raises (a failure is logged and alerted)."""
+def run_exhaustion(action: ExhaustionAction, rec: DeadLetterRecord, recorded: Recorded, deps: Deps) -> bool:
+    """Run ``action`` for the dead message ``rec``; whether it ran. Never raises: a failure is
+    logged and alerted (and the action stays due for a redelivered copy)."""
     if isinstance(action, Defer) and rec.reason in PERMANENT_REASONS:
         action = action.otherwise
     log.info(
@@ -57,6 +60,7 @@ def run_exhaustion(action: ExhaustionAction, rec: DeadLetterRecord, recorded: Re
     )  # fmt: skip
     try:
         _RUN[type(action)](action, rec, recorded, deps)
+        return True
     except Exception as e:  # an action must never break the nack of the message it is about
         log.exception("exhaustion action %s for %s failed", action, _name(rec, recorded))
         deps.alerts.raise_alert(
@@ -67,6 +71,7 @@ def run_exhaustion(action: ExhaustionAction, rec: DeadLetterRecord, recorded: Re
                 f"{replay_hint(recorded, rec, deps.dashboard_url)}",
             )
         )  # fmt: skip
+        return False
 
 
 def _alert(action: Alert, rec: DeadLetterRecord, recorded: Recorded, deps: Deps) -> None:

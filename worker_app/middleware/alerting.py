@@ -3,10 +3,12 @@
 * **Exhaustion actions.** :class:`~worker_app.middleware.dead_letters.DeadLetters` calls
   :meth:`Alerting.on_dead` after it recorded a dead message. The action
   (:func:`worker_app.policies.exhaustion_action`: the actor's ``when_exhausted``, its own policy's,
-  else its domain's) runs only when the record is new: a redelivered copy of a message already
-  recorded dead (its worker died before the nack) finds its row there and runs nothing. So it runs
-  once per dead letter, after the dead letter is durable, and never for a message that will still
-  be retried (those are not nacked). ``cybervpn_dead_letters_total{queue,reason}`` counts new ones.
+  else its domain's) runs only when the store says it is due (:class:`~worker_app.dead_letters.Recorded`)
+  and is then marked done on the row (``action_done_at``): a redelivered copy of a message whose
+  action ran (its worker died before the nack) runs nothing; one whose worker died between
+  recording and acting runs it. So it runs once per dead letter, after the dead letter is durable,
+  and never for a message that will still be retried (those are not nacked).
+  ``cybervpn_dead_letters_total{queue,reason}`` counts them.
 * **Unexpected errors.** An exception that is neither transient nor a declared permanent error
   (:func:`worker_app.exhaustion.is_unexpected`) raises an ``error`` alert on every failure; the
   fingerprint de-duplication makes that one message per new kind of bug and window, even while the
@@ -20,18 +22,22 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 
+from worker_app.alerts import created_once
 from worker_app.dead_letters import DeadLetterRecord, Recorded
 from worker_app.exhaustion import Deps, is_unexpected, run_exhaustion, unexpected_error_alert
 from worker_app.policies import exhaustion_action, policy_for
 
+if TYPE_CHECKING:
+    from worker_app.runtime import Runtime
+
 log = logging.getLogger(__name__)
 
 
-@functools.cache
+@created_once
 def _dead_letters_metric() -> Any:
     import prometheus_client as prom
 
@@ -44,14 +50,14 @@ class Alerting(dramatiq.Middleware):
     """Exhaustion actions and first-occurrence alerts for bugs. ``deps`` is built on first use (the
     runtime's alerts need Telegram and Redis clients, which must not exist before the fork)."""
 
-    def __init__(self, deps: Any) -> None:
-        self._deps_factory = deps
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
         self._broker: dramatiq.Broker | None = None
 
     @functools.cached_property
     def deps(self) -> Deps:
-        deps: Deps = self._deps_factory(self._broker)
-        return deps
+        broker = self._broker or dramatiq.get_broker()
+        return Deps(self.runtime.alerts, broker, self.runtime.settings.dashboard_url)
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
         self._broker = broker
@@ -60,8 +66,8 @@ class Alerting(dramatiq.Middleware):
         self._broker = broker
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
-        if "deps" in vars(self):
-            self.deps.alerts.close(timeout_s=5.0)
+        if "alerts" in vars(self.runtime):  # only if this process raised an alert
+            self.runtime.alerts.close(timeout_s=5.0)
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
@@ -81,8 +87,10 @@ class Alerting(dramatiq.Middleware):
         if not recorded.new:
             log.info("message %s was recorded dead before: its exhaustion action already ran", rec.message_id)
             return
-        _dead_letters_metric().labels(rec.queue_name, rec.reason).inc()
         options: dict[str, Any] = {}
         if self._broker is not None and rec.actor_name in self._broker.actors:
             options = self._broker.actors[rec.actor_name].options
-        run_exhaustion(exhaustion_action(rec.queue_name, options), rec, recorded, self.deps)
+        acted = run_exhaustion(exhaustion_action(rec.queue_name, options), rec, recorded, self.deps)
+        if acted and recorded.dead_letter_id is not None:
+            self.runtime.dead_letters.mark_acted(recorded.dead_letter_id)
+        _dead_letters_metric().labels(rec.queue_name, rec.reason).inc()

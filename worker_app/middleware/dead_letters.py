@@ -8,6 +8,7 @@ become messages; the broker's consumer hands them to :meth:`DeadLetters.record_u
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from dramatiq.common import q_name
 from dramatiq.errors import ActorNotFound
 
 from worker_app.dead_letters import (
+    DRAIN_EVERY_S,
     DeadLetterRecord,
     DeadLetterStore,
     Recorded,
@@ -35,6 +37,7 @@ class DeadLetters(dramatiq.Middleware):
     def __init__(self, store: DeadLetterStore, on_dead: OnDead | None = None) -> None:
         self.store = store
         self.on_dead = on_dead
+        self._stopped = threading.Event()
 
     def _record(self, rec: DeadLetterRecord) -> None:
         recorded = self.store.record(rec)
@@ -46,7 +49,18 @@ class DeadLetters(dramatiq.Middleware):
             log.exception("after recording dead letter of message %s", rec.message_id)
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        """Move spooled records now, then every ``DRAIN_EVERY_S`` from a thread of its own (never
+        on a message's thread: with Redis hung, a spool check would wait out its socket timeout)."""
         self.store.drain()
+        self._stopped.clear()
+        threading.Thread(target=self._drain_spool, name="dead-letter-spool", daemon=True).start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self._stopped.set()
+
+    def _drain_spool(self) -> None:
+        while not self._stopped.wait(DRAIN_EVERY_S):
+            self.store.drain()
 
     def before_nack(self, broker: dramatiq.Broker, message: Any) -> None:
         exc: BaseException | None = getattr(message, "_exception", None)
