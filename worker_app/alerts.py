@@ -33,7 +33,6 @@ occurrence, the newest ``ALERT_HISTORY_MAX`` kept for ``ALERT_HISTORY_DAYS``).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import re
@@ -42,10 +41,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 
+from worker_app.lazy import created_once
 from worker_app.notifications.redis_fallback import RedisFallback
 from worker_app.notifications.sender import DEFERRED, RETRY, SENT, TelegramSender
 from worker_app.notifications.text import MAX_TEXT_CHARS
@@ -174,27 +174,6 @@ def fingerprint(kind: str, actor: str | None, error_type: str | None, message: s
     the message dying of it later."""
     basis = "\x1f".join((kind, actor or "", error_type or "", normalise(message or "")))
     return f"{kind}:{hashlib.sha256(basis.encode()).hexdigest()[:16]}"
-
-
-T = TypeVar("T")
-
-
-def created_once(factory: Callable[[], T]) -> Callable[[], T]:
-    """``factory()`` once, whichever thread asks first: metrics are created on first use (after the
-    metrics middleware picked the multiprocess directory), and a second Counter of the same name —
-    two threads missing ``functools.cache`` at once — would raise."""
-    lock = threading.Lock()
-    made: list[T] = []
-
-    @functools.wraps(factory)
-    def get() -> T:
-        if not made:
-            with lock:
-                if not made:
-                    made.append(factory())
-        return made[0]
-
-    return get
 
 
 @created_once

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import dramatiq
 
-from worker_app.alerts import created_once
 from worker_app.dead_letters import DeadLetterRecord, Recorded
 from worker_app.exhaustion import Deps, is_unexpected, run_exhaustion, unexpected_error_alert
+from worker_app.lazy import created_once
 from worker_app.policies import exhaustion_action, policy_for
 
 if TYPE_CHECKING:

@@ -8,13 +8,13 @@ replay re-run after one was killed between its publish and its commit — is ski
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
 from sqlalchemy import text
 
 from worker_app.db import Database
+from worker_app.lazy import created_once
 from worker_app.middleware.once import RunOnce
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ _CLAIM = text("""
 _EXISTS = text("SELECT 1 FROM dead_letters WHERE id = :id")
 
 
-@functools.cache
+@created_once
 def _duplicates_metric() -> Any:
     import prometheus_client as prom
 

@@ -9,7 +9,6 @@ is not enqueued again.
 
 from __future__ import annotations
 
-import functools
 import logging
 from datetime import datetime
 from typing import Any
@@ -18,6 +17,7 @@ import dramatiq
 from sqlalchemy import text
 
 from worker_app.db import Database
+from worker_app.lazy import created_once
 from worker_app.middleware.once import RunOnce
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ _COUNT_DUPLICATE = text("""
 """)
 
 
-@functools.cache
+@created_once
 def _duplicates_metric() -> Any:
     import prometheus_client as prom
 

@@ -21,9 +21,10 @@ prometheus-client at the run's multiprocess directory.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
+
+from worker_app.lazy import created_once
 
 _LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600, float("inf"))
 
@@ -41,7 +42,7 @@ class _Metrics:
     redis_fallback: Any
 
 
-@functools.cache
+@created_once
 def _metrics() -> _Metrics:
     import prometheus_client as prom
 
