@@ -152,7 +152,7 @@ def test_operator_lists_recent_alerts_with_their_counts_by_cli_and_api(
     import subprocess
 
     from tests.fixtures.api import WORKER_APP
-    from worker_app.api import create_app
+    from worker_app.web.api import create_app
 
     # Given a bug raised three times and a critical incident once
     alerts = make_alerts()

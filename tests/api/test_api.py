@@ -15,8 +15,8 @@ from flask.testing import FlaskClient
 from tests.fixtures.api import WORKER_APP, serving
 from tests.fixtures.notifications import MakeRuntime
 from tests.fixtures.scheduler import purge, ready_count
-from worker_app.api import check_serving, create_app
 from worker_app.errors import ConfigurationError
+from worker_app.web.api import check_serving, create_app
 
 TOKEN = "api-test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -18,8 +18,8 @@ from tests.fixtures.notifications import MakeRuntime, unreachable_redis_url
 from tests.fixtures.ports import free_port
 from tests.fixtures.scheduler import amqp_parameters, purge, ready_count
 from tests.fixtures.worker import wait_for
-from worker_app.api import create_app
-from worker_app.dashboard import render_error
+from worker_app.web.api import create_app
+from worker_app.web.dashboard import render_error
 
 TOKEN = "dash-token-456"
 PAGES = ("/queues", "/dead-letters", "/jobs", "/schedules", "/workers", "/alerts")

@@ -137,7 +137,7 @@ def test_the_same_through_the_http_api(
 ) -> None:
     import worker_app
     from tests import e2e_actors
-    from worker_app.api import create_app
+    from worker_app.web.api import create_app
 
     client = create_app(make_runtime(API_TOKEN="t0ken"), worker_app.broker).test_client()
     auth = {"Authorization": "Bearer t0ken"}

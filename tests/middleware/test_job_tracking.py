@@ -50,7 +50,7 @@ def test_a_reported_failure_and_a_dead_job(stub_broker: StubBroker, progress_act
 def test_jobs_cli_lists_and_shows(stub_broker: StubBroker, progress_actor: Any) -> None:
     from click.testing import CliRunner
 
-    from worker_app.cli_jobs import jobs
+    from worker_app.cli.jobs import jobs
 
     job = run(stub_broker, progress_actor, 20)
     listed = CliRunner().invoke(jobs, ["list", "--status", "succeeded"])
@@ -138,7 +138,7 @@ def test_jobs_cancel_asks_first_and_a_no_or_end_of_input_aborts(
 ) -> None:
     from click.testing import CliRunner
 
-    from worker_app.cli_jobs import jobs
+    from worker_app.cli.jobs import jobs
 
     # Given a queued job
     database = get_runtime().database

@@ -44,7 +44,7 @@ def _report() -> QueueReport:
     """Depths from RabbitMQ, with open dead letters from PostgreSQL; this command is for bad days,
     so PostgreSQL down leaves the dead-letter counts unknown (``?``, ``null``) with a warning."""
     runtime = get_runtime()
-    report = queue_report(runtime.settings)  # RabbitMQ unreachable: one line, exit 3 (cli_errors)
+    report = queue_report(runtime.settings)  # RabbitMQ unreachable: one line, exit 3 (cli/errors.py)
     try:
         return with_dead_letters(report, runtime.database)
     except SQLAlchemyError as e:

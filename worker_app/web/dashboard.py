@@ -31,8 +31,8 @@ from werkzeug.wrappers import Response
 from models.worker import FINISHED_JOB_STATUSES, JOB_STATUSES
 from worker_app import dlq as dead_letters
 from worker_app import jobs as tracking
-from worker_app.api_models import DeadLetterQuery, JobPath, problems
 from worker_app.runtime import Runtime
+from worker_app.web.models import DeadLetterQuery, JobPath, problems
 
 FILTER_FIELDS = ("queue", "actor", "error", "since", "until")
 SELECTION_FIELDS = ("ids", "all", *FILTER_FIELDS)  # what a replay/discard confirmation posts again

@@ -15,7 +15,7 @@ import psycopg
 from scheduler.fire import conninfo, fire, process_name
 from scheduler.status import JobStatus, ScheduleStatus, current_status
 from scheduler.table import ScheduledJob, resolve_jobs
-from worker_app.cli_errors import BadInput
+from worker_app.cli.errors import BadInput
 from worker_app.errors import ConfigurationError
 from worker_app.runtime import get_runtime
 from worker_app.schedule_canary import read_canary
@@ -34,7 +34,7 @@ def _local_jobs() -> list[ScheduledJob]:
 def _connect() -> Iterator[psycopg.Connection[Any]]:
     url = get_runtime().settings.database_url.get_secret_value()
     with psycopg.connect(conninfo(url), autocommit=True, connect_timeout=5) as conn:
-        yield conn  # PostgreSQL unreachable: one line, exit 3 (cli_errors)
+        yield conn  # PostgreSQL unreachable: one line, exit 3 (cli/errors.py)
 
 
 def _when(value: datetime | None) -> str:

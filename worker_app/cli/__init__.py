@@ -8,13 +8,13 @@ import sys
 import click
 
 from worker_app import broker, migrate
-from worker_app.cli_alerts import alerts
-from worker_app.cli_dlq import dlq
-from worker_app.cli_errors import BadInput, CliGroup
-from worker_app.cli_jobs import jobs
-from worker_app.cli_notifications import notifications
-from worker_app.cli_queues import queues
-from worker_app.cli_schedules import schedules
+from worker_app.cli.alerts import alerts
+from worker_app.cli.dlq import dlq
+from worker_app.cli.errors import BadInput, CliGroup
+from worker_app.cli.jobs import jobs
+from worker_app.cli.notifications import notifications
+from worker_app.cli.queues import queues
+from worker_app.cli.schedules import schedules
 from worker_app.heartbeat import ping as ping_queues
 from worker_app.policies import DOMAINS
 from worker_app.runtime import get_runtime
@@ -134,8 +134,8 @@ def serve(host: str | None, port: int | None) -> None:
     from werkzeug.serving import make_server
 
     import worker_app
-    from worker_app.api import check_serving, create_app
     from worker_app.errors import ConfigurationError
+    from worker_app.web.api import check_serving, create_app
 
     runtime = get_runtime()
     settings = runtime.settings

@@ -9,7 +9,7 @@
   filters as query parameters), ``GET /api/v1/dead-letters/<id>``, ``POST
   /api/v1/dead-letters/replay`` and ``/discard`` (``{ids}`` or filters, or ``{"all": true}``).
 * ``GET /healthz`` (the process answers), ``GET /readyz`` (PostgreSQL, Redis and RabbitMQ answer),
-  ``GET /api/v1/openapi.json`` (generated from :mod:`worker_app.api_models`) — no token needed.
+  ``GET /api/v1/openapi.json`` (generated from :mod:`worker_app.web.models`) — no token needed.
 
 Every other ``/api/`` route needs ``Authorization: Bearer <API_TOKEN>``. Without ``API_TOKEN`` the
 server refuses to start unless it binds to a loopback address (then no token is asked). Every
@@ -34,13 +34,13 @@ from flask_openapi3.types import ResponseDict
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from worker_app import api_models as m
 from worker_app import dlq as dead_letters
 from worker_app import jobs as tracking
 from worker_app.arguments import mismatch
 from worker_app.errors import ConfigurationError
 from worker_app.outages import outage_of
 from worker_app.runtime import Runtime
+from worker_app.web import models as m
 
 log = logging.getLogger(__name__)
 BEARER: list[dict[str, list[Any]]] = [{"bearer": []}]
@@ -120,7 +120,7 @@ def create_app(runtime: Runtime, broker: dramatiq.Broker) -> Flask:
     _health_routes(app, runtime, broker)
     _job_routes(app, runtime, broker)
     _dead_letter_routes(app, runtime, broker)
-    from worker_app.dashboard import create_dashboard
+    from worker_app.web.dashboard import create_dashboard
 
     create_dashboard(app, runtime, broker)
     return app
@@ -174,7 +174,7 @@ def _error(status: int, error: str, detail: Any = None) -> tuple[Response | str,
         if status == 503:
             response.headers["Retry-After"] = "5"
         return response, status
-    from worker_app.dashboard import render_error
+    from worker_app.web.dashboard import render_error
 
     return render_error(status, error, detail if isinstance(detail, str) else None)
 

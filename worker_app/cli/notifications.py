@@ -9,7 +9,7 @@ from typing import Any
 import click
 from sqlalchemy import text
 
-from worker_app.cli_errors import BadInput, Unreachable, outage_line
+from worker_app.cli.errors import BadInput, Unreachable, outage_line
 from worker_app.notifications.queue import DUE
 from worker_app.outages import outage_of
 from worker_app.runtime import get_runtime
