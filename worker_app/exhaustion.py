@@ -23,10 +23,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
+from dramatiq.common import q_name
 
 from worker_app.alerts import AdminAlerts, AlertEvent, fingerprint
-from worker_app.dead_letters import DeadLetterRecord, Recorded
-from worker_app.errors import JobCancelled, PermanentError, TransientError
+from worker_app.dead_letters import DeadLetterRecord, Recorded, describe_exception
+from worker_app.errors import JobCancelled, TransientError
+from worker_app.middleware.retries import is_permanent
 from worker_app.policies import Alert, Defer, ExhaustionAction, Report, Severity, Skip, Warn
 
 log = logging.getLogger(__name__)
@@ -149,19 +151,15 @@ def dead_letter_alert(
 def is_unexpected(exception: BaseException, actor_options: Mapping[str, Any]) -> bool:
     """A bug: neither transient (ours or a connection/timeout error of a library) nor a declared
     permanent error, nor a cancellation."""
-    throws = actor_options.get("throws")
-    if isinstance(exception, (PermanentError, TransientError, JobCancelled, *_TRANSIENT)):
-        return False
-    return not (throws and isinstance(exception, throws))
+    transient = isinstance(exception, (TransientError, JobCancelled, *_TRANSIENT))
+    return not transient and not is_permanent(exception, actor_options)
 
 
 def unexpected_error_alert(message: Any, exception: BaseException, max_retries: int) -> AlertEvent:
     """The first-occurrence alert of a bug, raised while the message may still be retried."""
-    from worker_app.dead_letters import describe_exception
-
     kind, text, _trace = describe_exception(exception)
     attempt = message.options.get("retries", 0) + 1
-    queue = message.queue_name.removesuffix(".DQ").removesuffix(".XQ")
+    queue = q_name(message.queue_name)
     retrying = attempt <= max_retries and not message.failed
     fate = f"attempt {attempt}: not retried"
     if retrying:

@@ -145,7 +145,7 @@ def test_an_incident_key_is_its_fingerprint(
 
 
 def test_operator_lists_recent_alerts_with_their_counts_by_cli_and_api(
-    make_alerts: MakeAlerts, runtime: Runtime, sandbox: RunningSandbox
+    make_alerts: MakeAlerts, runtime: Runtime, sandbox: RunningSandbox, redis_client: Any
 ) -> None:
     import json
     import os
@@ -159,7 +159,8 @@ def test_operator_lists_recent_alerts_with_their_counts_by_cli_and_api(
     for n in range(3):
         alerts.raise_alert(bug("renew", "KeyError", f"'plan_{n}'"))
     assert alerts.flush(10)
-    time.sleep(0.01)  # the history orders by the millisecond
+    bugs_at = recent_alerts(redis_client)[0]["last_at"]  # the history orders by the millisecond
+    wait_for(lambda: time.time() >= bugs_at + 0.002, 5, "the clock to pass the bugs' millisecond")
     alerts.alert("payments.webhook_forged", "a webhook with a bad signature", severity="critical")
     assert alerts.flush(10)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import click
 
 from worker_app.alerts import KINDS, recent_alerts
 from worker_app.policies import SEVERITIES
 from worker_app.runtime import get_runtime
+from worker_app.timefmt import utc_stamp
 
 
 @click.command()
@@ -33,7 +33,7 @@ def alerts(severity: str | None, kind: str | None, limit: int, as_json: bool) ->
         return
     click.echo(f"{'LAST SEEN (UTC)':<19} {'SEVERITY':<8} {'KIND':<16} {'COUNT':>6} {'SENT':>4}  TITLE")
     for item in found:
-        stamp = datetime.fromtimestamp(item["last_at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        stamp = utc_stamp(item["last_at"])
         click.echo(
             f"{stamp:<19} {item['severity']:<8} {item['kind']:<16} {item['count']:>6} {item['messages']:>4}  "
             f"{item['title']}"

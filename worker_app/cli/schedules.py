@@ -19,6 +19,7 @@ from worker_app.cli.errors import BadInput
 from worker_app.errors import ConfigurationError
 from worker_app.runtime import get_runtime
 from worker_app.schedule_canary import read_canary
+from worker_app.timefmt import utc_stamp
 
 
 def _local_jobs() -> list[ScheduledJob]:
@@ -37,10 +38,6 @@ def _connect() -> Iterator[psycopg.Connection[Any]]:
         yield conn  # PostgreSQL unreachable: one line, exit 3 (cli/errors.py)
 
 
-def _when(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
-
-
 def _schedule_text(job: ScheduledJob) -> str:
     return job.schedule + (f" +≤{job.jitter_s}s" if job.jitter_s else "")
 
@@ -49,7 +46,7 @@ def _last_text(item: JobStatus) -> str:
     if item.last is None:
         return "-"
     state = item.last.status if item.last.kind == "scheduled" else f"{item.last.status} ({item.last.kind})"
-    return f"{_when(item.last.scheduled_at)} {state}"
+    return f"{utc_stamp(item.last.scheduled_at)} {state}"
 
 
 def _as_json(status: ScheduleStatus) -> dict[str, Any]:
@@ -109,7 +106,7 @@ def schedules(ctx: click.Context, as_json: bool) -> None:
     if status.standbys:
         click.echo("standby:  " + ", ".join(h.application_name for h in status.standbys))
     source = (
-        f"as published by {status.published_by} at {_when(status.published_at)}"
+        f"as published by {status.published_by} at {utc_stamp(status.published_at)}"
         if status.published_by
         else "this host's configuration (no scheduler has led yet)"
     )
@@ -123,7 +120,8 @@ def schedules(ctx: click.Context, as_json: bool) -> None:
         job = item.job
         if job.enabled:
             click.echo(
-                f"{job.name:<30} {_schedule_text(job):<18} {_last_text(item):<34} {_when(item.next_fire_at)}"
+                f"{job.name:<30} {_schedule_text(job):<18} {_last_text(item):<34} "
+                f"{utc_stamp(item.next_fire_at)}"
             )
         else:
             click.echo(f"{job.name:<30} {_schedule_text(job):<18} disabled: {job.disabled_reason}")

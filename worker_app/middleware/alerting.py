@@ -74,7 +74,6 @@ class Alerting(dramatiq.Middleware):
     ) -> None:
         if exception is None:
             return
-        self._broker = broker
         actor = broker.actors.get(message.actor_name)
         options: dict[str, Any] = actor.options if actor else {}
         if not is_unexpected(exception, options):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import dramatiq
@@ -21,6 +22,12 @@ from worker_app.errors import BadMessage, JobCancelled, PermanentError, RateLimi
 from worker_app.policies import MAX_RATE_LIMITED_RETRIES, RetryPolicy, policy_for
 
 log = logging.getLogger(__name__)
+
+
+def is_permanent(exception: BaseException, actor_options: Mapping[str, Any]) -> bool:
+    """Retrying cannot help: a :class:`PermanentError` or one of the actor's ``throws``."""
+    throws = actor_options.get("throws")
+    return isinstance(exception, PermanentError) or bool(throws and isinstance(exception, throws))
 
 
 class PolicyRetries(dramatiq.Middleware):
@@ -44,7 +51,7 @@ class PolicyRetries(dramatiq.Middleware):
         message.options["last_failed_at"] = now_ms
         actor = broker.actors.get(message.actor_name)
         actor_options: dict[str, Any] = actor.options if actor else {}
-        if self._is_permanent(exception, actor_options):
+        if is_permanent(exception, actor_options):
             self._fail(message, "bad_message" if isinstance(exception, BadMessage) else "permanent_error")
             return
         if (
@@ -62,11 +69,6 @@ class PolicyRetries(dramatiq.Middleware):
         message.options["retries"] = retries + 1
         delay_ms = exception.delay if isinstance(exception, Retry) and exception.delay else None
         self._retry(broker, message, delay_ms if delay_ms is not None else policy.delay_ms(retries + 1))
-
-    @staticmethod
-    def _is_permanent(exception: BaseException, actor_options: dict[str, Any]) -> bool:
-        throws = actor_options.get("throws")
-        return isinstance(exception, PermanentError) or bool(throws and isinstance(exception, throws))
 
     @staticmethod
     def _fail(message: Any, reason: str) -> None:

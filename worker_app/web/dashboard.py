@@ -19,7 +19,6 @@ import hmac
 import secrets
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
@@ -32,15 +31,12 @@ from models.worker import FINISHED_JOB_STATUSES, JOB_STATUSES
 from worker_app import dlq as dead_letters
 from worker_app import jobs as tracking
 from worker_app.runtime import Runtime
+from worker_app.timefmt import utc_stamp
 from worker_app.web.models import DeadLetterQuery, JobPath, problems
 
 FILTER_FIELDS = ("queue", "actor", "error", "since", "until")
 SELECTION_FIELDS = ("ids", "all", *FILTER_FIELDS)  # what a replay/discard confirmation posts again
 FINISHED = FINISHED_JOB_STATUSES
-
-
-def _when(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
 def _bar(job: Any) -> Markup:
@@ -71,7 +67,7 @@ def _csrf() -> str:
 
 def _page(template: str, title: str, refresh: int = 0, **context: Any) -> str:
     return render_template(
-        f"dashboard/{template}", title=title, refresh=refresh, csrf=_csrf, when=_when, bar=_bar,
+        f"dashboard/{template}", title=title, refresh=refresh, csrf=_csrf, when=utc_stamp, bar=_bar,
         rate=lambda r: "?" if r is None else f"{r:.1f}", **context,
     )  # fmt: skip
 
@@ -303,7 +299,6 @@ def _fleet_pages(pages: Blueprint, runtime: Runtime, broker: dramatiq.Broker) ->
 
         return _page(
             "alerts.html", "Alerts", refresh=10, alerts=recent_alerts(runtime.redis, 100),
-            ts=lambda t: datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S"),
         )  # fmt: skip
 
     @pages.get("/workers")
@@ -313,6 +308,5 @@ def _fleet_pages(pages: Blueprint, runtime: Runtime, broker: dramatiq.Broker) ->
         now = time.time()
         return _page(
             "workers.html", "Workers", refresh=5, workers=alive_workers(runtime.redis),
-            ts=lambda t: datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S"),
             ago=lambda t: f"{max(0.0, now - t):.0f} s ago",
         )  # fmt: skip
