@@ -1,4 +1,4 @@
-"""Dramatiq actors, one module per domain; the module name is the queue name.
+"""Dramatiq actors, one package per domain; the package name is the queue name.
 
 Imported by ``worker_app`` after the broker is set, so every actor binds to it.
 """

@@ -46,11 +46,11 @@ from typing import Any
 import redis
 
 from worker_app.lazy import created_once
-from worker_app.notifications.redis_fallback import RedisFallback
-from worker_app.notifications.sender import DEFERRED, RETRY, SENT, TelegramSender
-from worker_app.notifications.text import MAX_TEXT_CHARS
 from worker_app.policies import SEVERITIES, Severity
 from worker_app.redis_client import key
+from worker_app.redis_fallback import RedisFallback
+from worker_app.telegram.sender import DEFERRED, RETRY, SENT, TelegramSender
+from worker_app.telegram.text import MAX_TEXT_CHARS
 
 log = logging.getLogger(__name__)
 

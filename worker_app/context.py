@@ -45,3 +45,13 @@ def current_trace_id() -> str | None:
 def bind(ctx: MessageContext | None) -> None:
     """Bind (or with ``None`` clear) this thread's message context."""
     _current.set(ctx)
+
+
+def current_message_id() -> str:
+    """The id of the Dramatiq message this thread is running; raises outside a worker."""
+    from dramatiq.middleware import CurrentMessage
+
+    message = CurrentMessage.get_current_message()
+    if message is None:
+        raise RuntimeError("called outside a Dramatiq worker")
+    return str(message.message_id)

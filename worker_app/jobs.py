@@ -4,7 +4,7 @@ Producers enqueue with :func:`enqueue_job` (the HTTP API does); the row is writt
 message is published, so a worker always finds it. The :class:`~worker_app.middleware.jobs.JobTracking`
 middleware moves it through ``queued → running → succeeded | failed | deferred | dead`` (back to
 ``queued`` while a retry waits); a broadcast's job goes on to ``sending`` and ends with the
-broadcast (:mod:`worker_app.notifications.broadcast`). Actors report progress with one call::
+broadcast (the notifications domain's ``broadcast`` module). Actors report progress with one call::
 
     from worker_app.jobs import report_progress
     report_progress(processed=500, total=2000, failed=3)
@@ -230,14 +230,36 @@ class CancelResult:
 Canceller = Callable[[Database, str, str, "redis.Redis | None"], "CancelResult | None"]
 """A domain's cancel for what it owns beyond a job's message (a broadcast's rows, a deferred send's
 row): ``(database, job_id, by, redis_client)`` → a result, or ``None`` when ``job_id`` is not its."""
+Describer = Callable[[Database, str], "str | None"]
+"""What a domain's ``job_id`` without a job row is, in one line (``None`` when it is not the domain's)."""
 _CANCELLERS: list[Canceller] = []
+_DESCRIBERS: list[Describer] = []
 
 
-def register_canceller(canceller: Canceller) -> Canceller:
-    """Ask ``canceller`` first in :func:`cancel_job` (a domain registers one when its actors load)."""
+def register_canceller(canceller: Canceller, describe: Describer | None = None) -> Canceller:
+    """Ask ``canceller`` first in :func:`cancel_job` (a domain registers one when its actors load);
+    ``describe`` names, for :func:`describe_job`, what the domain owns that has no job row."""
     if canceller not in _CANCELLERS:
         _CANCELLERS.append(canceller)
+    if describe is not None and describe not in _DESCRIBERS:
+        _DESCRIBERS.append(describe)
     return canceller
+
+
+def describe_job(database: Database, job_id: str) -> str | None:
+    """What ``job_id`` is, in one line, before it is cancelled: a job with its actor, status and
+    progress, or what a domain owns under that id (a broadcast); ``None`` when nothing has it."""
+    job = get_job(database, job_id)
+    if job is not None:
+        progress = job.progress or {}
+        done = f", {progress.get('processed')}/{progress.get('total')}" if progress else ""
+        by = f", started by {job.initiated_by}" if job.initiated_by else ""
+        return f"job {job_id} ({job.actor_name}, {job.status}{done}{by})"
+    for describe in _DESCRIBERS:
+        found = describe(database, job_id)
+        if found is not None:
+            return found
+    return None
 
 
 def cancel_job(

@@ -5,9 +5,10 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, TypeVar, cast
 
 import redis
 
@@ -16,12 +17,11 @@ from worker_app.clients.telegram import TelegramClient
 from worker_app.config import Settings
 from worker_app.db import Database
 from worker_app.dead_letters import DeadLetterStore
-from worker_app.notifications.broadcast import refresh_progress
-from worker_app.notifications.journal import SendJournal
-from worker_app.notifications.queue import DrainConfig, QueueDrainer
-from worker_app.notifications.sender import TelegramSender, build_sender
-from worker_app.notifications.slots import DrainerSlots
 from worker_app.redis_client import make_redis
+from worker_app.telegram.journal import SendJournal
+from worker_app.telegram.sender import TelegramSender, build_sender
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -34,6 +34,9 @@ class Runtime:
     dead_letters: DeadLetterStore = field(init=False)
     stopping: threading.Event = field(init=False, default_factory=threading.Event)
     """Set when the worker begins to shut down (:class:`~worker_app.middleware.lifecycle.StopFlag`)."""
+    services: dict[Callable[..., Any], Any] = field(init=False, default_factory=dict)
+    """The domains' services made by :meth:`service`, by factory."""
+    _services_lock: threading.RLock = field(init=False, repr=False, default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
         self.database = Database(self.settings.database_url.get_secret_value())
@@ -73,39 +76,18 @@ class Runtime:
         )
 
     @cached_property
-    def notification_drainer(self) -> QueueDrainer:
-        """The ``notification_queue`` consumer, sending on NOTIFICATION_SEND_CONCURRENCY threads."""
-        s = self.settings
-        pool = ThreadPoolExecutor(s.notification_send_concurrency, thread_name_prefix="telegram-send")
-        config = DrainConfig(
-            batch_size=s.notification_batch_size,
-            max_retries=s.notification_max_retries,
-            budget_s=s.notification_drain_budget_s,
-            max_wait_s=s.notification_max_wait_s,
-            poll_interval_s=s.notification_poll_interval_s,
-        )
-        return QueueDrainer(
-            self.database,
-            self.telegram_sender,
-            pool,
-            config,
-            stopping=self.stopping,
-            after_batch=lambda ids: refresh_progress(self.database, self.redis, ids),
-            journal=self.send_journal,
-        )
-
-    @cached_property
     def send_journal(self) -> SendJournal:
         """Sends Telegram accepted, recorded at once so a crash does not send them again."""
         return SendJournal(self.redis)
 
-    @cached_property
-    def drainer_slots(self) -> DrainerSlots:
-        """Fleet-wide cap on concurrent drains (NOTIFICATION_DRAINERS)."""
-        s = self.settings
-        return DrainerSlots(
-            self.redis, max_holders=s.notification_drainers, ttl_s=s.notification_drain_budget_s + 60
-        )
+    def service(self, factory: Callable[[Runtime], T]) -> T:
+        """A domain's long-lived service for this process: ``factory(self)`` the first time it is
+        asked for, the same object after that (one per runtime and factory; thread-safe). A domain
+        keeps its own services (the notifications drainer, say) in its package this way."""
+        with self._services_lock:
+            if factory not in self.services:
+                self.services[factory] = factory(self)
+            return cast(T, self.services[factory])
 
 
 _runtime: Runtime | None = None

@@ -9,12 +9,11 @@ import dramatiq
 import sqlalchemy as sa
 from dramatiq.brokers.stub import StubBroker
 
-from actors.notifications import broadcast_message, process_notification_queue, send_notification
+from actors.notifications import broadcast, broadcast_message, process_notification_queue, send_notification
+from actors.notifications.slots import SLOTS_KEY
 from sandbox.server import RunningSandbox
 from tests.fixtures.notifications import ADMIN_CHAT, insert_rows, rows
 from tests.fixtures.stub import DelayCapturingStubBroker, run_until_idle
-from worker_app.notifications import broadcast
-from worker_app.notifications.slots import SLOTS_KEY
 from worker_app.policies import MAX_RATE_LIMITED_RETRIES
 from worker_app.runtime import Runtime
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from actors.notifications.queue import DrainConfig, QueueDrainer, drainer
 from sandbox.server import RunningSandbox
 from tests.fixtures.notifications import MakeRuntime, insert_rows, rows
 from tests.fixtures.ports import free_port
@@ -20,8 +21,9 @@ from tests.fixtures.worker import wait_for
 from worker_app.clients.telegram import TelegramClient
 from worker_app.config import load_settings
 from worker_app.errors import ConfigurationError
-from worker_app.notifications import metrics
-from worker_app.notifications.breaker import (
+from worker_app.runtime import Runtime
+from worker_app.telegram import metrics
+from worker_app.telegram.breaker import (
     CLOSED,
     HALF_OPEN,
     OPEN,
@@ -29,10 +31,8 @@ from worker_app.notifications.breaker import (
     BreakerConfig,
     CircuitBreaker,
 )
-from worker_app.notifications.queue import DrainConfig, QueueDrainer
-from worker_app.notifications.ratelimit import DEFAULT_FALLBACK_RATE_PER_S
-from worker_app.notifications.sender import DEFERRED, RETRY, SENT, TelegramSender, build_sender
-from worker_app.runtime import Runtime
+from worker_app.telegram.ratelimit import DEFAULT_FALLBACK_RATE_PER_S
+from worker_app.telegram.sender import DEFERRED, RETRY, SENT, TelegramSender, build_sender
 
 
 class Clock:
@@ -167,7 +167,7 @@ def test_an_outage_logs_one_warning_one_info_per_probe_and_one_info_when_it_ends
     clock = Clock()
     breaker = CircuitBreaker(BreakerConfig(failures=3, cooldown_s=5), clock=clock)
     opens = metrics.breaker_opens()
-    with caplog.at_level(logging.INFO, logger="worker_app.notifications.breaker"):
+    with caplog.at_level(logging.INFO, logger="worker_app.telegram.breaker"):
         for _ in range(20):  # a whole batch failing, most of it while already open
             breaker.record_failure("HTTP 502")
         clock.advance(5)
@@ -259,7 +259,7 @@ def test_a_drain_into_a_dead_telegram_stops_after_one_batch_without_burning_atte
     insert_rows(db_engine, list(range(2000, 2200)))
     sandbox.state.set_faults(down=True)
     # When the queue is drained
-    report = runtime.notification_drainer.drain()
+    report = runtime.service(drainer).drain()
     # Then the breaker stopped it after one batch instead of walking every row into the outage
     assert report.stopped == "breaker" and report.batches == 1
     assert dropped(sandbox) <= 4 + 8, "calls: the failures that opened it, plus sends in flight"
@@ -284,7 +284,7 @@ def test_after_an_outage_the_drain_probes_and_then_sends_every_deferred_row(
         drain = threading.Thread(target=lambda: reports.append(drainer.drain()))
         drain.start()
         # When Telegram comes back after a few failed probes
-        with caplog.at_level(logging.INFO, logger="worker_app.notifications.breaker"):
+        with caplog.at_level(logging.INFO, logger="worker_app.telegram.breaker"):
             wait_for(lambda: failed_probes(caplog) >= 2, 10, "the breaker to open and fail two probes")
         sandbox.state.set_faults(down=False)
         calls_while_down = dropped(sandbox)

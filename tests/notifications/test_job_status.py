@@ -10,13 +10,12 @@ import dramatiq
 import sqlalchemy as sa
 from dramatiq.brokers.stub import StubBroker
 
-from actors.notifications import broadcast_message, process_notification_queue, send_notification
+from actors.notifications import broadcast, broadcast_message, process_notification_queue, send_notification
+from actors.notifications.slots import SLOTS_KEY
 from sandbox.server import RunningSandbox
 from tests.fixtures.notifications import rows
 from tests.fixtures.stub import DelayCapturingStubBroker, run_until_idle
 from worker_app import jobs as tracking
-from worker_app.notifications import broadcast
-from worker_app.notifications.slots import SLOTS_KEY
 from worker_app.runtime import Runtime
 
 QUEUE = "notifications"

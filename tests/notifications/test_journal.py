@@ -11,12 +11,13 @@ import sqlalchemy as sa
 from dramatiq.brokers.stub import StubBroker
 
 from actors.notifications import send_notification
+from actors.notifications.queue import drainer
 from sandbox.server import RunningSandbox
 from tests.fixtures.notifications import MakeRuntime, insert_rows, rows, unreachable_redis_url
 from tests.notifications.test_actors import drain_stub
-from worker_app.notifications.journal import message_key, row_key
-from worker_app.notifications.sender import SENT, Delivery
 from worker_app.runtime import Runtime
+from worker_app.telegram.journal import message_key, row_key
+from worker_app.telegram.sender import SENT, Delivery
 
 
 def test_rows_a_killed_drain_had_sent_are_settled_from_the_journal_not_sent_again(
@@ -29,7 +30,7 @@ def test_rows_a_killed_drain_had_sent_are_settled_from_the_journal_not_sent_agai
             row_key(notification_id), Delivery(SENT, message_id=9000 + n, chat_id=501 + n, sent_at=1.7e9)
         )
     # When the queue is drained again
-    report = runtime.notification_drainer.drain()
+    report = runtime.service(drainer).drain()
     # Then only the other two reach Telegram, all four are sent, the journalled two with their ids
     assert sorted(e["chat_id"] for e in sandbox.state.received()) == [503, 504]
     assert report.sent == 4
@@ -46,15 +47,15 @@ def test_every_accepted_send_is_journalled_before_its_batch_commits(
     ids = insert_rows(db_engine, [511, 512])
     journal = runtime.send_journal
     seen: list[dict[str, Delivery]] = []
-    original = runtime.notification_drainer._send_all
+    original = runtime.service(drainer)._send_all
 
     def send_then_look(*args: Any) -> list[Delivery]:  # what a kill right after the sends would leave
         deliveries = original(*args)
         seen.append(journal.lookup([row_key(i) for i in ids]))
         return deliveries
 
-    runtime.notification_drainer._send_all = send_then_look  # type: ignore[method-assign]
-    runtime.notification_drainer.drain()
+    runtime.service(drainer)._send_all = send_then_look  # type: ignore[method-assign]
+    runtime.service(drainer).drain()
     assert len(seen) == 1 and sorted(d.chat_id for d in seen[0].values() if d.chat_id) == [511, 512]
 
 
@@ -63,7 +64,7 @@ def test_with_redis_down_the_journal_is_skipped_and_rows_are_still_sent(
 ) -> None:
     runtime = make_runtime(REDIS_URL=unreachable_redis_url())
     insert_rows(db_engine, [521, 522, 523])
-    report = runtime.notification_drainer.drain()
+    report = runtime.service(drainer).drain()
     assert report.sent == 3 and len(sandbox.state.received()) == 3
 
 

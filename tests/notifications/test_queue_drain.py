@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from actors.notifications.queue import drainer
 from sandbox.server import RunningSandbox
 from tests.fixtures.notifications import MakeRuntime, insert_rows, rows
 from tests.fixtures.worker import wait_for
@@ -24,7 +25,7 @@ def test_ten_pending_rows_are_sent_with_ten_telegram_calls(
     # Given ten due rows
     insert_rows(db_engine, list(range(101, 111)))
     # When the queue is drained
-    report = runtime.notification_drainer.drain()
+    report = runtime.service(drainer).drain()
     # Then Telegram got ten sendMessage calls and every row is sent with its message id
     assert len(sends(sandbox)) == 10
     assert report.sent == 10 and report.stopped == "empty"
@@ -35,7 +36,7 @@ def test_ten_pending_rows_are_sent_with_ten_telegram_calls(
 
 
 def test_empty_queue_is_a_clean_no_op(runtime: Runtime, sandbox: RunningSandbox) -> None:
-    report = runtime.notification_drainer.drain()
+    report = runtime.service(drainer).drain()
     assert report.summary() == {
         "batches": 0,
         "sent": 0,
@@ -52,7 +53,7 @@ def test_rows_not_yet_scheduled_or_not_yet_due_are_left_alone(
 ) -> None:
     insert_rows(db_engine, [1], scheduled_at="now() + interval '1 hour'")
     insert_rows(db_engine, [2], next_attempt_at="now() + interval '1 minute'", attempts="1")
-    runtime.notification_drainer.drain()
+    runtime.service(drainer).drain()
     assert sandbox.state.stats()["total"] == 0
     assert {r["status"] for r in rows(db_engine)} == {"pending"}
 
@@ -64,7 +65,7 @@ def test_a_429_pauses_sending_and_is_retried_without_counting_an_attempt(
     sandbox.state.set_faults(rate_limit_count=1, rate_limit_retry_after=1)
     insert_rows(db_engine, [201, 202, 203])
     # When the queue is drained
-    report = runtime.notification_drainer.drain()
+    report = runtime.service(drainer).drain()
     # Then every row is sent in the end, none lost, and the 429 cost no attempt
     assert [r["status"] for r in rows(db_engine)] == ["sent"] * 3
     assert [r["attempts"] for r in rows(db_engine)] == [0, 0, 0]
@@ -78,7 +79,7 @@ def test_telegram_down_counts_an_attempt_and_keeps_the_error(
     sandbox.state.set_faults(server_error_count=10, server_error_status=502)
     insert_rows(db_engine, [301])
     before = datetime.now(UTC)
-    runtime.notification_drainer.drain()
+    runtime.service(drainer).drain()
     [row] = rows(db_engine)
     assert row["status"] == "pending" and row["attempts"] == 1
     assert "502" in row["error_message"]
@@ -91,7 +92,7 @@ def test_the_fifth_failure_marks_the_row_failed_and_it_is_never_picked_again(
 ) -> None:
     sandbox.state.set_faults(server_error_count=10, server_error_status=503)
     insert_rows(db_engine, [401], attempts="4")
-    report = runtime.notification_drainer.drain()
+    report = runtime.service(drainer).drain()
     [row] = rows(db_engine)
     assert row["status"] == "failed" and row["attempts"] == 5
     assert [r.telegram_id for r, _ in report.exhausted] == [401]
@@ -99,7 +100,7 @@ def test_the_fifth_failure_marks_the_row_failed_and_it_is_never_picked_again(
     with db_engine.begin() as conn:
         conn.execute(sa.text("UPDATE notification_queue SET next_attempt_at = now() - interval '1 day'"))
     calls = sandbox.state.stats()["total"]
-    runtime.notification_drainer.drain()
+    runtime.service(drainer).drain()
     assert sandbox.state.stats()["total"] == calls
 
 
@@ -110,7 +111,7 @@ def test_a_row_locked_by_another_transaction_is_skipped_not_waited_on(
     with db_engine.connect() as other:
         other.execute(sa.text("SELECT 1 FROM notification_queue WHERE id = :id FOR UPDATE"), {"id": locked})
         # a drain that waited on the lock would block here until the test timeout
-        runtime.notification_drainer.drain()
+        runtime.service(drainer).drain()
         other.rollback()
     status = {r["id"]: r["status"] for r in rows(db_engine)}
     assert status == {locked: "pending", free: "sent"}
@@ -123,7 +124,7 @@ def test_a_blocked_chat_fails_at_once_with_a_readable_error_and_others_are_unaff
     sandbox.state.mark_chat(601, "blocked")
     sandbox.state.mark_chat(602, "not_found")
     insert_rows(db_engine, [601, 602, 603])
-    runtime.notification_drainer.drain()
+    runtime.service(drainer).drain()
     by_chat = {r["telegram_id"]: r for r in rows(db_engine)}
     assert by_chat[601]["status"] == "failed" and by_chat[601]["attempts"] == 1
     assert "Forbidden: bot was blocked by the user" in by_chat[601]["error_message"]
@@ -137,7 +138,7 @@ def test_a_migrated_group_gets_the_message_in_its_new_chat(
 ) -> None:
     sandbox.state.mark_chat(-4242, "migrated", migrate_to_chat_id=-1004242)
     insert_rows(db_engine, [-4242])
-    runtime.notification_drainer.drain()
+    runtime.service(drainer).drain()
     [row] = rows(db_engine)
     assert row["status"] == "sent"
     assert [e["chat_id"] for e in sends(sandbox) if e["status"] == 200] == [-1004242]
@@ -148,7 +149,7 @@ def test_text_telegram_would_refuse_fails_without_a_telegram_call(
 ) -> None:
     insert_rows(db_engine, [701], text="x" * 4097)
     insert_rows(db_engine, [702], text="<b>" + "y" * 4096 + "</b>")  # 4096 visible characters: fine
-    runtime.notification_drainer.drain()
+    runtime.service(drainer).drain()
     by_chat = {r["telegram_id"]: r for r in rows(db_engine)}
     assert by_chat[701]["status"] == "failed"
     assert "4097 characters" in by_chat[701]["error_message"] and "4096" in by_chat[701]["error_message"]
@@ -161,7 +162,7 @@ def test_a_wrong_bot_token_stops_the_drain_and_loses_nothing(
 ) -> None:
     runtime = make_runtime(TELEGRAM_BOT_TOKEN="999:not-a-known-token")
     insert_rows(db_engine, [801, 802])
-    report = runtime.notification_drainer.drain()
+    report = runtime.service(drainer).drain()
     assert report.stopped == "halt" and "401" in (report.halt_error or "")
     assert [(r["status"], r["attempts"]) for r in rows(db_engine)] == [("pending", 0), ("pending", 0)]
 
@@ -171,7 +172,7 @@ def test_a_drain_keeps_claiming_batches_until_nothing_is_due(
 ) -> None:
     runtime = make_runtime(NOTIFICATION_BATCH_SIZE=7)
     insert_rows(db_engine, list(range(1000, 1050)))
-    report = runtime.notification_drainer.drain()
+    report = runtime.service(drainer).drain()
     assert report.batches == 8 and report.sent == 50
     assert len({e["chat_id"] for e in sends(sandbox)}) == 50
 
@@ -182,7 +183,7 @@ def test_a_lingering_drain_sends_rows_that_arrive_while_it_runs_and_stops_on_shu
     # Given a drain that polls every 0.1 s for up to 20 s
     runtime = make_runtime(NOTIFICATION_POLL_INTERVAL_S="0.1", NOTIFICATION_DRAIN_BUDGET_S="20")
     reports = []
-    drain = threading.Thread(target=lambda: reports.append(runtime.notification_drainer.drain()))
+    drain = threading.Thread(target=lambda: reports.append(runtime.service(drainer).drain()))
     drain.start()
     # When a row arrives after it started
     insert_rows(db_engine, [1301])

@@ -8,9 +8,9 @@ from typing import Any
 
 from sandbox.server import RunningSandbox
 from tests.fixtures.notifications import MakeRuntime
-from worker_app.notifications.ratelimit import PAUSE_KEY, TelegramRateLimiter
-from worker_app.notifications.sender import DEFERRED, SENT
 from worker_app.runtime import Runtime
+from worker_app.telegram.ratelimit import PAUSE_KEY, TelegramRateLimiter
+from worker_app.telegram.sender import DEFERRED, SENT
 
 
 def test_slots_from_two_limiters_never_share_a_global_interval(redis_client: Any) -> None:
@@ -99,7 +99,7 @@ def test_a_sender_waits_for_a_short_slot_and_sends(
 
 
 def make_other_sender(runtime: Runtime) -> Any:
-    from worker_app.notifications.sender import TelegramSender
+    from worker_app.telegram.sender import TelegramSender
 
     limiter = TelegramRateLimiter(runtime.redis, global_per_s=0, per_chat_per_s=0)
     return TelegramSender(runtime.telegram, limiter)

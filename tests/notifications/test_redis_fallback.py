@@ -15,7 +15,8 @@ import redis
 import sqlalchemy as sa
 from dramatiq.brokers.stub import StubBroker
 
-from actors.notifications import process_notification_queue
+from actors.notifications import broadcast, process_notification_queue
+from actors.notifications.slots import DrainerSlots
 from sandbox.server import RunningSandbox
 from tests.fixtures.notifications import (
     ADMIN_CHAT,
@@ -27,13 +28,11 @@ from tests.fixtures.notifications import (
 )
 from tests.fixtures.worker import wait_for
 from worker_app.alerts import AdminAlerts
-from worker_app.notifications import broadcast
-from worker_app.notifications.ratelimit import GLOBAL_KEY, TelegramRateLimiter
-from worker_app.notifications.sender import SENT
-from worker_app.notifications.slots import DrainerSlots
 from worker_app.runtime import Runtime
+from worker_app.telegram.ratelimit import GLOBAL_KEY, TelegramRateLimiter
+from worker_app.telegram.sender import SENT
 
-FALLBACK_LOG = "worker_app.notifications.redis_fallback"
+FALLBACK_LOG = "worker_app.redis_fallback"
 
 
 @pytest.fixture

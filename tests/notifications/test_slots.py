@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker_app.notifications.slots import SLOTS_KEY, DrainerSlots
+from actors.notifications.slots import SLOTS_KEY, DrainerSlots
 
 
 def test_slots_cap_concurrent_drains_and_free_up_when_their_holder_dies(redis_client: Any) -> None:

@@ -28,13 +28,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 import worker_app
+from actors.notifications import broadcast
 from sandbox.server import RunningSandbox
 from tests.fixtures.chaos import accepted, telegram_env, ticking, unsent_rows
 from tests.fixtures.notifications import PrivateRedis
 from tests.fixtures.worker import WorkerProcess, wait_for, worker_group
 from tests.reliability.report import ScenarioReport, report
 from worker_app.heartbeat import ping
-from worker_app.notifications import broadcast
 
 ROWS, DOWN_S = 600, 10.0
 PROCESSES, LOCAL_RATE_PER_S = 2, 5.0
@@ -57,7 +57,7 @@ def fallback_log(worker: WorkerProcess) -> Counter[tuple[str, str]]:
     lines: Counter[tuple[str, str]] = Counter()
     for line in worker.log().splitlines():
         record = json.loads(line) if line.startswith("{") else {}
-        if record.get("logger") == "worker_app.notifications.redis_fallback":
+        if record.get("logger") == "worker_app.redis_fallback":
             use = str(record["msg"]).split(" for ", 1)[1].split(" (", 1)[0].split(":", 1)[0]
             lines[(record["level"], use)] += 1
     return lines

@@ -12,7 +12,6 @@ from worker_app.cli.alerts import alerts
 from worker_app.cli.dlq import dlq
 from worker_app.cli.errors import BadInput, CliGroup
 from worker_app.cli.jobs import jobs
-from worker_app.cli.notifications import notifications
 from worker_app.cli.queues import queues
 from worker_app.cli.schedules import schedules
 from worker_app.heartbeat import ping as ping_queues
@@ -39,7 +38,6 @@ def main(ctx: click.Context, debug: bool) -> None:
 main.add_command(alerts)
 main.add_command(dlq)
 main.add_command(jobs)
-main.add_command(notifications)
 main.add_command(queues)
 main.add_command(schedules)
 

@@ -59,7 +59,8 @@ def outage_line(outage: Outage) -> str:
 
 
 class CliGroup(click.Group):
-    """The ``worker-app`` group: turns every failure into a :class:`click.ClickException` line."""
+    """The ``worker-app`` group: turns every failure into a :class:`click.ClickException` line, and
+    offers the domains' own command groups beside the platform's."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -74,6 +75,17 @@ class CliGroup(click.Group):
             if ctx.meta.get("debug"):
                 raise
             raise as_click_error(e) from None
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from worker_app.domains import cli_commands
+
+        return sorted({*super().list_commands(ctx), *cli_commands()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The platform's commands, then those the domains registered (:mod:`worker_app.domains`)."""
+        from worker_app.domains import cli_commands
+
+        return super().get_command(ctx, cmd_name) or cli_commands().get(cmd_name)
 
 
 def as_click_error(error: Exception) -> click.ClickException:

@@ -8,7 +8,6 @@ import click
 
 from models.worker import JOB_STATUSES
 from worker_app import jobs as tracking
-from worker_app.notifications import broadcast
 from worker_app.runtime import get_runtime
 
 
@@ -58,7 +57,7 @@ def jobs_cancel(job_id: str, yes: bool, as_json: bool) -> None:
     withdrawn. Exit 1 if there was nothing to cancel or the id is unknown.
     """
     runtime = get_runtime()
-    target = _describe(job_id)
+    target = tracking.describe_job(runtime.database, job_id)
     if target is None:
         raise click.ClickException(f"no job or broadcast with id {job_id}")
     if not yes:
@@ -67,16 +66,3 @@ def jobs_cancel(job_id: str, yes: bool, as_json: bool) -> None:
     click.echo(json.dumps(result.as_dict()) if as_json else result.detail)
     if result.outcome in (tracking.NOTHING_TO_CANCEL, tracking.UNKNOWN):
         raise SystemExit(1)
-
-
-def _describe(job_id: str) -> str | None:
-    """What is about to be cancelled, in one line (None: nothing has that id)."""
-    database = get_runtime().database
-    job = tracking.get_job(database, job_id)
-    if job is not None:
-        progress = job.progress or {}
-        done = f", {progress.get('processed')}/{progress.get('total')}" if progress else ""
-        by = f", started by {job.initiated_by}" if job.initiated_by else ""
-        return f"job {job_id} ({job.actor_name}, {job.status}{done}{by})"
-    found = broadcast.get_broadcast(database, job_id)
-    return None if found is None else f"broadcast {job_id} ({found.total} chats, no job row)"

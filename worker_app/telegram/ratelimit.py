@@ -19,7 +19,7 @@ kept in memory, at TELEGRAM_FALLBACK_RATE_PER_S (default 5/s, never above the gl
 process and the configured per-chat interval, plus a local 429 pause. N processes then send at most
 N x that rate in total — pick it so that this stays under Telegram's ~30/s. A 429 is always recorded
 locally as well, so a pause survives Redis failing mid-pause. Redis is tried again every few
-seconds (:mod:`worker_app.notifications.redis_fallback`: one warning when falling back, one info
+seconds (:mod:`worker_app.redis_fallback`: one warning when falling back, one info
 when back).
 """
 
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import redis
 
-from worker_app.notifications.redis_fallback import RedisFallback
 from worker_app.redis_client import key
+from worker_app.redis_fallback import RedisFallback
 
 # KEYS: global slot, chat slot, pause flag. ARGV: global interval ms, chat interval ms (0 = none),
 # the longest acceptable wait ms. Returns {booked 0|1, wait ms}.

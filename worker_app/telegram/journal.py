@@ -26,9 +26,9 @@ from typing import Any
 
 import redis
 
-from worker_app.notifications.redis_fallback import RedisFallback
-from worker_app.notifications.sender import SENT, Delivery
 from worker_app.redis_client import key
+from worker_app.redis_fallback import RedisFallback
+from worker_app.telegram.sender import SENT, Delivery
 
 TTL_S = 24 * 3600
 

@@ -1,6 +1,6 @@
 """Analytics: daily, hourly-bandwidth and realtime aggregates in Redis.
 
-Module = domain = queue ``analytics``; retry policy: ``worker_app.policies.POLICIES['analytics']``.
+Package = domain = queue ``analytics``; retry policy: ``worker_app.policies.POLICIES['analytics']``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Subscription lifecycle: expiry reminders, disabling expired users, monthly traffic reset, auto-renew.
 
-Module = domain = queue ``subscriptions``; retry policy: ``worker_app.policies.POLICIES['subscriptions']``.
+Package = domain = queue ``subscriptions``; retry policy: ``worker_app.policies.POLICIES['subscriptions']``.
 """
 
 from __future__ import annotations

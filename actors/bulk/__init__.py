@@ -1,6 +1,6 @@
 """Bulk operations: user operations in batches with progress, bulk broadcasts, data exports.
 
-Module = domain = queue ``bulk``; retry policy: ``worker_app.policies.POLICIES['bulk']``.
+Package = domain = queue ``bulk``; retry policy: ``worker_app.policies.POLICIES['bulk']``.
 """
 
 from __future__ import annotations

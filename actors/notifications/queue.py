@@ -6,7 +6,7 @@ pause — or the circuit breaker holds sends back — for longer than the budget
 1. in one transaction, claim up to ``batch_size`` due ``pending`` rows with
    ``FOR UPDATE SKIP LOCKED`` — rows another drain (any process, any host) holds are skipped, not
    waited on, so two drains never send the same row; rows of a cancelled broadcast are never
-   claimed (:func:`~worker_app.notifications.broadcast_cancel.cancel_broadcast` withdraws them);
+   claimed (:func:`~actors.notifications.broadcast_cancel.cancel_broadcast` withdraws them);
 2. send them concurrently (``concurrency`` threads) through :class:`TelegramSender`, inside the
    fleet-wide rate limits;
 3. write every row's outcome in one ``UPDATE ... FROM unnest(...)`` and commit, releasing the locks.
@@ -24,7 +24,7 @@ the step after a cooldown claims a single row, the breaker's probe, before full 
 
 Delivery is at-least-once, with duplicates bounded by the sends in flight: a worker killed (or
 PostgreSQL restarting) after Telegram accepted a message but before the commit leaves the row
-pending, but the send was recorded in the sent journal (:mod:`worker_app.notifications.journal`)
+pending, but the send was recorded in the sent journal (:mod:`worker_app.telegram.journal`)
 the moment Telegram answered, so the next drain settles it from there instead of sending it again.
 """
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextvars
 import heapq
+import logging
 import threading
 import time
 import uuid
@@ -39,14 +40,24 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import dramatiq
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from actors.notifications import broadcast, metrics
+from actors.notifications.slots import DrainerSlots
+from worker_app.context import current_message_id
 from worker_app.db import Database
-from worker_app.notifications import metrics
-from worker_app.notifications.journal import SendJournal, row_key
-from worker_app.notifications.sender import DEFERRED, FAILED, HALT, RETRY, SENT, Delivery, TelegramSender
-from worker_app.notifications.text import NotificationRejected, check_text
+from worker_app.errors import ConfigurationError
+from worker_app.policies import RetryPolicy, Skip
+from worker_app.runtime import Runtime, get_runtime
+from worker_app.telegram.journal import SendJournal, row_key
+from worker_app.telegram.sender import DEFERRED, FAILED, HALT, RETRY, SENT, Delivery, TelegramSender
+from worker_app.telegram.text import NotificationRejected, check_text
+
+QUEUE = "notifications"
+log = logging.getLogger(__name__)
 
 BACKOFF_S = (30, 60, 300, 900, 3600)
 """Wait before the next attempt after the 1st, 2nd, ... transient failure (the last repeats)."""
@@ -194,6 +205,10 @@ class QueueDrainer:
         worker, PostgreSQL restarting) is settled from it instead of being sent again."""
         self._clock = clock
 
+    def close(self) -> None:
+        """Stop the send threads (after the sends in progress)."""
+        self.pool.shutdown()
+
     def drain(self) -> DrainReport:
         """Claim, send and settle batches until none is due (or, lingering, the budget ends)."""
         deadline = self._clock() + self.config.budget_s
@@ -329,11 +344,87 @@ def _account(
         metrics.count(row.notification_type, status)
         if delivery.status == SENT and delivery.sent_at is not None:
             metrics.observe_latency(row.notification_type, delivery.sent_at - row.due_epoch)
-        if delivery.rate_limited:
-            metrics.count_rate_limited()
         if delivery.status == HALT:
             report.stopped, report.halt_error = "halt", delivery.error
 
 
 _OUTCOMES = {SENT: ("sent", "sent"), RETRY: ("retried", "retry"), FAILED: ("failed", "failed")}
 """Delivery status -> (DrainReport counter, metric status); anything else is deferred."""
+
+
+def drainer(runtime: Runtime) -> QueueDrainer:
+    """This process's ``notification_queue`` consumer (``runtime.service(drainer)``), sending on
+    NOTIFICATION_SEND_CONCURRENCY threads and refreshing broadcast progress after every batch."""
+    s = runtime.settings
+    pool = ThreadPoolExecutor(s.notification_send_concurrency, thread_name_prefix="telegram-send")
+    config = DrainConfig(
+        batch_size=s.notification_batch_size,
+        max_retries=s.notification_max_retries,
+        budget_s=s.notification_drain_budget_s,
+        max_wait_s=s.notification_max_wait_s,
+        poll_interval_s=s.notification_poll_interval_s,
+    )
+    return QueueDrainer(
+        runtime.database,
+        runtime.telegram_sender,
+        pool,
+        config,
+        stopping=runtime.stopping,
+        after_batch=lambda ids: broadcast.refresh_progress(runtime.database, runtime.redis, ids),
+        journal=runtime.send_journal,
+    )
+
+
+def drainer_slots(runtime: Runtime) -> DrainerSlots:
+    """The fleet-wide cap on concurrent drains (NOTIFICATION_DRAINERS), ``runtime.service(drainer_slots)``."""
+    s = runtime.settings
+    ttl_s = s.notification_drain_budget_s + 60
+    return DrainerSlots(runtime.redis, max_holders=s.notification_drainers, ttl_s=ttl_s)
+
+
+@dramatiq.actor(
+    queue_name=QUEUE,
+    retry_policy=RetryPolicy(0, when_exhausted=Skip()),  # recorded dead; the next tick drains again
+)
+def process_notification_queue() -> None:
+    """Send every due ``notification_queue`` row (scheduled every 30 s; broadcasts also kick it).
+
+    Runs only when one of NOTIFICATION_DRAINERS fleet-wide slots is free; drains (polling every
+    NOTIFICATION_POLL_INTERVAL_S for new rows) until NOTIFICATION_DRAIN_BUDGET_S ends or the worker
+    stops, then re-enqueues itself if it sent anything, so a busy queue is drained continuously.
+    Rows that used up their attempts raise one (de-duplicated) admin alert per drain.
+    """
+    runtime = get_runtime()
+    slots = runtime.service(drainer_slots)
+    holder = current_message_id()
+    if not slots.acquire(holder):
+        log.info("notification drain skipped: %d drains already running", slots.max_holders)
+        return
+    try:
+        report = runtime.service(drainer).drain()
+        broadcast.refresh_progress(runtime.database, runtime.redis, broadcast.unsettled(runtime.database))
+    except OperationalError as e:
+        # PostgreSQL unreachable: nothing was claimed, so nothing is lost; the next tick drains again.
+        # Not an error to retry or record dead, or every outage would leave a dead letter per tick.
+        log.warning("notification drain skipped: database unavailable (%s); the next tick retries", e.orig)
+        return
+    finally:
+        slots.release(holder)
+    if report.exhausted:
+        row, error = report.exhausted[-1]
+        runtime.alerts.alert(
+            "notifications.retries_exhausted",
+            f"{len(report.exhausted)} notification(s) failed after "
+            f"{runtime.settings.notification_max_retries} attempts; "
+            f"last: {row.notification_type} to {row.telegram_id}: {error}",
+        )
+    if report.stopped == "halt":
+        runtime.alerts.alert(
+            "notifications.telegram_config",
+            f"Telegram rejects the bot: {report.halt_error}",
+            severity="critical",
+        )
+        raise ConfigurationError(f"notification drain stopped: {report.halt_error}")
+    if report.stopped in ("budget", "paused", "breaker", "shutdown") and report.batches:
+        process_notification_queue.send()  # rows may still be due: carry on in a fresh message
+    log.info("notification drain: %s", report.summary())  # returns nothing: no result is stored

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from worker_app.notifications import metrics
+from worker_app.telegram import metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Remnawave sync: server geolocations, user stats and node configs cached in Redis.
 
-Module = domain = queue ``sync``; retry policy: ``worker_app.policies.POLICIES['sync']``.
+Package = domain = queue ``sync``; retry policy: ``worker_app.policies.POLICIES['sync']``.
 """
 
 from __future__ import annotations

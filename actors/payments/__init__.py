@@ -1,6 +1,6 @@
 """Payments: verifying pending CryptoBot invoices, webhook completions, failed-webhook retries.
 
-Module = domain = queue ``payments``; retry policy: ``worker_app.policies.POLICIES['payments']``.
+Package = domain = queue ``payments``; retry policy: ``worker_app.policies.POLICIES['payments']``.
 """
 
 from __future__ import annotations

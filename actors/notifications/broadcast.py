@@ -33,26 +33,45 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+import dramatiq
 import redis
+from pydantic import Field
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from actors.notifications import queue as notification_queue
+from actors.notifications.broadcast_cancel import cancel_broadcast, withdraw_cancelled
+from actors.notifications.on_demand import sendable
 from models.notifications import NotificationBroadcast
 from worker_app import jobs
+from worker_app.arguments import checked_by
+from worker_app.context import current_message_id, current_trace_id
 from worker_app.db import Database
 from worker_app.errors import BadMessage
-from worker_app.notifications.broadcast_cancel import cancel_broadcast, withdraw_cancelled
-from worker_app.notifications.redis_fallback import RedisFallback
-from worker_app.notifications.text import check_chat_id
+from worker_app.policies import Alert
 from worker_app.redis_client import key
+from worker_app.redis_fallback import RedisFallback
+from worker_app.runtime import get_runtime
+from worker_app.telegram.text import (
+    ChatId,
+    MessageText,
+    NotificationRejected,
+    NotificationType,
+    ParseMode,
+    check_chat_id,
+    check_text,
+    check_type,
+)
 
+QUEUE = "notifications"
 log = logging.getLogger(__name__)
 
 _FALLBACKS: weakref.WeakKeyDictionary[redis.Redis, RedisFallback] = weakref.WeakKeyDictionary()
@@ -351,3 +370,54 @@ def _write_progress(
         pipe.hset(name, mapping={k: str(v) for k, v in fields.items()})
     pipe.expire(name, PROGRESS_TTL_S)
     pipe.execute()
+
+
+def broadcastable(arguments: dict[str, Any]) -> None:
+    """The text is sendable and the distinct chat ids fit BROADCAST_MAX_RECIPIENTS."""
+    sendable(arguments)
+    cap = get_runtime().settings.broadcast_max_recipients
+    ids = arguments["telegram_ids"]
+    if len(ids) > cap and len(set(ids)) > cap:
+        raise NotificationRejected(
+            f"telegram_ids: {len(set(ids))} distinct chat ids, more than BROADCAST_MAX_RECIPIENTS ({cap}); "
+            "split the audience, or use a bulk operation"
+        )
+
+
+@dramatiq.actor(queue_name=QUEUE, store_results=True, when_exhausted=Alert("warning"))
+@checked_by(broadcastable)
+def broadcast_message(
+    telegram_ids: Annotated[list[ChatId], Field(min_length=1)],
+    message: MessageText,
+    notification_type: NotificationType,
+    parse_mode: ParseMode = "HTML",
+) -> dict[str, Any]:
+    """Queue one message for many chats and start sending it at the rate limit.
+
+    De-duplicates the ids, inserts the rows in batches (once, even if this message is redelivered)
+    and tracks progress in the Redis hash ``cybervpn:broadcast:<broadcast_id>``, which holds the
+    final ``{sent, failed, total, duration_seconds}`` once every row is settled.
+    """
+    runtime = get_runtime()
+    mode = check_text(message, parse_mode)
+    ids = unique_chat_ids(telegram_ids)
+    with runtime.database.transaction() as session:
+        created = create_broadcast(
+            session,
+            current_message_id(),
+            ids,
+            message=message,
+            notification_type=check_type(notification_type),
+            parse_mode=mode,
+            duplicates_removed=len(telegram_ids) - len(ids),
+            trace_id=current_trace_id(),
+        )
+    if created.created:
+        start_progress(runtime.redis, created, time.time())
+    notification_queue.process_notification_queue.send()
+    return {
+        "broadcast_id": created.broadcast_id,
+        "total": created.total,
+        "duplicates_removed": created.duplicates_removed,
+        "progress_key": progress_key(created.broadcast_id),
+    }

@@ -1,6 +1,6 @@
 """Cleanup: expired tokens, old audit/webhook logs, settled notifications, stale Redis keys.
 
-Module = domain = queue ``cleanup``; retry policy: ``worker_app.policies.POLICIES['cleanup']``.
+Package = domain = queue ``cleanup``; retry policy: ``worker_app.policies.POLICIES['cleanup']``.
 """
 
 from __future__ import annotations

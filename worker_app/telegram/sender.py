@@ -1,11 +1,11 @@
 """One Telegram send inside the shared limits, with its outcome sorted for the caller.
 
 :class:`TelegramSender` is what every notification path uses (queue consumer, on-demand send,
-admin alerts): reserve a slot (:mod:`worker_app.notifications.ratelimit`), sleep until it, send,
+admin alerts): reserve a slot (:mod:`worker_app.telegram.ratelimit`), sleep until it, send,
 and turn the reply into a :class:`Delivery` instead of an exception, because each caller acts on
 the kinds differently (a row gets ``attempts + 1``, an on-demand message a Dramatiq retry).
 A 429 pauses every sender in the fleet for Telegram's ``retry_after`` before it is reported.
-While the circuit breaker (:mod:`worker_app.notifications.breaker`) is open nothing is sent:
+While the circuit breaker (:mod:`worker_app.telegram.breaker`) is open nothing is sent:
 every send is :data:`DEFERRED` until the breaker's next probe.
 """
 
@@ -23,8 +23,9 @@ from worker_app.clients.telegram import (
     TelegramUnavailable,
 )
 from worker_app.errors import PermanentError
-from worker_app.notifications.breaker import PROBE_WAIT_S, BreakerConfig, CircuitBreaker
-from worker_app.notifications.ratelimit import TelegramRateLimiter
+from worker_app.telegram import metrics
+from worker_app.telegram.breaker import PROBE_WAIT_S, BreakerConfig, CircuitBreaker
+from worker_app.telegram.ratelimit import TelegramRateLimiter
 
 if TYPE_CHECKING:
     import redis
@@ -119,6 +120,7 @@ class TelegramSender:
             sent = self.client.send_message(chat_id, text, parse_mode=parse_mode, disable_notification=silent)
         except TelegramRateLimited as e:
             self.limiter.pause(e.retry_after_s)
+            metrics.count_rate_limited()
             return Delivery(DEFERRED, wait_s=e.retry_after_s, error=str(e), rate_limited=True)
         except TelegramAuthError as e:
             return Delivery(HALT, error=str(e))

@@ -8,7 +8,7 @@ taken is a no-op. A slot expires on its own when its holder dies (budget + a min
 **Redis down: fail open, one drain per process.** Failing closed would stop every notification for
 the length of the outage; two drains can never send the same row anyway (``FOR UPDATE SKIP
 LOCKED``), so the slots only bound the total send rate — and without Redis each process sends at
-its local fallback rate (:mod:`worker_app.notifications.ratelimit`). So each process lets one drain
+its local fallback rate (:mod:`worker_app.telegram.ratelimit`). So each process lets one drain
 run at a time and N processes drain at N x the fallback rate. Releasing never fails a drain: a slot
 Redis could not release expires on its own.
 
@@ -21,8 +21,8 @@ import threading
 
 import redis
 
-from worker_app.notifications.redis_fallback import RedisFallback
 from worker_app.redis_client import key
+from worker_app.redis_fallback import RedisFallback
 
 SLOTS_KEY = key("notifications", "drainers")
 LOCAL_HOLDERS = 1

@@ -9,8 +9,8 @@ from typing import Any
 import click
 from sqlalchemy import text
 
+from actors.notifications.queue import DUE, drainer_slots
 from worker_app.cli.errors import BadInput, Unreachable, outage_line
-from worker_app.notifications.queue import DUE
 from worker_app.outages import outage_of
 from worker_app.runtime import get_runtime
 
@@ -39,7 +39,7 @@ def queue_status() -> dict[str, object]:
     return {
         "pending": pending, "due_now": due, "sent": sent, "failed": failed,
         "oldest_due_s": round(float(oldest), 1) if oldest is not None else None,
-        "drains_running": runtime.drainer_slots.holders(),
+        "drains_running": runtime.service(drainer_slots).holders(),
         "telegram_paused_s": runtime.telegram_sender.limiter.paused_for(),
     }  # fmt: skip
 
@@ -138,7 +138,7 @@ def broadcast(telegram_ids: tuple[int, ...], message: str, notification_type: st
 @click.argument("broadcast_id")
 def progress(broadcast_id: str) -> None:
     """A broadcast's progress, and its report once settled (Redis ``cybervpn:broadcast:<id>``)."""
-    from worker_app.notifications.broadcast import read_progress
+    from actors.notifications.broadcast import read_progress
 
     found = read_progress(get_runtime().redis, broadcast_id)
     if not found:

@@ -17,22 +17,42 @@ has taken it yet.
 
 from __future__ import annotations
 
+import inspect
+import logging
 import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import dramatiq
+from dramatiq import get_broker
+from dramatiq.middleware import CurrentMessage
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from actors.notifications import metrics
 from models.notifications import NotificationQueue
+from worker_app.arguments import checked_by
 from worker_app.db import Database
 from worker_app.errors import RateLimited, UpstreamUnavailable
-from worker_app.notifications import metrics
-from worker_app.notifications.journal import SendJournal, message_key
-from worker_app.notifications.sender import DEFERRED, FAILED, SENT, TelegramSender
+from worker_app.policies import MAX_RATE_LIMITED_RETRIES, Alert, policy_for
+from worker_app.runtime import get_runtime
+from worker_app.telegram.journal import SendJournal, message_key
+from worker_app.telegram.sender import DEFERRED, FAILED, SENT, TelegramSender
+from worker_app.telegram.text import (
+    ChatId,
+    MessageText,
+    NotificationType,
+    ParseMode,
+    check_chat_id,
+    check_text,
+    check_type,
+)
+
+QUEUE = "notifications"
+log = logging.getLogger(__name__)
 
 
 def send_on_demand(
@@ -173,3 +193,67 @@ def withdraw_deferred(session: Session, notification_id: str, *, by: str) -> boo
     statuses) if it is still pending and no drain is sending it; whether it was."""
     params = {"id": notification_id, "error": f"cancelled by {by}"}
     return session.execute(_WITHDRAW, params).first() is not None
+
+
+def sendable(arguments: dict[str, Any]) -> None:
+    """The text fits Telegram under its parse mode (its length is counted after the markup)."""
+    check_text(arguments["message"], arguments["parse_mode"])
+
+
+@dramatiq.actor(queue_name=QUEUE, store_results=True)
+@checked_by(sendable)
+def send_notification(
+    telegram_id: ChatId,
+    message: MessageText,
+    notification_type: NotificationType,
+    parse_mode: ParseMode = "HTML",
+) -> dict[str, Any]:
+    """Send one Telegram message now; the stored result is ``{status, message_id, sent_at, ...}``.
+
+    ``status`` is ``sent``, ``failed`` (the chat cannot receive it) or ``queued`` (three retries at
+    10 s, 30 s, 90 s failed; the message went to ``notification_queue``). Rate limits and an open
+    circuit breaker delay it without spending a retry. Bad text (empty, over 4096 characters,
+    unknown parse mode) is rejected and recorded dead.
+    """
+    runtime = get_runtime()
+    mode = check_text(message, parse_mode)
+    message_obj = CurrentMessage.get_current_message()
+    options = message_obj.options if message_obj is not None else {}
+    return send_on_demand(
+        runtime.telegram_sender,
+        runtime.database,
+        chat_id=check_chat_id(telegram_id),
+        message=message,
+        notification_type=check_type(notification_type),
+        parse_mode=mode,
+        max_wait_s=runtime.settings.notification_max_wait_s,
+        last_attempt=options.get("retries", 0) >= policy_for(QUEUE).max_retries,
+        deferrals_left=options.get("rate_limited", 0) < MAX_RATE_LIMITED_RETRIES,
+        journal=runtime.send_journal,
+        message_id=message_obj.message_id if message_obj is not None else None,
+        first_delivery=message_obj is not None
+        and not getattr(message_obj, "redelivered", False)
+        and not options.get("retries")
+        and not options.get("rate_limited"),
+    )
+
+
+@dramatiq.actor(queue_name=QUEUE, when_exhausted=Alert("error"))
+def defer_notification(message: dict[str, Any], failure: dict[str, Any]) -> None:
+    """The domain's exhaustion action (``Defer("defer_notification")``): a send that died anyway
+    (``send_notification``, or any actor here taking ``telegram_id`` and ``message``) goes to
+    ``notification_queue`` once per dead message, where the queue consumer keeps trying. Anything
+    else that dies on this queue is logged: it has no row to become."""
+    dead_actor = get_broker().actors.get(str(message.get("actor_name")))
+    parameters = list(inspect.signature(dead_actor.fn).parameters) if dead_actor else SEND_PARAMETERS
+    notification_id = defer_dead_send(get_runtime().database, message, failure, parameters)
+    if notification_id is None:
+        log.warning(
+            "dead %s (message %s) not deferred: its arguments name no telegram_id and message",
+            message.get("actor_name"), message.get("message_id"),
+        )  # fmt: skip
+        return
+    log.info(
+        "dead %s %s deferred to notification_queue row %s",
+        message.get("actor_name"), message.get("message_id"), notification_id,
+    )  # fmt: skip

@@ -1,6 +1,6 @@
 """Reports: daily and weekly admin reports, anomaly alerts.
 
-Module = domain = queue ``reports``; retry policy: ``worker_app.policies.POLICIES['reports']``.
+Package = domain = queue ``reports``; retry policy: ``worker_app.policies.POLICIES['reports']``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 withdrawn — marked ``failed`` with ``error_message`` "cancelled by <who>" (the backend's table keeps
 its statuses) and counted in ``notification_broadcasts.cancelled`` — in short transactions,
 skipping rows a drain holds (they finish; any that come back pending are withdrawn by the next
-refresh, see :mod:`worker_app.notifications.broadcast`).
+refresh, see :mod:`actors.notifications.broadcast`).
 """
 
 from __future__ import annotations

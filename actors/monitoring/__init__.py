@@ -1,6 +1,6 @@
 """Server health: node status checks, bandwidth snapshots, external-service probes.
 
-Module = domain = queue ``monitoring``; retry policy: ``worker_app.policies.POLICIES['monitoring']``.
+Package = domain = queue ``monitoring``; retry policy: ``worker_app.policies.POLICIES['monitoring']``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Degrading one use of Redis instead of failing with it (ARCHITECTURE.md §9: Redis down loses nothing).
 
-Every Redis use on the notification path (rate limits, drainer slots, broadcast progress, admin-alert
-de-duplication) runs through a :class:`RedisFallback` of its own, which calls the Redis action and,
-when it raises a :class:`redis.RedisError`, the use's process-local fallback instead. While Redis is
-down the action is tried again at most once per ``retry_s`` (by one caller; the others go straight
-to the fallback), so a hung Redis — every call blocking for the client's 5 s socket timeout — costs
-one thread one timeout per interval, not every send.
+Every Redis use on the sending path (rate limits, drainer slots, broadcast progress, admin-alert de-
+duplication, the sent journal) runs through a :class:`RedisFallback` of its own, which calls the
+Redis action and, when it raises a :class:`redis.RedisError`, the use's process-local fallback
+instead. While Redis is down the action is tried again at most once per ``retry_s`` (by one caller;
+the others go straight to the fallback), so a hung Redis — every call blocking for the client's 5 s
+socket timeout — costs one thread one timeout per interval, not every send.
 
 One WARNING when a use falls back and one INFO when Redis answers it again, per process: an outage
 is two log lines, not one per message. ``cybervpn_redis_fallback{use}`` is 1 while a use runs on its
@@ -18,15 +18,26 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 
-from worker_app.notifications import metrics
+from worker_app.lazy import created_once
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+@created_once
+def _fallback_gauge() -> Any:
+    import prometheus_client as prom
+
+    return prom.Gauge(
+        "cybervpn_redis_fallback", "1 while a use of Redis runs on its process-local fallback.",
+        ("use",), multiprocess_mode="livemax", registry=None,
+    )  # fmt: skip
+
 
 RETRY_REDIS_S = 5.0
 """How long a use stays on its fallback after a Redis error before one caller tries Redis again."""
@@ -88,7 +99,7 @@ class RedisFallback:
             self._down = True
             self._retry_at = self._clock() + self.retry_s
         if first:
-            metrics.set_redis_fallback(self.use, True)
+            _fallback_gauge().labels(self.use).set(1)
             log.warning(
                 "Redis unavailable for %s (%s: %s): %s until it answers again (retried every %.0f s)",
                 self.use, type(error).__name__, error, self.fallback, self.retry_s,
@@ -100,5 +111,5 @@ class RedisFallback:
         with self._lock:
             recovered, self._down = self._down, False
         if recovered:
-            metrics.set_redis_fallback(self.use, False)
+            _fallback_gauge().labels(self.use).set(0)
             log.info("Redis answers again for %s: back to the shared state", self.use)

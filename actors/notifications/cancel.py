@@ -2,7 +2,7 @@
 and a send deferred to ``notification_queue``.
 
 * A broadcast (a ``notification_broadcasts`` row has the id, whether or not a job tracks it) is
-  cancelled (:mod:`~worker_app.notifications.broadcast_cancel`), its pending rows withdrawn, and —
+  cancelled (:mod:`~actors.notifications.broadcast_cancel`), its pending rows withdrawn, and —
   with a Redis client — settled at once when no row is in flight; otherwise the next drain's
   refresh settles it. Its job (if any) then ends ``cancelled``.
 * A ``deferred`` send's queued row is withdrawn unless a drain is sending it or it is over.
@@ -14,14 +14,14 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from actors.notifications import broadcast
+from actors.notifications.broadcast_cancel import cancel_broadcast, withdraw_cancelled
+from actors.notifications.on_demand import withdraw_deferred
 from models import Job
 from models.notifications import NotificationBroadcast
 from worker_app import jobs
 from worker_app.db import Database
 from worker_app.jobs import BROADCAST_CANCELLED, CANCELLED, NOTHING_TO_CANCEL, CancelResult
-from worker_app.notifications import broadcast
-from worker_app.notifications.broadcast_cancel import cancel_broadcast, withdraw_cancelled
-from worker_app.notifications.on_demand import withdraw_deferred
 
 _BROADCAST = select(NotificationBroadcast).with_for_update()
 
@@ -44,6 +44,12 @@ def cancel_notification_job(
             return CancelResult(job_id, NOTHING_TO_CANCEL, status, f"broadcast {job_id} has settled already")
         jobs.record_cancel(s, job_id, by)
     return _withdraw_broadcast(database, job_id, redis_client)
+
+
+def describe_notification_job(database: Database, job_id: str) -> str | None:
+    """A broadcast without a job row (sent from Python), in one line; ``None`` when it is none."""
+    found = broadcast.get_broadcast(database, job_id)
+    return None if found is None else f"broadcast {job_id} ({found.total} chats, no job row)"
 
 
 def _withdraw_deferred(s: Session, job: Job, by: str) -> CancelResult:

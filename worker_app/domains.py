@@ -1,0 +1,37 @@
+"""What a domain package registers with the platform when its actors load.
+
+``worker_app`` never imports a domain (except :mod:`worker_app` itself, which loads every actor);
+a domain reaches the shared tools by registering here instead:
+
+* :func:`register_cli` — a click command or group of its own under ``worker-app`` (``worker-app
+  notifications ...``), named by import path so that worker processes never import the CLI;
+* :func:`worker_app.jobs.register_canceller` — its part of ``worker-app jobs cancel``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+_CLI: list[str] = []
+
+
+def register_cli(path: str) -> None:
+    """Add the click command at ``path`` (``"package.module:attribute"``) to ``worker-app``."""
+    if ":" not in path:
+        raise ValueError(f"{path!r} is not 'package.module:attribute'")
+    if path not in _CLI:
+        _CLI.append(path)
+
+
+def cli_commands() -> dict[str, click.Command]:
+    """Every registered domain command, by its name, imported now."""
+    commands: dict[str, click.Command] = {}
+    for path in _CLI:
+        module, _, attribute = path.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{path} is a {type(command).__name__}, not a click command")
+        commands[command.name or attribute] = command
+    return commands
