@@ -153,12 +153,10 @@ def latency(args: argparse.Namespace, rabbit: Rabbit, sandbox: str, log_dir: Pat
 @contextmanager
 def sandbox_process(log_dir: Path) -> Iterator[str]:
     """``python -m sandbox`` on a free port, in its own process."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port, panel_port = _free_port(), _free_port()
     log = (log_dir / "sandbox.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--telegram-port", str(port)],
+        [sys.executable, "-m", "sandbox", "--telegram-port", str(port), "--remnawave-port", str(panel_port)],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -301,3 +299,9 @@ def _wait(condition: Any, timeout_s: float, what: str) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -12,7 +12,7 @@ from models.notifications import NotificationBroadcast, NotificationBroadcastIte
 from models.scheduler import SchedulerFire, SchedulerJob
 from models.security import AuditLog, RefreshToken
 from models.servers import ServerGeolocation
-from models.worker import DeadLetter, Job
+from models.worker import DeadLetter, Job, SubscriptionAction
 
 __all__ = [
     "AuditLog",
@@ -27,6 +27,7 @@ __all__ = [
     "SchedulerFire",
     "SchedulerJob",
     "ServerGeolocation",
+    "SubscriptionAction",
     "SubscriptionPlan",
     "WebhookLog",
 ]

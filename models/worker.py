@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, LargeBinary, String, Text, func
+from sqlalchemy import BigInteger, CheckConstraint, Index, LargeBinary, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -114,3 +115,34 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
     cancel_requested_at: Mapped[datetime | None]
     cancel_requested_by: Mapped[str | None] = mapped_column(String(128))
+
+
+SUBSCRIPTION_ACTION_KINDS = ("disable", "traffic_reset")
+
+
+class SubscriptionAction(Base):
+    """A panel write the subscriptions domain is about to make for one user (worker-owned).
+
+    Written (``done_at`` null) *before* the bulk call and completed — with its notice to the user
+    and its ``audit_logs`` row, in one transaction — after it, so a worker killed between the two
+    finishes the user on the next run instead of forgetting them (the panel's bulk answers carry no
+    per-user result). ``id`` is derived from (kind, user, period): ``period`` is the expiry being
+    enforced (``disable``) or the month (``traffic_reset``), so a repeated run inserts nothing twice.
+    ``outcome`` says how it ended: ``done``, or ``renewed`` / ``gone`` / ``skipped`` when the user
+    changed before the action could be confirmed.
+    """
+
+    __tablename__ = "subscription_actions"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {SUBSCRIPTION_ACTION_KINDS}", name="kind"),
+        Index("ix_subscription_actions_open", "kind", "created_at", postgresql_where=text("done_at IS NULL")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    period: Mapped[str] = mapped_column(String(64))
+    telegram_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    done_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(16))

@@ -1,6 +1,8 @@
-"""The project's own fake external services, run as a separate program (``python -m sandbox``).
+"""The project's own fake external services, run as a separate program (``python -m sandbox`` or
+``worker-app sandbox``).
 
-Today it fakes the Telegram Bot API (sending side) exactly as CONTRACTS.md describes, with
-in-memory state, fault injection and an admin API under ``/_sandbox/``; see :mod:`sandbox.server`.
-Used for development, demos, the test suite and the benchmarks — never in production.
+It fakes the Telegram Bot API (sending side, :mod:`sandbox.server` and :mod:`sandbox.telegram`) and
+the Remnawave 3.x panel API (:mod:`sandbox.remnawave`) as CONTRACTS.md describes them, with in-memory
+state, fault injection and an admin API under ``/_sandbox/``; see ``docs/sandbox.md``. Used for
+development, demos, the test suite and the benchmarks — never in production.
 """

@@ -1,4 +1,5 @@
-"""The sandbox's HTTP layer: the fake Telegram Bot API plus its ``/_sandbox/`` admin endpoints.
+"""The sandbox's HTTP layer: the fake Telegram Bot API plus its ``/_sandbox/`` admin endpoints, and
+:func:`serve`, which also runs the fake Remnawave panel (:mod:`sandbox.remnawave`) on its own port.
 
 A separate program for development, demos, tests and benchmarks (``python -m sandbox``): loopback by
 default, everything in memory (:class:`sandbox.telegram.TelegramState`), served by a small threaded
@@ -89,15 +90,31 @@ def make_telegram_app(state: TelegramState | None = None) -> Flask:
     return app
 
 
-def serve(host: str = "127.0.0.1", telegram_port: int = 8081) -> None:
-    """Serve the sandbox in the foreground until interrupted; prints one line with its URL."""
-    server = _make_server(host, telegram_port, TelegramState())
-    print(f"Telegram sandbox on http://{host}:{server.port} (bot token {DEFAULT_TOKEN})", flush=True)
+def serve(
+    host: str = "127.0.0.1", telegram_port: int = 8081, remnawave_port: int = 8082, demo: bool = False
+) -> None:
+    """Serve the fake Telegram and the fake Remnawave panel until interrupted, one line each with its
+    URL and token; ``demo`` seeds the panel with :func:`sandbox.remnawave.demo.seed_demo`."""
+    # imported here: sandbox.remnawave.admin re-uses this module's admin helpers
+    from sandbox.remnawave.app import start_remnawave_in_thread
+    from sandbox.remnawave.demo import seed_demo
+    from sandbox.remnawave.format import DEFAULT_TOKEN as REMNAWAVE_TOKEN
+
+    telegram = start_in_thread(host, telegram_port)
+    remnawave = start_remnawave_in_thread(host, remnawave_port)
+    seeded = f", demo data: {seed_demo(remnawave.state)}" if demo else ""
+    print(f"Telegram sandbox on {telegram.url} (bot token {DEFAULT_TOKEN})", flush=True)
+    print(
+        f"Remnawave sandbox on {remnawave.url} (API token {REMNAWAVE_TOKEN}; send X-Forwarded-For and "
+        f"X-Forwarded-Proto: https{seeded})",
+        flush=True,
+    )
     try:
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop it
-            server.serve_forever()
+            threading.Event().wait()
     finally:
-        server.server_close()
+        remnawave.stop()
+        telegram.stop()
 
 
 def start_in_thread(

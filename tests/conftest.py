@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.fixtures.stub",
     "tests.fixtures.sandbox",
     "tests.fixtures.notifications",
+    "tests.fixtures.remnawave",
     "tests.fixtures.scheduler",
     "tests.fixtures.chaos",
     "tests.fixtures.secrets",

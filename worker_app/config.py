@@ -24,6 +24,7 @@ SECRET_URL_NAMES = ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL")
 #: Settings that are secret as a whole.
 SECRET_TOKEN_NAMES = (
     "REMNAWAVE_API_TOKEN",
+    "REMNAWAVE_API_KEY",
     "TELEGRAM_BOT_TOKEN",
     "CRYPTOBOT_TOKEN",
     "SENTRY_DSN",
@@ -48,6 +49,16 @@ class Settings(BaseSettings):
 
     remnawave_url: str = "http://127.0.0.1:8082"
     remnawave_api_token: SecretStr = SecretStr("sandbox-remnawave-token")
+    #: ``X-Forwarded-For`` / ``X-Forwarded-Proto: https`` on every panel call (the panel in production
+    #: mode drops requests without them); unset: sent only for an ``http://`` REMNAWAVE_URL.
+    remnawave_proxy_headers: bool | None = None
+    #: ``X-Api-Key`` for a reverse proxy (Caddy) in front of the panel; unset: not sent.
+    remnawave_api_key: SecretStr | None = None
+    remnawave_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    #: Panel calls in flight per worker process (the panel has no rate limiter: be gentle).
+    remnawave_max_concurrency: int = Field(default=8, ge=1, le=64)
+    #: Users per ``/api/users/stream`` page in full scans (the panel allows up to 1,000).
+    remnawave_page_size: int = Field(default=1000, ge=1, le=1000)
     telegram_api_url: str = "http://127.0.0.1:8081"
     telegram_bot_token: SecretStr = SecretStr(SANDBOX_TELEGRAM_TOKEN)
     cryptobot_api_url: str = "http://127.0.0.1:8083"
@@ -87,6 +98,15 @@ class Settings(BaseSettings):
     alert_buffer_size: int = Field(default=10_000, ge=10, le=1_000_000)
     alert_history_days: int = Field(default=7, ge=1, le=90)
     alert_history_max: int = Field(default=1000, ge=10, le=100_000)
+    #: ``disable_expired_users`` disables no one, and raises a critical alert, when more than this
+    #: fraction of the ACTIVE and LIMITED users would be disabled in one run (a wrong clock, a panel bug)
+    subscriptions_disable_max_fraction: float = Field(default=0.10, gt=0, le=1)
+    #: ... unless they are this many or fewer (a small panel's handful of expiries never trips it).
+    subscriptions_disable_valve_min_users: int = Field(default=10, ge=0)
+    #: Users per ``bulk/reset-traffic`` call in ``reset_monthly_traffic`` (the panel takes up to 500).
+    subscriptions_reset_batch_size: int = Field(default=100, ge=1, le=500)
+    #: The link reminders and the "switched off" notice give for renewing.
+    subscriptions_renew_url: str = Field(default="https://t.me/cybervpn_bot", pattern=r"^(https?|tg)://\S+$")
     health_check_interval_seconds: int = Field(default=120, ge=10)
     cleanup_audit_retention_days: int = Field(default=90, ge=1)
     cleanup_webhook_retention_days: int = Field(default=30, ge=1)
@@ -129,6 +149,7 @@ class Settings(BaseSettings):
 
     sandbox_host: str = "127.0.0.1"
     sandbox_telegram_port: int = Field(default=8081, ge=1, le=65535)
+    sandbox_remnawave_port: int = Field(default=8082, ge=1, le=65535)
 
     @field_validator("admin_telegram_ids", "critical_telegram_ids", mode="before")
     @classmethod

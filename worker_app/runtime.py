@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 import redis
 
 from worker_app.alerts import AdminAlerts
+from worker_app.clients.remnawave import RemnawaveClient
 from worker_app.clients.telegram import TelegramClient
 from worker_app.config import Settings
 from worker_app.db import Database
@@ -51,6 +52,20 @@ class Runtime:
             self.settings.telegram_bot_token.get_secret_value(),
             timeout_s=self.settings.http_timeout_s,
             send_timeout_s=self.settings.telegram_send_timeout_s,
+        )
+
+    @cached_property
+    def remnawave(self) -> RemnawaveClient:
+        """The Remnawave panel API client (sandbox by default), with its breaker and bounded concurrency."""
+        s = self.settings
+        return RemnawaveClient(
+            s.remnawave_url,
+            s.remnawave_api_token.get_secret_value(),
+            timeout_s=s.remnawave_timeout_s,
+            proxy_headers=s.remnawave_proxy_headers,
+            api_key=s.remnawave_api_key.get_secret_value() if s.remnawave_api_key else None,
+            max_concurrency=s.remnawave_max_concurrency,
+            page_size=s.remnawave_page_size,
         )
 
     @cached_property

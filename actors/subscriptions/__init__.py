@@ -1,12 +1,35 @@
-"""Subscription lifecycle: expiry reminders, disabling expired users, monthly traffic reset, auto-renew.
+"""Subscription lifecycle on the Remnawave panel: expiry reminders, switching off expired users,
+the monthly traffic reset (auto-renew comes with the payments domain).
 
-Package = domain = queue ``subscriptions``; retry policy: ``worker_app.policies.POLICIES['subscriptions']``.
+Package = domain = queue ``subscriptions``; retry policy: ``worker_app.policies.POLICIES['subscriptions']``
+(3 retries, 60 s apart, then a warning alert). One module per feature:
+
+* :mod:`.check_expiring` — ``check_expiring_subscriptions`` (hourly): reminders at 7 d / 3 d / 24 h / 6 h;
+* :mod:`.disable_expired` — ``disable_expired_users`` (every 15 min), with its safety valve;
+* :mod:`.reset_traffic` — ``reset_monthly_traffic`` (1st of the month, 00:00 UTC);
+* :mod:`.renew` — bringing a user back after a payment (extend, then enable if disabled);
+* :mod:`.actions` — panel writes recorded before and completed after each bulk call;
+* :mod:`.report` — each run's counts: its JSON log line and ``cybervpn_subscription_users_total``;
+* :mod:`.texts` — what users are told; :mod:`.cli` — ``worker-app subscriptions ...``.
+
+Every write is idempotent under redelivery and under a worker killed mid-batch (see each module).
 """
 
 from __future__ import annotations
 
+from actors.subscriptions.check_expiring import QUEUE, check_expiring_subscriptions
+from actors.subscriptions.disable_expired import disable_expired_users
+from actors.subscriptions.reset_traffic import reset_monthly_traffic
+from worker_app.domains import register_cli
 from worker_app.heartbeat import declare_heartbeat
 
-QUEUE = "subscriptions"
-
 heartbeat = declare_heartbeat(QUEUE)
+register_cli("actors.subscriptions.cli:subscriptions")
+
+__all__ = [
+    "QUEUE",
+    "check_expiring_subscriptions",
+    "disable_expired_users",
+    "heartbeat",
+    "reset_monthly_traffic",
+]

@@ -18,12 +18,7 @@ from sandbox.server import RunningSandbox
 from tests.fixtures.notifications import MakeRuntime, insert_rows, rows
 from tests.fixtures.ports import free_port
 from tests.fixtures.worker import wait_for
-from worker_app.clients.telegram import TelegramClient
-from worker_app.config import load_settings
-from worker_app.errors import ConfigurationError
-from worker_app.runtime import Runtime
-from worker_app.telegram import metrics
-from worker_app.telegram.breaker import (
+from worker_app.clients.breaker import (
     CLOSED,
     HALF_OPEN,
     OPEN,
@@ -31,8 +26,13 @@ from worker_app.telegram.breaker import (
     BreakerConfig,
     CircuitBreaker,
 )
+from worker_app.clients.telegram import TelegramClient
+from worker_app.config import load_settings
+from worker_app.errors import ConfigurationError
+from worker_app.runtime import Runtime
+from worker_app.telegram import metrics
 from worker_app.telegram.ratelimit import DEFAULT_FALLBACK_RATE_PER_S
-from worker_app.telegram.sender import DEFERRED, RETRY, SENT, TelegramSender, build_sender
+from worker_app.telegram.sender import DEFERRED, RETRY, SENT, TelegramSender, build_sender, telegram_breaker
 
 
 class Clock:
@@ -73,7 +73,7 @@ def dropped(sandbox: RunningSandbox) -> int:
 
 def test_consecutive_failures_open_it_and_while_open_no_send_is_allowed() -> None:
     clock = Clock()
-    breaker = CircuitBreaker(BreakerConfig(failures=3, cooldown_s=5), clock=clock)
+    breaker = telegram_breaker(BreakerConfig(failures=3, cooldown_s=5), clock=clock)
     assert [breaker.record_failure("502") for _ in range(3)] == [False, False, True]
     assert breaker.state == OPEN and not breaker.allow()
     assert breaker.blocked_for() == 5.0
@@ -84,7 +84,7 @@ def test_consecutive_failures_open_it_and_while_open_no_send_is_allowed() -> Non
 def test_sparse_failures_never_add_up_to_an_outage() -> None:
     # Given failures further apart than the window (one bad row per drain tick, say)
     clock = Clock()
-    breaker = CircuitBreaker(BreakerConfig(failures=3, window_s=10), clock=clock)
+    breaker = telegram_breaker(BreakerConfig(failures=3, window_s=10), clock=clock)
     for _ in range(5):
         assert not breaker.record_failure("502")
         clock.advance(11)
@@ -92,7 +92,7 @@ def test_sparse_failures_never_add_up_to_an_outage() -> None:
 
 
 def test_any_answer_from_telegram_resets_the_count() -> None:
-    breaker = CircuitBreaker(BreakerConfig(failures=3), clock=Clock())
+    breaker = telegram_breaker(BreakerConfig(failures=3), clock=Clock())
     breaker.record_failure("502")
     breaker.record_failure("502")
     breaker.record_success()  # e.g. a 403 for a blocked chat: Telegram is up
@@ -102,7 +102,7 @@ def test_any_answer_from_telegram_resets_the_count() -> None:
 
 def test_after_the_cooldown_exactly_one_probe_goes_and_its_success_closes_it() -> None:
     clock = Clock()
-    breaker = CircuitBreaker(BreakerConfig(failures=1, cooldown_s=5), clock=clock)
+    breaker = telegram_breaker(BreakerConfig(failures=1, cooldown_s=5), clock=clock)
     open_breaker(breaker)
     clock.advance(5)
     assert breaker.blocked_for() == 0  # a probe may go
@@ -115,7 +115,7 @@ def test_after_the_cooldown_exactly_one_probe_goes_and_its_success_closes_it() -
 
 def test_when_the_cooldown_ends_it_turns_half_open_by_itself() -> None:
     """So that its metric does not say "open" forever in a process with nothing more to send."""
-    breaker = CircuitBreaker(BreakerConfig(failures=1, cooldown_s=0.2))
+    breaker = telegram_breaker(BreakerConfig(failures=1, cooldown_s=0.2))
     open_breaker(breaker)
     wait_for(lambda: breaker.state == HALF_OPEN, 5, "the cooldown to end")
     assert breaker.allow() and not breaker.allow()
@@ -123,7 +123,7 @@ def test_when_the_cooldown_ends_it_turns_half_open_by_itself() -> None:
 
 def test_a_failed_probe_reopens_it_with_a_doubled_cooldown_up_to_the_cap() -> None:
     clock = Clock()
-    breaker = CircuitBreaker(BreakerConfig(failures=1, cooldown_s=5, max_cooldown_s=30), clock=clock)
+    breaker = telegram_breaker(BreakerConfig(failures=1, cooldown_s=5, max_cooldown_s=30), clock=clock)
     open_breaker(breaker)
     cooldowns = [breaker.blocked_for()]
     for _ in range(4):
@@ -142,7 +142,7 @@ def test_a_failed_probe_reopens_it_with_a_doubled_cooldown_up_to_the_cap() -> No
 
 def test_a_probe_that_never_answers_is_replaced_after_a_cooldown() -> None:
     clock = Clock()
-    breaker = CircuitBreaker(BreakerConfig(failures=1, cooldown_s=5), clock=clock)
+    breaker = telegram_breaker(BreakerConfig(failures=1, cooldown_s=5), clock=clock)
     open_breaker(breaker)
     clock.advance(5)
     assert breaker.allow()  # this probe's thread dies without a word
@@ -154,7 +154,7 @@ def test_a_probe_that_never_answers_is_replaced_after_a_cooldown() -> None:
 
 def test_a_failure_of_a_send_already_in_flight_is_held_back_without_extending_the_cooldown() -> None:
     clock = Clock()
-    breaker = CircuitBreaker(BreakerConfig(failures=1, cooldown_s=5), clock=clock)
+    breaker = telegram_breaker(BreakerConfig(failures=1, cooldown_s=5), clock=clock)
     open_breaker(breaker)
     clock.advance(2)
     assert breaker.record_failure("read timeout")
@@ -165,9 +165,9 @@ def test_an_outage_logs_one_warning_one_info_per_probe_and_one_info_when_it_ends
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     clock = Clock()
-    breaker = CircuitBreaker(BreakerConfig(failures=3, cooldown_s=5), clock=clock)
+    breaker = telegram_breaker(BreakerConfig(failures=3, cooldown_s=5), clock=clock)
     opens = metrics.breaker_opens()
-    with caplog.at_level(logging.INFO, logger="worker_app.telegram.breaker"):
+    with caplog.at_level(logging.INFO, logger="worker_app.clients.breaker"):
         for _ in range(20):  # a whole batch failing, most of it while already open
             breaker.record_failure("HTTP 502")
         clock.advance(5)
@@ -180,7 +180,7 @@ def test_an_outage_logs_one_warning_one_info_per_probe_and_one_info_when_it_ends
     assert [level for level, _ in lines] == ["WARNING", "INFO", "INFO"]
     assert "opened after 3 consecutive failures (last: HTTP 502)" in lines[0][1]
     assert "next probe in 10 s" in lines[1][1]
-    assert "closed: Telegram answers again after 15.0 s" in lines[2][1]
+    assert "telegram circuit breaker closed: it answers again after 15.0 s" in lines[2][1]
     assert metrics.breaker_opens() == opens + 1
 
 
@@ -197,7 +197,7 @@ def test_a_dead_telegram_opens_the_breaker_and_later_sends_are_deferred_without_
         client = runtime.telegram
     else:
         client = TelegramClient(f"http://127.0.0.1:{free_port()}", os.environ["TELEGRAM_BOT_TOKEN"])
-    sender = sender_with(runtime, CircuitBreaker(), client)
+    sender = sender_with(runtime, telegram_breaker(), client)
     # When eight messages are sent one after another
     deliveries = [sender.send(900 + i, "hi", None, max_wait_s=1) for i in range(8)]
     # Then four fail as attempts, the fifth failure opens the breaker and is deferred like the rest
@@ -214,7 +214,7 @@ def test_a_hanging_telegram_opens_the_breaker_within_5_seconds(
 ) -> None:
     # Given Telegram accepts connections but stops answering
     sandbox.state.set_faults(latency_ms=60_000)
-    breaker = CircuitBreaker()
+    breaker = telegram_breaker()
     sender = sender_with(runtime, breaker)
     started = time.monotonic()
     # When a drain's worth of sends goes out at once (NOTIFICATION_SEND_CONCURRENCY threads)
@@ -230,7 +230,7 @@ def test_a_hanging_telegram_opens_the_breaker_within_5_seconds(
 
 def test_when_telegram_returns_a_probe_closes_the_breaker(runtime: Runtime, sandbox: RunningSandbox) -> None:
     clock = Clock()
-    breaker = CircuitBreaker(BreakerConfig(failures=2, cooldown_s=5), clock=clock)
+    breaker = telegram_breaker(BreakerConfig(failures=2, cooldown_s=5), clock=clock)
     sender = sender_with(runtime, breaker)
     sandbox.state.set_faults(down=True)
     assert [sender.send(1, "a", None, max_wait_s=1).status for _ in range(2)] == [RETRY, DEFERRED]
@@ -273,7 +273,7 @@ def test_after_an_outage_the_drain_probes_and_then_sends_every_deferred_row(
     runtime: Runtime, sandbox: RunningSandbox, db_engine: sa.Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given a drain with a quick breaker (2 failures, 0.5 s cooldown) and a dead Telegram
-    breaker = CircuitBreaker(BreakerConfig(failures=2, cooldown_s=0.5, max_cooldown_s=1))
+    breaker = telegram_breaker(BreakerConfig(failures=2, cooldown_s=0.5, max_cooldown_s=1))
     insert_rows(db_engine, list(range(3000, 3100)))
     sandbox.state.set_faults(down=True)
     reports = []
@@ -284,7 +284,7 @@ def test_after_an_outage_the_drain_probes_and_then_sends_every_deferred_row(
         drain = threading.Thread(target=lambda: reports.append(drainer.drain()))
         drain.start()
         # When Telegram comes back after a few failed probes
-        with caplog.at_level(logging.INFO, logger="worker_app.telegram.breaker"):
+        with caplog.at_level(logging.INFO, logger="worker_app.clients.breaker"):
             wait_for(lambda: failed_probes(caplog) >= 2, 10, "the breaker to open and fail two probes")
         sandbox.state.set_faults(down=False)
         calls_while_down = dropped(sandbox)

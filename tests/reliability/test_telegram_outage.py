@@ -36,7 +36,7 @@ from tests.fixtures.chaos import accepted, telegram_env, ticking, unsent_rows
 from tests.fixtures.notifications import insert_rows, rows
 from tests.fixtures.worker import wait_for, worker_group
 from tests.reliability.report import ScenarioReport, report
-from worker_app.telegram.breaker import BreakerConfig
+from worker_app.clients.breaker import BreakerConfig
 
 ROWS, OUTAGE_S = 600, 8.0
 PROCESSES, THREADS, SEND_CONCURRENCY = 2, 4, 8
@@ -92,7 +92,7 @@ def test_telegram_down_or_slow_opens_the_breaker_and_nothing_is_lost_or_burnt(
         # opened after their 30 s backoff)
         wait_for(ticking(lambda: unsent_rows(clean_tables) == 0), 60, "every row to be sent", poll_s=1.0)
         assert worker.proc.poll() is None, "the worker is still running"
-        breaker_log = log_events(worker.log(), "worker_app.telegram.breaker")
+        breaker_log = log_events(worker.log(), "worker_app.clients.breaker")
 
     texts = Counter(e["text"] for e in accepted(sandbox))
     calls_during = calls_between(sandbox, down_at, back_at, dropped_calls)

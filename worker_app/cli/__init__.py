@@ -116,12 +116,19 @@ def seed() -> None:
 @main.command()
 @click.option("--host", default=None, help="Default SANDBOX_HOST.")
 @click.option("--telegram-port", type=int, default=None, help="Default SANDBOX_TELEGRAM_PORT.")
-def sandbox(host: str | None, telegram_port: int | None) -> None:
-    """Run the sandbox: fake Telegram (and later Remnawave, Crypto Pay) servers on loopback."""
+@click.option("--remnawave-port", type=int, default=None, help="Default SANDBOX_REMNAWAVE_PORT.")
+@click.option("--demo", is_flag=True, help="Seed demo users and nodes into the Remnawave panel.")
+def sandbox(host: str | None, telegram_port: int | None, remnawave_port: int | None, demo: bool) -> None:
+    """Run the sandbox: fake Telegram Bot API and Remnawave panel servers on loopback (docs/sandbox.md)."""
     from sandbox.server import serve
 
     settings = get_runtime().settings
-    serve(host or settings.sandbox_host, telegram_port or settings.sandbox_telegram_port)
+    serve(
+        host or settings.sandbox_host,
+        telegram_port or settings.sandbox_telegram_port,
+        remnawave_port or settings.sandbox_remnawave_port,
+        demo=demo,
+    )
 
 
 @main.command()

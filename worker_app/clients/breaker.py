@@ -1,4 +1,7 @@
-"""The Telegram circuit breaker: stop sending into an outage, probe, resume (ARCHITECTURE.md §7, §9).
+"""A circuit breaker for an external service: stop calling into an outage, probe, resume (ARCHITECTURE.md
+§7, §9). Telegram sends (:mod:`worker_app.telegram.sender`) and Remnawave calls
+(:mod:`worker_app.clients.remnawave`) each go through one per process; the text below tells the
+Telegram story, where it matters most.
 
 Without it a dead or hanging Telegram costs every due row one of its five attempts (and a drain of
 a 10,000-row broadcast walks the whole queue, one timeout per row), and every on-demand send its
@@ -37,12 +40,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from worker_app.telegram import metrics
+from worker_app.lazy import created_once
 
 log = logging.getLogger(__name__)
 
 CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
+STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+"""Value of ``cybervpn_breaker_state`` per state, ordered so that the max is the worst."""
 PROBE_WAIT_S = 0.5
 """What a sender denied during a probe is told to wait: the probe answers within a send timeout."""
 
@@ -58,12 +64,24 @@ class BreakerConfig:
 
 
 class CircuitBreaker:
-    """Closed → open → half-open → closed, for one process's sends to Telegram; thread-safe."""
+    """Closed → open → half-open → closed, for one process's calls to ``service``; thread-safe.
+
+    Every change of state is exported as ``cybervpn_breaker_state{service}`` (0 closed, 1 half-open,
+    2 open; worst of the live processes) and each opening counted in
+    ``cybervpn_breaker_opens_total{service}``; ``on_state(state, opened)`` is told too.
+    """
 
     def __init__(
-        self, config: BreakerConfig | None = None, *, clock: Callable[[], float] = time.monotonic
+        self,
+        config: BreakerConfig | None = None,
+        *,
+        service: str = "telegram",
+        clock: Callable[[], float] = time.monotonic,
+        on_state: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.config = config if config is not None else BreakerConfig()
+        self.service = service
+        self._on_state = on_state
         self._clock = clock
         self._lock = threading.Lock()
         self.state = CLOSED
@@ -110,7 +128,7 @@ class CircuitBreaker:
             outage_s = self._clock() - self._outage_started
             self._cooldown_s, self._probe_until = self.config.cooldown_s, 0.0
             self._set_state(CLOSED)
-        log.info("telegram circuit breaker closed: Telegram answers again after %.1f s", outage_s)
+        log.info("%s circuit breaker closed: it answers again after %.1f s", self.service, outage_s)
 
     def record_failure(self, error: str) -> bool:
         """Count one transient failure; True when sending is now held back (the breaker is open)."""
@@ -131,12 +149,14 @@ class CircuitBreaker:
                 self._outage_started = now
                 self._open(now, first=True)
                 log.warning(
-                    "telegram circuit breaker opened after %d consecutive failures (last: %s); "
-                    "sends are deferred for %g s, then one probe is let through",
-                    self._streak, error, self._cooldown_s,
+                    "%s circuit breaker opened after %d consecutive failures (last: %s); "
+                    "calls are held back for %g s, then one probe is let through",
+                    self.service, self._streak, error, self._cooldown_s,
                 )  # fmt: skip
                 return True
-        log.info("telegram still unavailable after a probe (%s); next probe in %g s", error, cooldown_s)
+        log.info(
+            "%s still unavailable after a probe (%s); next probe in %g s", self.service, error, cooldown_s
+        )
         return True
 
     def release_probe(self) -> None:
@@ -159,4 +179,24 @@ class CircuitBreaker:
 
     def _set_state(self, state: str, *, opened: bool = False) -> None:
         self.state = state
-        metrics.set_breaker_state(state, opened=opened)
+        gauges = _metrics()
+        gauges["state"].labels(self.service).set(STATE_VALUES[state])
+        if opened:
+            gauges["opens"].labels(self.service).inc()
+        if self._on_state is not None:
+            self._on_state(state, opened)
+
+
+@created_once
+def _metrics() -> dict[str, Any]:
+    import prometheus_client as prom
+
+    return {
+        "state": prom.Gauge(
+            "cybervpn_breaker_state", "Circuit breaker per service: 0 closed, 1 half-open, 2 open.",
+            ("service",), multiprocess_mode="livemax", registry=None,
+        ),
+        "opens": prom.Counter(
+            "cybervpn_breaker_opens", "Circuit breaker openings per service.", ("service",), registry=None
+        ),
+    }  # fmt: skip

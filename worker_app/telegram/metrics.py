@@ -51,7 +51,7 @@ def count_rate_limited() -> None:
     _metrics().rate_limited.inc()
 
 
-def set_breaker_state(state: str, *, opened: bool = False) -> None:
+def set_breaker_state(state: str, opened: bool = False) -> None:
     """Record the breaker's new state (a key of :data:`BREAKER_STATES`); ``opened`` counts an opening."""
     _metrics().breaker_state.set(BREAKER_STATES[state])
     if opened:

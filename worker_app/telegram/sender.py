@@ -5,7 +5,7 @@ admin alerts): reserve a slot (:mod:`worker_app.telegram.ratelimit`), sleep unti
 and turn the reply into a :class:`Delivery` instead of an exception, because each caller acts on
 the kinds differently (a row gets ``attempts + 1``, an on-demand message a Dramatiq retry).
 A 429 pauses every sender in the fleet for Telegram's ``retry_after`` before it is reported.
-While the circuit breaker (:mod:`worker_app.telegram.breaker`) is open nothing is sent:
+While the circuit breaker (:mod:`worker_app.clients.breaker`) is open nothing is sent:
 every send is :data:`DEFERRED` until the breaker's next probe.
 """
 
@@ -14,8 +14,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from worker_app.clients.breaker import PROBE_WAIT_S, BreakerConfig, CircuitBreaker
 from worker_app.clients.telegram import (
     TelegramAuthError,
     TelegramClient,
@@ -24,7 +25,6 @@ from worker_app.clients.telegram import (
 )
 from worker_app.errors import PermanentError
 from worker_app.telegram import metrics
-from worker_app.telegram.breaker import PROBE_WAIT_S, BreakerConfig, CircuitBreaker
 from worker_app.telegram.ratelimit import TelegramRateLimiter
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class TelegramSender:
     ) -> None:
         self.client = client
         self.limiter = limiter
-        self.breaker = breaker if breaker is not None else CircuitBreaker()
+        self.breaker = breaker if breaker is not None else telegram_breaker()
         self._sleep = sleep
         self._clock = clock
 
@@ -146,7 +146,7 @@ def build_sender(settings: Settings, redis_client: redis.Redis, client: Telegram
         per_chat_per_s=settings.telegram_per_chat_rate_per_s,
         fallback_per_s=settings.telegram_fallback_rate_per_s,
     )
-    breaker = CircuitBreaker(
+    breaker = telegram_breaker(
         BreakerConfig(
             failures=settings.telegram_breaker_failures,
             window_s=settings.telegram_breaker_window_s,
@@ -155,3 +155,8 @@ def build_sender(settings: Settings, redis_client: redis.Redis, client: Telegram
         )
     )
     return TelegramSender(client, limiter, breaker=breaker)
+
+
+def telegram_breaker(config: BreakerConfig | None = None, **options: Any) -> CircuitBreaker:
+    """A breaker for Telegram sends, reporting to ``cybervpn_telegram_breaker_*``."""
+    return CircuitBreaker(config, service="telegram", on_state=metrics.set_breaker_state, **options)

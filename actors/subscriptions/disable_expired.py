@@ -1,0 +1,189 @@
+"""Switching off expired subscriptions (PRD 2.2), with a safety valve.
+
+**Who.** ACTIVE users whose ``expireAt`` has passed (PRD 2.2). The panel normally marks them
+EXPIRED itself; a lagging panel (or one whose expiry job is off) leaves them running. EXPIRED users
+are left as the panel set them: they are off already, and ``extend`` — what a payment does — brings
+an EXPIRED user back to ACTIVE on its own, while it leaves a DISABLED user disabled (HAZARDS.md).
+LIMITED users are left too: they are cut off by their traffic limit already, the panel's bulk
+disable does not apply to them, and the monthly reset skips expired users, so they never come back
+on their own. So the users this job disables are exactly the ACTIVE ones the panel did not expire,
+and a renewal must ``extend`` and then ``enable`` a DISABLED user (A030 "already enabled" is
+success): :func:`actors.subscriptions.renew.renew_user` does both, and the payments domain calls it.
+
+**How.** Bulk ``status: DISABLED`` in calls of ≤ 500 ids, each batch recorded before and completed
+after the call (:mod:`actors.subscriptions.actions`): a run killed mid-way is finished by the next
+one, every user is disabled once, notified once (with renewal instructions) and written once to
+``audit_logs`` (``action='subscription_disabled'``).
+
+**Safety valve.** If a run would disable more than SUBSCRIPTIONS_DISABLE_MAX_FRACTION of the ACTIVE
+users (and more than SUBSCRIPTIONS_DISABLE_VALVE_MIN_USERS), it disables no one and
+raises one critical alert: a wrong clock or a panel bug must not switch off the business.
+``worker-app subscriptions disable-expired --dry-run`` lists who would be disabled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import dramatiq
+
+from actors.notifications.outbox import Outgoing
+from actors.subscriptions import actions, texts
+from actors.subscriptions.actions import Planned
+from actors.subscriptions.report import RunReport
+from worker_app.alerts import AdminAlerts
+from worker_app.clients.remnawave import BULK_MAX_IDS, RemnawaveClient, RemnawaveNotFound, User
+from worker_app.db import Database
+from worker_app.runtime import get_runtime
+
+QUEUE = "subscriptions"
+KIND = "disable"
+AUDIT_ACTION = "subscription_disabled"
+NOTIFICATION_TYPE = "subscription_disabled"
+DISABLE_STATUSES = frozenset({"ACTIVE"})
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Valve:
+    """The safety valve's limits (SUBSCRIPTIONS_DISABLE_MAX_FRACTION / _VALVE_MIN_USERS)."""
+
+    max_fraction: float = 0.10
+    min_users: int = 10
+
+    def holds(self, expired: int, running: int) -> bool:
+        """True when disabling ``expired`` of ``running`` users is too many to be believed."""
+        return expired > max(self.min_users, self.max_fraction * running)
+
+
+@dataclass
+class Selection:
+    """One scan: the users to disable, and how many ACTIVE users there are in all."""
+
+    expired: list[Planned] = field(default_factory=list)
+    running: int = 0
+    preview: list[dict[str, Any]] = field(default_factory=list)
+
+
+def period_of(expire_at: datetime) -> str:
+    """The expiry an action enforces, as stored in ``subscription_actions.period``."""
+    return expire_at.astimezone(UTC).isoformat()
+
+
+def select_expired(
+    pages: Iterable[Sequence[User]], now: datetime, *, keep_preview: bool = False
+) -> Selection:
+    """ACTIVE users of ``pages`` whose ``expireAt`` is at or before ``now``."""
+    found = Selection()
+    for page in pages:
+        for user in page:
+            if user.status not in DISABLE_STATUSES:
+                continue
+            found.running += 1
+            if user.expire_at <= now:
+                found.expired.append(Planned(user.id, period_of(user.expire_at), user.telegram_id))
+                if keep_preview:
+                    found.preview.append(_preview(user))
+    return found
+
+
+def disable_expired(
+    client: RemnawaveClient,
+    database: Database,
+    alerts: AdminAlerts,
+    *,
+    now: datetime,
+    valve: Valve,
+    renew_url: str,
+    report: RunReport,
+) -> Selection:
+    """Finish what a killed run left open, then disable every expired user the valve allows."""
+    if not report.dry_run:
+        recover(client, database, renew_url=renew_url, report=report)
+    found = select_expired(client.user_pages(), now, keep_preview=report.dry_run)
+    report.add("scanned_running", found.running)
+    report.add("expired", len(found.expired))
+    if valve.holds(len(found.expired), found.running):
+        report.add("held_by_valve", len(found.expired))
+        report.details["valve"] = "held"
+        if not report.dry_run:
+            alerts.alert("subscriptions.disable_valve", _valve_text(found, valve), severity="critical")
+        return found
+    if report.dry_run:
+        return found
+    for start in range(0, len(found.expired), BULK_MAX_IDS):
+        batch = found.expired[start : start + BULK_MAX_IDS]
+        actions.record(database, KIND, batch)
+        report.add("bulk_calls", client.bulk_disable(p.user_id for p in batch))
+        report.add("disabled", _complete(database, batch, renew_url))
+    return found
+
+
+def recover(client: RemnawaveClient, database: Database, *, renew_url: str, report: RunReport) -> None:
+    """Actions a killed run left open: complete those the panel shows done (DISABLED, same expiry);
+    close those renewed or deleted since; leave the rest to this run's scan."""
+    for planned in actions.open_actions(database, KIND):
+        try:
+            user = client.get_user(planned.user_id)
+        except RemnawaveNotFound:
+            report.add("not_found", actions.close(database, KIND, [planned], "gone"))
+            continue
+        if period_of(user.expire_at) != planned.period:
+            report.add("renewed_meanwhile", actions.close(database, KIND, [planned], "renewed"))
+        elif user.status == "DISABLED":
+            report.add("completed_after_crash", _complete(database, [planned], renew_url))
+        elif user.status not in DISABLE_STATUSES:
+            actions.close(database, KIND, [planned], "skipped")
+
+
+def _complete(database: Database, batch: Sequence[Planned], renew_url: str) -> int:
+    def notice(p: Planned) -> Outgoing | None:
+        if p.telegram_id is None:
+            return None
+        expire_at = datetime.fromisoformat(p.period)
+        text = texts.disabled(expire_at, renew_url)
+        return Outgoing(f"disabled:{p.user_id}:{p.period}", p.telegram_id, text, NOTIFICATION_TYPE)
+
+    return actions.complete(database, KIND, batch, audit_action=AUDIT_ACTION, notice=notice)
+
+
+def _valve_text(found: Selection, valve: Valve) -> str:
+    share = len(found.expired) / found.running if found.running else 1.0
+    return (
+        f"disable_expired_users disabled NO ONE: {len(found.expired)} of {found.running} running users "
+        f"({share:.0%}) would be switched off, above SUBSCRIPTIONS_DISABLE_MAX_FRACTION "
+        f"({valve.max_fraction:.0%}). Check the worker's and the panel's clocks and the panel's users; "
+        "see who with `worker-app subscriptions disable-expired --dry-run`. It stays held until fewer "
+        "are expired or the fraction is raised."
+    )
+
+
+def _preview(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id, "username": user.username, "status": user.status,
+        "expire_at": period_of(user.expire_at), "telegram_id": user.telegram_id,
+    }  # fmt: skip
+
+
+@dramatiq.actor(queue_name=QUEUE)
+def disable_expired_users() -> dict[str, Any]:
+    """Disable ACTIVE users past ``expireAt`` (every 15 min) through the bulk endpoint,
+    notify them with renewal instructions and audit it; held by the safety valve (see the module)."""
+    runtime = get_runtime()
+    s = runtime.settings
+    runtime.remnawave.require_3x()
+    report = RunReport("disable_expired_users")
+    disable_expired(
+        runtime.remnawave,
+        runtime.database,
+        runtime.alerts,
+        now=datetime.now(UTC),
+        valve=Valve(s.subscriptions_disable_max_fraction, s.subscriptions_disable_valve_min_users),
+        renew_url=s.subscriptions_renew_url,
+        report=report,
+    )
+    return report.finish()

@@ -1,0 +1,79 @@
+"""One run of a subscriptions job, counted: its JSON log line and its metrics.
+
+Every run ends with one INFO line ``subscriptions job done`` whose ``job``, ``counts`` and
+``duration_s`` fields say what it did (``counts`` by detailed outcome, e.g. ``queued``,
+``already_reminded``, ``no_telegram_id``), and adds those counts to
+``cybervpn_subscription_users_total{job, outcome}`` where ``outcome`` is ``processed``, ``skipped`` or
+``failed`` (:data:`KINDS` maps each detailed outcome to one of them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker_app.lazy import created_once
+
+log = logging.getLogger("actors.subscriptions")
+
+KINDS = {
+    "queued": "processed",
+    "disabled": "processed",
+    "reset": "processed",
+    "completed_after_crash": "processed",
+    "already_reminded": "skipped",
+    "no_telegram_id": "skipped",
+    "not_found": "skipped",
+    "renewed_meanwhile": "skipped",
+    "not_due": "skipped",
+    "held_by_valve": "skipped",
+    "failed": "failed",
+}
+"""Detailed outcome → the metric's ``outcome`` label; outcomes not listed (``scanned``, ``due``,
+``expired``, ``bulk_calls``) are context in the log line, not counted in the metric."""
+
+
+@dataclass
+class RunReport:
+    """What one run did; ``counts`` by detailed outcome."""
+
+    job: str
+    dry_run: bool = False
+    counts: Counter[str] = field(default_factory=Counter)
+    details: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, outcome: str, amount: int = 1) -> None:
+        """Count ``amount`` users (or calls) under ``outcome``."""
+        if amount:
+            self.counts[outcome] += amount
+
+    def finish(self) -> dict[str, Any]:
+        """Log the run's line, add its counts to the metric (not for a dry run); return its summary."""
+        summary = {
+            "job": self.job,
+            "dry_run": self.dry_run,
+            "counts": dict(self.counts),
+            "duration_s": round(time.monotonic() - self.started, 3),
+            **self.details,
+        }
+        log.info("subscriptions job done: %s %s", self.job, dict(self.counts), extra=summary)
+        if not self.dry_run:
+            for outcome, amount in self.counts.items():
+                kind = KINDS.get(outcome)
+                if kind is not None:
+                    _users_total().labels(self.job, kind).inc(amount)
+        return summary
+
+
+@created_once
+def _users_total() -> Any:
+    import prometheus_client as prom
+
+    return prom.Counter(
+        "cybervpn_subscription_users", "Users handled by the subscriptions jobs, by job and outcome.",
+        ("job", "outcome"), registry=None,
+    )  # fmt: skip

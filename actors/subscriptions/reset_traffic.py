@@ -1,0 +1,110 @@
+"""The monthly traffic reset (PRD 2.3): every running subscription (ACTIVE or LIMITED, not expired)
+starts the month at zero.
+
+Run on the 1st at 00:00 UTC. The panel's own ``lastTrafficResetAt`` says who is done: users reset
+at or after the month's start (by this job, a previous run of it, or the panel's own MONTH
+strategy) are skipped, so a run repeated for the same month — a redelivery, a manual re-run, a
+worker killed mid-way — resets no one twice. Resets go in bulk calls of
+SUBSCRIPTIONS_RESET_BATCH_SIZE ids, recorded before and completed after each call
+(:mod:`actors.subscriptions.actions`), and each user with a telegram id gets one notice per month.
+The scan goes page by page through the stream endpoint, resetting as it goes: constant memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import dramatiq
+
+from actors.notifications.outbox import Outgoing
+from actors.subscriptions import actions, texts
+from actors.subscriptions.actions import Planned
+from actors.subscriptions.report import RunReport
+from worker_app.clients.remnawave import RemnawaveClient, RemnawaveNotFound, User
+from worker_app.db import Database
+from worker_app.runtime import get_runtime
+
+QUEUE = "subscriptions"
+KIND = "traffic_reset"
+AUDIT_ACTION = "traffic_reset"
+NOTIFICATION_TYPE = "traffic_reset"
+RESET_STATUSES = frozenset({"ACTIVE", "LIMITED"})
+
+
+def month_start(now: datetime) -> datetime:
+    """00:00 UTC on the first day of ``now``'s month."""
+    now = now.astimezone(UTC)
+    return datetime(now.year, now.month, 1, tzinfo=UTC)
+
+
+def needs_reset(user: User, since: datetime, now: datetime) -> bool:
+    """An ACTIVE or LIMITED user whose subscription runs past ``now``, not reset since ``since``
+    (an expired LIMITED user stays cut off: a reset would make it ACTIVE again)."""
+    reset_at = user.last_traffic_reset_at
+    return user.status in RESET_STATUSES and user.expire_at > now and (reset_at is None or reset_at < since)
+
+
+def reset_monthly(
+    client: RemnawaveClient, database: Database, *, now: datetime, batch_size: int, report: RunReport
+) -> None:
+    """Reset every user of the month not reset yet, in batches, notifying each once."""
+    since = month_start(now)
+    period = since.strftime("%Y-%m")
+    report.details["month"] = period
+    _recover(client, database, since, now, report)
+    for page in client.user_pages():
+        report.add("scanned", len(page))
+        due = [Planned(u.id, period, u.telegram_id) for u in page if needs_reset(u, since, now)]
+        report.add("not_due", len(page) - len(due))
+        for start in range(0, len(due), batch_size):
+            batch = due[start : start + batch_size]
+            actions.record(database, KIND, batch)
+            report.add("bulk_calls", client.bulk_reset_traffic(p.user_id for p in batch))
+            report.add("reset", _complete(database, batch))
+
+
+def _recover(
+    client: RemnawaveClient, database: Database, since: datetime, now: datetime, report: RunReport
+) -> None:
+    """Open actions of a killed run: complete those the panel shows reset this month, close the
+    deleted ones and those no longer due (expired since); the rest this run's scan resets."""
+    for planned in actions.open_actions(database, KIND):
+        try:
+            user = client.get_user(planned.user_id)
+        except RemnawaveNotFound:
+            report.add("not_found", actions.close(database, KIND, [planned], "gone"))
+            continue
+        reset_at = user.last_traffic_reset_at
+        if reset_at is not None and reset_at >= since:
+            report.add("completed_after_crash", _complete(database, [planned]))
+        elif not needs_reset(user, since, now):
+            actions.close(database, KIND, [planned], "skipped")
+
+
+def _complete(database: Database, batch: Sequence[Planned]) -> int:
+    def notice(p: Planned) -> Outgoing | None:
+        if p.telegram_id is None:
+            return None
+        return Outgoing(f"traffic_reset:{p.user_id}:{p.period}", p.telegram_id, texts.traffic_reset(p.period),
+                        NOTIFICATION_TYPE)  # fmt: skip
+
+    return actions.complete(database, KIND, batch, audit_action=AUDIT_ACTION, notice=notice)
+
+
+@dramatiq.actor(queue_name=QUEUE)
+def reset_monthly_traffic() -> dict[str, Any]:
+    """Reset used traffic of every ACTIVE/LIMITED user not reset this month (1st, 00:00 UTC), in
+    bulk batches of SUBSCRIPTIONS_RESET_BATCH_SIZE, with one notice each; once per user and month."""
+    runtime = get_runtime()
+    runtime.remnawave.require_3x()
+    report = RunReport("reset_monthly_traffic")
+    reset_monthly(
+        runtime.remnawave,
+        runtime.database,
+        now=datetime.now(UTC),
+        batch_size=runtime.settings.subscriptions_reset_batch_size,
+        report=report,
+    )
+    return report.finish()

@@ -1,0 +1,157 @@
+"""The fake panel's ``/_sandbox/`` admin endpoints: no auth, no proxy-header check; JSON in, JSON out;
+a bad request gets 400 ``{"ok": false, "error": "..."}`` (helpers shared with the Telegram side in
+:mod:`sandbox.server`).
+
+* ``POST /_sandbox/reset`` — back to the initial state (no users, no nodes, default token).
+* ``POST /_sandbox/users`` — ``{"users": [{partial user fields}, ...]}`` or a generator spec
+  ``{"count": N, "seed": 1, "statuses": {"ACTIVE": 0.7, ...}, "expire_within_days": [-10, 10],
+  "without_telegram_fraction": 0.2, "telegram_id_start": 100000000}`` → ``{"ok", "created",
+  "first_id", "last_id"}``. ``GET /_sandbox/users[?status=]`` — counts; ``GET /_sandbox/users/{id}``
+  — a user's current object (404 if none).
+* ``POST /_sandbox/nodes`` — ``{"nodes": [{"name", "countryCode", "state", "trafficUsedBytes"?,
+  "usersOnline"?}]}`` or ``{"count": N}``; ``GET`` lists them; ``POST /_sandbox/nodes/{uuid}/state``
+  ``{"state"?: "online|offline|connecting|disabled", "trafficUsedBytes"?, "usersOnline"?}``.
+* ``POST /_sandbox/faults`` (``GET`` reads) — ``{"server_error": {"count": N, "status": 502}}``,
+  ``{"latency_ms": M}``, ``{"token_rejected": true}``, ``{"down": true}``, ``{"proxy_check": false}``,
+  ``{"auto_expire": false}``, ``{"version": "2.8.1"}``; null puts one back to its default.
+* ``POST /_sandbox/tokens`` ``{"token": "...", "scopes": ["users", "nodes:read"] | null}``.
+* ``GET /_sandbox/calls[?since=<seq>&path_prefix=/api/users]`` — every ``/api`` call, oldest first.
+* ``GET /_sandbox/stats`` — counts by route template and status.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, request
+
+from sandbox.remnawave.format import PANEL_VERSION, USER_STATUSES
+from sandbox.remnawave.seeding import generated_node_fields
+from sandbox.remnawave.state import RemnawaveState
+from sandbox.server import FaultSettings, _admin, _admin_body, _count, _json, _latency, _server_error
+
+_VERSION = re.compile(r"\d+\.\d+\.\d+")
+
+
+def add_admin_routes(app: Flask, state: RemnawaveState) -> None:
+    """Register the ``/_sandbox/`` endpoints on ``app``, acting on ``state``."""
+
+    def route(rule: str, action: Callable[..., Any], methods: tuple[str, ...] = ("POST",)) -> None:
+        app.add_url_rule(
+            f"/_sandbox/{rule}", f"sandbox_{rule}", lambda **kw: _admin(lambda: action(**kw)), methods=methods
+        )
+
+    route("reset", state.reset)
+    route("users", lambda: _users(state), methods=("GET", "POST"))
+    app.add_url_rule("/_sandbox/users/<int:user_id>", "sandbox_user", lambda user_id: _user(state, user_id))
+    route("nodes", lambda: _nodes(state), methods=("GET", "POST"))
+    route("nodes/<node_uuid>/state", lambda node_uuid: _node_state(state, node_uuid))
+    route("faults", lambda: _faults(state), methods=("GET", "POST"))
+    route("tokens", lambda: _token(state, _admin_body()))
+    route("calls", lambda: state.calls(_since(), request.args.get("path_prefix")), methods=("GET",))
+    route("stats", state.stats, methods=("GET",))
+
+
+def _users(state: RemnawaveState) -> dict[str, Any]:
+    if request.method == "GET":
+        counts = state.user_counts()
+        status = request.args.get("status")
+        if status is not None:
+            if status not in USER_STATUSES:
+                raise ValueError(f"status must be one of {list(USER_STATUSES)}")
+            counts["count"] = counts["by_status"][status]
+        return counts
+    body = _admin_body()
+    if "users" in body:
+        if not isinstance(body["users"], list):
+            raise ValueError("users must be a list of objects")
+        return state.seed_users(body["users"])
+    spec = dict(body)
+    count = spec.pop("count", None)
+    if count is None:
+        raise ValueError('give "users": [...] or a generator spec with "count"')
+    return state.generate_users(count, **spec)
+
+
+def _user(state: RemnawaveState, user_id: int) -> Response:
+    user = state.user(user_id)
+    return _json({"ok": False, "error": f"no user {user_id}"}, 404) if user is None else _json(user)
+
+
+def _nodes(state: RemnawaveState) -> Any:
+    if request.method == "GET":
+        return state.nodes()
+    body = _admin_body()
+    if "nodes" in body:
+        if not isinstance(body["nodes"], list) or not all(isinstance(n, dict) for n in body["nodes"]):
+            raise ValueError("nodes must be a list of objects")
+        return state.add_nodes(body["nodes"])
+    count = _count(body, "count")
+    return state.add_nodes(generated_node_fields(count, len(state.nodes()) + 1))
+
+
+def _node_state(state: RemnawaveState, node_uuid: str) -> dict[str, Any]:
+    body = _admin_body()
+    traffic, online = body.get("trafficUsedBytes"), body.get("usersOnline")
+    return state.set_node(
+        node_uuid,
+        state=body.get("state"),
+        traffic_used_bytes=None if traffic is None else _count(body, "trafficUsedBytes"),
+        users_online=None if online is None else _count(body, "usersOnline"),
+    )
+
+
+def _token(state: RemnawaveState, body: dict[str, Any]) -> None:
+    token, scopes = body.get("token"), body.get("scopes")
+    if not isinstance(token, str) or not token.strip() or any(c.isspace() for c in token):
+        raise ValueError("token must be a non-empty string without spaces")
+    if scopes is not None and (not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes)):
+        raise ValueError("scopes must be a list of strings (or null: all)")
+    state.add_token(token, scopes)
+
+
+def _since() -> int:
+    since = request.args.get("since", "0")
+    if not since.isdigit():
+        raise ValueError("since must be a non-negative integer (a seq)")
+    return int(since)
+
+
+def _faults(state: RemnawaveState) -> dict[str, Any]:
+    if request.method == "POST":
+        settings: dict[str, Any] = {}
+        for name, value in _admin_body().items():
+            parser = _FAULT_PARSERS.get(name)
+            if parser is None:
+                raise ValueError(f"unknown fault {name!r}; known: {sorted(_FAULT_PARSERS)}")
+            settings.update(parser(value))
+        state.set_faults(**settings)
+    return {"ok": True, "faults": state.faults()}
+
+
+def _flag(name: str, default: bool) -> Callable[[Any], dict[str, Any]]:
+    def parse(value: Any) -> dict[str, Any]:
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"{name} takes true or false (or null for the default, {str(default).lower()})")
+        return {name: default if value is None else value}
+
+    return parse
+
+
+def _version(value: Any) -> dict[str, Any]:
+    if value is not None and (not isinstance(value, str) or not _VERSION.fullmatch(value)):
+        raise ValueError('version must look like "3.3.2" (or null for the default)')
+    return {"version": PANEL_VERSION if value is None else value}
+
+
+_FAULT_PARSERS: dict[str, Callable[[Any], FaultSettings | dict[str, Any]]] = {
+    "server_error": _server_error,
+    "latency_ms": _latency,
+    "token_rejected": _flag("token_rejected", False),
+    "down": _flag("down", False),
+    "proxy_check": _flag("proxy_check", True),
+    "auto_expire": _flag("auto_expire", True),
+    "version": _version,
+}

@@ -1,0 +1,156 @@
+"""Switching off expired users against the sandbox panel, real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from actors.subscriptions import actions, disable_expired_users
+from actors.subscriptions.actions import Planned
+from actors.subscriptions.disable_expired import KIND, period_of
+from actors.subscriptions.renew import renew_user
+from sandbox.server import RunningSandbox
+from tests.fixtures.notifications import ADMIN_CHAT
+from tests.fixtures.remnawave import Panel, user_spec
+from worker_app.cli import main
+from worker_app.runtime import Runtime
+
+
+def notices(engine: sa.Engine) -> list[int]:
+    with engine.connect() as conn:
+        query = "SELECT telegram_id FROM notification_queue WHERE notification_type = 'subscription_disabled'"
+        return sorted(r[0] for r in conn.execute(sa.text(query)))
+
+
+def audited(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        query = "SELECT entity_id FROM audit_logs WHERE action = 'subscription_disabled' ORDER BY id"
+        return [r[0] for r in conn.execute(sa.text(query))]
+
+
+def statuses(panel: Panel, ids: list[int]) -> list[str]:
+    return [panel.user(i)["status"] for i in ids]
+
+
+def test_running_users_past_their_expiry_are_disabled_notified_and_audited_once(
+    panel: Panel, panel_runtime: Runtime, db_engine: sa.Engine
+) -> None:
+    # Given a panel that does not expire users itself (lagging), with some expired
+    panel.faults(auto_expire=False)
+    expired = panel.add_users(
+        user_spec(expire_in=-timedelta(hours=1), telegram_id=501),
+        user_spec(expire_in=-timedelta(days=3), telegram_id=502),
+        user_spec(expire_in=-timedelta(minutes=5), telegram_id=None),
+    )
+    others = panel.add_users(
+        user_spec(expire_in=-timedelta(days=1), telegram_id=503, status="EXPIRED"),
+        user_spec(expire_in=-timedelta(days=1), telegram_id=504, status="DISABLED"),
+        user_spec(expire_in=-timedelta(days=1), telegram_id=505, status="LIMITED"),
+        *[user_spec(expire_in=timedelta(days=9), telegram_id=600 + i) for i in range(30)],
+    )
+    # When the job runs
+    report = disable_expired_users()
+    # Then exactly the ACTIVE expired users are disabled, in one bulk call (LIMITED ones are cut off
+    # by their limit already; EXPIRED ones by the panel)
+    assert statuses(panel, expired) == ["DISABLED"] * 3
+    assert statuses(panel, others[:4]) == ["EXPIRED", "DISABLED", "LIMITED", "ACTIVE"]
+    assert len(panel.calls("/api/users/bulk/update")) == 1
+    assert report["counts"]["disabled"] == 3
+    # And notified (those with a telegram id) and audited, once
+    assert notices(db_engine) == [501, 502]
+    assert audited(db_engine) == [str(i) for i in expired]
+    # And a second run changes nothing
+    again = disable_expired_users()
+    assert again["counts"].get("disabled", 0) == 0
+    assert notices(db_engine) == [501, 502] and len(audited(db_engine)) == 3
+
+
+def test_bulk_calls_stay_within_one_per_500_users(panel: Panel, panel_runtime: Runtime) -> None:
+    panel.faults(auto_expire=False)
+    panel.seed(count=1201, seed=3, statuses={"ACTIVE": 1.0}, expire_within_days=[-3, -1])
+    panel.seed(count=20000, seed=4, statuses={"ACTIVE": 1.0}, expire_within_days=[2, 9])
+    report = disable_expired_users()
+    assert report["counts"]["disabled"] == 1201
+    assert len(panel.calls("/api/users/bulk/update")) <= math.ceil(1201 / 500) + 2
+
+
+def test_the_safety_valve_disables_nobody_and_raises_one_critical_alert(
+    panel: Panel, panel_runtime: Runtime, sandbox: RunningSandbox
+) -> None:
+    # Given 30 % of the running users expired
+    panel.faults(auto_expire=False)
+    panel.seed(count=300, seed=5, statuses={"ACTIVE": 1.0}, expire_within_days=[-5, -1])
+    panel.seed(count=700, seed=6, statuses={"ACTIVE": 1.0}, expire_within_days=[1, 9])
+    # When the job runs, twice
+    first = disable_expired_users()
+    disable_expired_users()
+    # Then nobody is disabled
+    assert first["counts"]["held_by_valve"] == 300 and first["valve"] == "held"
+    assert panel.calls("/api/users/bulk/update") == []
+    # And the admins got one critical alert that says what to do
+    assert panel_runtime.alerts.flush(30)
+    alerts = [e["text"] for e in sandbox.state.received() if e["chat_id"] == ADMIN_CHAT]
+    assert len(alerts) == 1
+    assert alerts[0].startswith("[CRITICAL]") and "disabled NO ONE: 300 of 1000" in alerts[0]
+    assert "--dry-run" in alerts[0]
+
+
+def test_a_run_killed_after_its_bulk_call_is_finished_by_the_next_run(
+    panel: Panel, panel_runtime: Runtime, db_engine: sa.Engine
+) -> None:
+    # Given a run that recorded its batch and disabled it, then died before completing it
+    panel.faults(auto_expire=False)
+    ids = panel.add_users(*[user_spec(expire_in=-timedelta(hours=2), telegram_id=700 + i) for i in range(4)])
+    users = [panel_runtime.remnawave.get_user(i) for i in ids]
+    planned = [Planned(u.id, period_of(u.expire_at), u.telegram_id) for u in users]
+    actions.record(panel_runtime.database, KIND, planned)
+    panel_runtime.remnawave.bulk_disable(ids)
+    # When the next run comes
+    report = disable_expired_users()
+    # Then it completes them: each notified and audited once, none disabled again
+    assert report["counts"]["completed_after_crash"] == 4
+    assert notices(db_engine) == [700, 701, 702, 703]
+    assert len(audited(db_engine)) == 4
+    assert len(panel.calls("/api/users/bulk/update")) == 1
+
+
+def test_a_user_renewed_or_deleted_after_a_crash_is_left_alone(
+    panel: Panel, panel_runtime: Runtime, db_engine: sa.Engine
+) -> None:
+    panel.faults(auto_expire=False)
+    renewed, deleted = panel.add_users(
+        user_spec(expire_in=-timedelta(hours=2), telegram_id=801),
+        user_spec(expire_in=-timedelta(hours=2), telegram_id=802),
+    )
+    client = panel_runtime.remnawave
+    planned = [
+        Planned(u.id, period_of(u.expire_at), u.telegram_id) for u in map(client.get_user, [renewed, deleted])
+    ]
+    actions.record(panel_runtime.database, KIND, planned)
+    client.extend_user(renewed, 30)
+    client.call("DELETE", f"/api/users/{deleted}")
+    report = disable_expired_users()
+    assert report["counts"]["renewed_meanwhile"] == 1 and report["counts"]["not_found"] == 1
+    assert panel.user(renewed)["status"] == "ACTIVE" and notices(db_engine) == []
+
+
+def test_a_payment_brings_a_disabled_user_back_to_active(panel: Panel, panel_runtime: Runtime) -> None:
+    panel.faults(auto_expire=False)
+    (user_id,) = panel.add_users(user_spec(expire_in=-timedelta(hours=2)))
+    disable_expired_users()
+    renewed = renew_user(panel_runtime.remnawave, user_id, 30)
+    assert renewed.status == "ACTIVE" and renewed.expire_at > datetime.now(UTC) + timedelta(days=29)
+
+
+def test_dry_run_lists_who_would_be_disabled_and_changes_nothing(
+    panel: Panel, panel_runtime: Runtime
+) -> None:
+    panel.faults(auto_expire=False)
+    (user_id,) = panel.add_users(user_spec(expire_in=-timedelta(hours=2), telegram_id=901))
+    result = CliRunner().invoke(main, ["subscriptions", "disable-expired", "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    assert f'"id": {user_id}' in result.output and "1 of 1 ACTIVE users expired" in result.output
+    assert panel.user(user_id)["status"] == "ACTIVE"
