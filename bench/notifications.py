@@ -272,12 +272,10 @@ def duplicates(sandbox: str) -> str:
     return f"duplicates: {dupes} ({'PASS' if dupes == 0 else 'MISS'})"
 
 
-def _consumers(rabbit: Rabbit, vhost: str) -> int:
+def _consumers(rabbit: Rabbit, vhost: str, queue: str = "notifications") -> int:
     from urllib.parse import quote
 
-    reply = requests.get(
-        f"{rabbit.api}/queues/{quote(vhost, safe='')}/notifications", auth=rabbit.auth, timeout=10
-    )
+    reply = requests.get(f"{rabbit.api}/queues/{quote(vhost, safe='')}/{queue}", auth=rabbit.auth, timeout=10)
     return int(reply.json().get("consumers", 0)) if reply.ok else 0
 
 

@@ -32,7 +32,17 @@ from pathlib import Path
 
 import requests
 
-from bench.notifications import DB_URL, REDIS_URL, ROOT, BenchError, _free_port, _wait, prepare
+from bench.notifications import (
+    DB_URL,
+    REDIS_URL,
+    ROOT,
+    BenchError,
+    _answers,
+    _consumers,
+    _free_port,
+    _wait,
+    prepare,
+)
 from bench.rabbit import Rabbit
 from bench.runner import stop_group
 
@@ -75,7 +85,7 @@ def one_round(users: int, rabbit: Rabbit, log_dir: Path) -> str:
             peak = sampler.stop()
         done = _done_line(log_dir / "worker.log")
         calls = len(requests.get(f"{panel}/_sandbox/calls", params={"path_prefix": "/api/users/stream"},
-                                 timeout=60).json()["calls"])  # fmt: skip
+                                 timeout=60).json())  # fmt: skip
     limit = math.ceil(users / 1000) + 1
     growth = peak - idle
     return (
@@ -121,7 +131,7 @@ def worker(rabbit: Rabbit, telegram: str, panel: str, log_dir: Path) -> Iterator
         argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        _wait(lambda: _consumers(rabbit, vhost) >= 1, 60, "the worker to consume")
+        _wait(lambda: _consumers(rabbit, vhost, "subscriptions") >= 1, 60, "the worker to consume")
         child = _child_of(proc.pid)
 
         def send() -> None:
@@ -185,22 +195,6 @@ def _done_line(path: Path) -> dict[str, object]:
         if "subscriptions job done" in line:
             return dict(json.loads(line))
     raise BenchError("no 'subscriptions job done' line")
-
-
-def _consumers(rabbit: Rabbit, vhost: str) -> int:
-    from urllib.parse import quote
-
-    reply = requests.get(
-        f"{rabbit.api}/queues/{quote(vhost, safe='')}/subscriptions", auth=rabbit.auth, timeout=10
-    )
-    return int(reply.json().get("consumers", 0)) if reply.ok else 0
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/_sandbox/stats", timeout=2).ok
-    except requests.RequestException:
-        return False
 
 
 if __name__ == "__main__":

@@ -20,11 +20,20 @@ import socketserver
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import unquote_to_bytes
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class _Wakeable(Protocol):
+    def wake_sleepers(self) -> None: ...
+
+
+StateT = TypeVar("StateT", bound=_Wakeable)
+
 
 IDLE_TIMEOUT_S = 60.0
 """An idle keep-alive connection is closed after this long without a request."""
@@ -48,8 +57,8 @@ class KeepAliveServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__((host, port), handler)
-        self.host = host
-        self.port: int = self.server_address[1]
+        self.host: str = host
+        self.port: int = int(self.server_address[1])
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
@@ -157,3 +166,30 @@ class WsgiRequestHandler(BaseHTTPRequestHandler):
     def _refuse(self, code: int, text: bytes) -> None:
         self.close_connection = True
         self._write(f"{code} {text.decode()}", [("Content-Type", "text/plain")], text)
+
+
+@dataclass
+class RunningServer(Generic[StateT]):
+    """A sandbox part serving on a background thread: its base ``url``, its ``state`` and ``stop()``."""
+
+    url: str
+    state: StateT
+    _server: KeepAliveServer = field(repr=False)
+    _thread: threading.Thread = field(repr=False)
+
+    def stop(self) -> None:
+        """Stop serving, release requests sleeping on injected latency and close the socket."""
+        self.state.wake_sleepers()
+        self._server.shutdown()
+        self._server.server_close()
+        self._server.close_connections()
+        self._thread.join(timeout=5)
+
+
+def serve_in_thread(server: KeepAliveServer, state: StateT, name: str) -> RunningServer[StateT]:
+    """Serve ``server`` on a daemon thread named ``name``."""
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=name, daemon=True
+    )
+    thread.start()
+    return RunningServer(f"http://{server.host}:{server.port}", state, server, thread)

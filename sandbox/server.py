@@ -30,12 +30,11 @@ import http
 import json
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from flask import Flask, Response, request
 
-from sandbox.http11 import KeepAliveServer, WsgiRequestHandler
+from sandbox.http11 import KeepAliveServer, RunningServer, WsgiRequestHandler, serve_in_thread
 from sandbox.telegram import DEFAULT_TOKEN, ApiError, TelegramState
 
 FaultSettings = dict[str, float | None]
@@ -56,22 +55,8 @@ class _BotRequestHandler(WsgiRequestHandler):
         super().answer(body)
 
 
-@dataclass
-class RunningSandbox:
-    """A sandbox serving on a background thread: its base ``url``, its ``state`` and ``stop()``."""
-
-    url: str
-    state: TelegramState
-    _server: KeepAliveServer = field(repr=False)
-    _thread: threading.Thread = field(repr=False)
-
-    def stop(self) -> None:
-        """Stop serving, release requests sleeping on injected latency and close the socket."""
-        self.state.wake_sleepers()
-        self._server.shutdown()
-        self._server.server_close()
-        self._server.close_connections()
-        self._thread.join(timeout=5)
+RunningSandbox = RunningServer[TelegramState]
+"""The Telegram part serving on a background thread (``url``, ``state``, ``stop()``)."""
 
 
 def make_telegram_app(state: TelegramState | None = None) -> Flask:
@@ -122,12 +107,7 @@ def start_in_thread(
 ) -> RunningSandbox:
     """Start the sandbox on a daemon thread (``port`` 0 picks a free one), for tests and benchmarks."""
     state = state if state is not None else TelegramState()
-    server = _make_server(host, port, state)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="telegram-sandbox", daemon=True
-    )
-    thread.start()
-    return RunningSandbox(f"http://{host}:{server.port}", state, server, thread)
+    return serve_in_thread(_make_server(host, port, state), state, "telegram-sandbox")
 
 
 def _make_server(host: str, port: int, state: TelegramState) -> KeepAliveServer:
@@ -197,12 +177,25 @@ def _mark_chat(state: TelegramState, body: Mapping[str, Any]) -> None:
 
 
 def _faults(state: TelegramState) -> dict[str, Any]:
+    return faults_endpoint(state, _FAULT_PARSERS)
+
+
+class _Faulty(Protocol):
+    def set_faults(self, **settings: Any) -> None: ...
+    def faults(self) -> dict[str, Any]: ...
+
+
+def faults_endpoint(
+    state: _Faulty, parsers: Mapping[str, Callable[[Any], Mapping[str, Any]]]
+) -> dict[str, Any]:
+    """``/_sandbox/faults``: a POST sets the faults its body names (each parsed by ``parsers``; an
+    unknown one is a ValueError naming the known ones); both answer the current faults."""
     if request.method == "POST":
-        settings: FaultSettings = {}
+        settings: dict[str, Any] = {}
         for name, value in _admin_body().items():
-            parser = _FAULT_PARSERS.get(name)
+            parser = parsers.get(name)
             if parser is None:
-                raise ValueError(f"unknown fault {name!r}; known: {sorted(_FAULT_PARSERS)}")
+                raise ValueError(f"unknown fault {name!r}; known: {sorted(parsers)}")
             settings.update(parser(value))
         state.set_faults(**settings)
     return {"ok": True, "faults": state.faults()}

@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     alert_history_days: int = Field(default=7, ge=1, le=90)
     alert_history_max: int = Field(default=1000, ge=10, le=100_000)
     #: ``disable_expired_users`` disables no one, and raises a critical alert, when more than this
-    #: fraction of the ACTIVE and LIMITED users would be disabled in one run (a wrong clock, a panel bug)
+    #: fraction of the ACTIVE users would be disabled in one run (a wrong clock, a panel bug)
     subscriptions_disable_max_fraction: float = Field(default=0.10, gt=0, le=1)
     #: ... unless they are this many or fewer (a small panel's handful of expiries never trips it).
     subscriptions_disable_valve_min_users: int = Field(default=10, ge=0)

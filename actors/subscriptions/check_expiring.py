@@ -30,6 +30,7 @@ from worker_app.clients.remnawave import User
 from worker_app.db import Database
 from worker_app.redis_client import key
 from worker_app.runtime import get_runtime
+from worker_app.telegram.text import CHAT_ID_MAX, CHAT_ID_MIN
 
 QUEUE = "subscriptions"
 log = logging.getLogger(__name__)
@@ -68,8 +69,10 @@ def queue_reminders(
         report.add("scanned", len(page))
         due = [(u, b) for u in page if u.status in REMIND_STATUSES and (b := bracket_of(u.expire_at, now))]
         report.add("due", len(due))
-        reachable = [(u, b) for u, b in due if u.telegram_id is not None]
-        report.add("no_telegram_id", len(due) - len(reachable))
+        with_id = [(u, b) for u, b in due if u.telegram_id is not None]
+        report.add("no_telegram_id", len(due) - len(with_id))
+        reachable = [(u, b) for u, b in with_id if CHAT_ID_MIN <= (u.telegram_id or 0) <= CHAT_ID_MAX]
+        report.add("bad_telegram_id", len(with_id) - len(reachable))
         fresh = _not_reminded(redis_client, reachable)
         messages = [_reminder(u, name, renew_url) for u, (name, _) in fresh]
         with database.transaction() as s:
@@ -126,14 +129,14 @@ def check_expiring_subscriptions() -> dict[str, Any]:
     through ``notification_queue``. Scans every panel user through the stream endpoint."""
     runtime = get_runtime()
     client = runtime.remnawave
-    client.require_3x()
-    report = RunReport("check_expiring_subscriptions")
-    queue_reminders(
-        client.user_pages(),
-        runtime.database,
-        runtime.redis,
-        now=datetime.now(UTC),
-        renew_url=runtime.settings.subscriptions_renew_url,
-        report=report,
-    )
-    return report.finish()
+    with RunReport("check_expiring_subscriptions").running() as report:
+        client.require_3x()
+        queue_reminders(
+            client.user_pages(),
+            runtime.database,
+            runtime.redis,
+            now=datetime.now(UTC),
+            renew_url=runtime.settings.subscriptions_renew_url,
+            report=report,
+        )
+    return report.summary

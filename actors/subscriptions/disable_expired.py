@@ -7,13 +7,13 @@ an EXPIRED user back to ACTIVE on its own, while it leaves a DISABLED user disab
 LIMITED users are left too: they are cut off by their traffic limit already, the panel's bulk
 disable does not apply to them, and the monthly reset skips expired users, so they never come back
 on their own. So the users this job disables are exactly the ACTIVE ones the panel did not expire,
-and a renewal must ``extend`` and then ``enable`` a DISABLED user (A030 "already enabled" is
-success): :func:`actors.subscriptions.renew.renew_user` does both, and the payments domain calls it.
+and a renewal goes through :func:`actors.subscriptions.renew.renew_user`, which holds this job off
+the user, extends, and enables the user if this job had disabled them.
 
-**How.** Bulk ``status: DISABLED`` in calls of ≤ 500 ids, each batch recorded before and completed
-after the call (:mod:`actors.subscriptions.actions`): a run killed mid-way is finished by the next
-one, every user is disabled once, notified once (with renewal instructions) and written once to
-``audit_logs`` (``action='subscription_disabled'``).
+**How.** Bulk ``status: DISABLED`` in calls of ≤ 500 ids, each batch recorded before the call and
+completed in the transaction that holds its rows during it (:mod:`actors.subscriptions.actions`):
+a run killed mid-way is finished by the next one, every user is disabled once, notified once (with
+renewal instructions) and written once to ``audit_logs`` (``action='subscription_disabled'``).
 
 **Safety valve.** If a run would disable more than SUBSCRIPTIONS_DISABLE_MAX_FRACTION of the ACTIVE
 users (and more than SUBSCRIPTIONS_DISABLE_VALVE_MIN_USERS), it disables no one and
@@ -36,7 +36,7 @@ from actors.subscriptions import actions, texts
 from actors.subscriptions.actions import Planned
 from actors.subscriptions.report import RunReport
 from worker_app.alerts import AdminAlerts
-from worker_app.clients.remnawave import BULK_MAX_IDS, RemnawaveClient, RemnawaveNotFound, User
+from worker_app.clients.remnawave import BULK_MAX_IDS, RemnawaveClient, User
 from worker_app.db import Database
 from worker_app.runtime import get_runtime
 
@@ -117,21 +117,19 @@ def disable_expired(
         return found
     for start in range(0, len(found.expired), BULK_MAX_IDS):
         batch = found.expired[start : start + BULK_MAX_IDS]
-        actions.record(database, KIND, batch)
-        report.add("bulk_calls", client.bulk_disable(p.user_id for p in batch))
-        report.add("disabled", _complete(database, batch, renew_url))
+        acted, calls = actions.act(
+            database, KIND, batch, client.bulk_disable, audit_action=AUDIT_ACTION, notice=_notice(renew_url)
+        )
+        report.add("disabled", acted)
+        report.add("bulk_calls", calls)
+        report.add("already_handled", len(batch) - acted)
     return found
 
 
 def recover(client: RemnawaveClient, database: Database, *, renew_url: str, report: RunReport) -> None:
     """Actions a killed run left open: complete those the panel shows done (DISABLED, same expiry);
     close those renewed or deleted since; leave the rest to this run's scan."""
-    for planned in actions.open_actions(database, KIND):
-        try:
-            user = client.get_user(planned.user_id)
-        except RemnawaveNotFound:
-            report.add("not_found", actions.close(database, KIND, [planned], "gone"))
-            continue
+    for planned, user in actions.still_open(client, database, KIND, report):
         if period_of(user.expire_at) != planned.period:
             report.add("renewed_meanwhile", actions.close(database, KIND, [planned], "renewed"))
         elif user.status == "DISABLED":
@@ -140,15 +138,18 @@ def recover(client: RemnawaveClient, database: Database, *, renew_url: str, repo
             actions.close(database, KIND, [planned], "skipped")
 
 
-def _complete(database: Database, batch: Sequence[Planned], renew_url: str) -> int:
+def _notice(renew_url: str) -> actions.Notice:
     def notice(p: Planned) -> Outgoing | None:
         if p.telegram_id is None:
             return None
-        expire_at = datetime.fromisoformat(p.period)
-        text = texts.disabled(expire_at, renew_url)
+        text = texts.disabled(datetime.fromisoformat(p.period), renew_url)
         return Outgoing(f"disabled:{p.user_id}:{p.period}", p.telegram_id, text, NOTIFICATION_TYPE)
 
-    return actions.complete(database, KIND, batch, audit_action=AUDIT_ACTION, notice=notice)
+    return notice
+
+
+def _complete(database: Database, batch: Sequence[Planned], renew_url: str) -> int:
+    return actions.complete(database, KIND, batch, audit_action=AUDIT_ACTION, notice=_notice(renew_url))
 
 
 def _valve_text(found: Selection, valve: Valve) -> str:
@@ -175,15 +176,15 @@ def disable_expired_users() -> dict[str, Any]:
     notify them with renewal instructions and audit it; held by the safety valve (see the module)."""
     runtime = get_runtime()
     s = runtime.settings
-    runtime.remnawave.require_3x()
-    report = RunReport("disable_expired_users")
-    disable_expired(
-        runtime.remnawave,
-        runtime.database,
-        runtime.alerts,
-        now=datetime.now(UTC),
-        valve=Valve(s.subscriptions_disable_max_fraction, s.subscriptions_disable_valve_min_users),
-        renew_url=s.subscriptions_renew_url,
-        report=report,
-    )
-    return report.finish()
+    with RunReport("disable_expired_users").running() as report:
+        runtime.remnawave.require_3x()
+        disable_expired(
+            runtime.remnawave,
+            runtime.database,
+            runtime.alerts,
+            now=datetime.now(UTC),
+            valve=Valve(s.subscriptions_disable_max_fraction, s.subscriptions_disable_valve_min_users),
+            renew_url=s.subscriptions_renew_url,
+            report=report,
+        )
+    return report.summary

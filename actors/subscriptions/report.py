@@ -1,6 +1,7 @@
 """One run of a subscriptions job, counted: its JSON log line and its metrics.
 
-Every run ends with one INFO line ``subscriptions job done`` whose ``job``, ``counts`` and
+Every run ends with one line — INFO ``subscriptions job done``, or WARNING ``subscriptions job
+failed`` with an ``error`` field when it raised (it is then retried) — whose ``job``, ``counts`` and
 ``duration_s`` fields say what it did (``counts`` by detailed outcome, e.g. ``queued``,
 ``already_reminded``, ``no_telegram_id``), and adds those counts to
 ``cybervpn_subscription_users_total{job, outcome}`` where ``outcome`` is ``processed``, ``skipped`` or
@@ -12,6 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +33,9 @@ KINDS = {
     "renewed_meanwhile": "skipped",
     "not_due": "skipped",
     "held_by_valve": "skipped",
+    "already_handled": "skipped",
+    "bad_telegram_id": "failed",
+    "malformed": "failed",
     "failed": "failed",
 }
 """Detailed outcome → the metric's ``outcome`` label; outcomes not listed (``scanned``, ``due``,
@@ -46,10 +52,26 @@ class RunReport:
     details: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
+    summary: dict[str, Any] = field(default_factory=dict)
+    """What :meth:`finish` logged (set when the run ends)."""
+
     def add(self, outcome: str, amount: int = 1) -> None:
         """Count ``amount`` users (or calls) under ``outcome``."""
         if amount:
             self.counts[outcome] += amount
+
+    @contextmanager
+    def running(self) -> Iterator[RunReport]:
+        """The run's body: its line is logged and its counts exported however it ends; a run that
+        raises counts one ``failed`` and logs the error before the exception goes on (to be retried)."""
+        try:
+            yield self
+        except Exception as e:
+            self.add("failed")
+            self.details["error"] = f"{type(e).__name__}: {e}"
+            raise
+        finally:
+            self.finish()
 
     def finish(self) -> dict[str, Any]:
         """Log the run's line, add its counts to the metric (not for a dry run); return its summary."""
@@ -60,7 +82,10 @@ class RunReport:
             "duration_s": round(time.monotonic() - self.started, 3),
             **self.details,
         }
-        log.info("subscriptions job done: %s %s", self.job, dict(self.counts), extra=summary)
+        self.summary = summary
+        failed = "error" in self.details
+        log.log(logging.WARNING if failed else logging.INFO, "subscriptions job %s: %s %s",
+                "failed" if failed else "done", self.job, dict(self.counts), extra=summary)  # fmt: skip
         if not self.dry_run:
             for outcome, amount in self.counts.items():
                 kind = KINDS.get(outcome)

@@ -17,13 +17,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 
 from actors.notifications.outbox import Outgoing
 from actors.subscriptions import actions, texts
 from actors.subscriptions.actions import Planned
 from actors.subscriptions.report import RunReport
-from worker_app.clients.remnawave import RemnawaveClient, RemnawaveNotFound, User
+from worker_app.clients.remnawave import RemnawaveClient, User
 from worker_app.db import Database
+from worker_app.middleware.scheduled import fire_of
 from worker_app.runtime import get_runtime
 
 QUEUE = "subscriptions"
@@ -47,10 +49,18 @@ def needs_reset(user: User, since: datetime, now: datetime) -> bool:
 
 
 def reset_monthly(
-    client: RemnawaveClient, database: Database, *, now: datetime, batch_size: int, report: RunReport
+    client: RemnawaveClient,
+    database: Database,
+    *,
+    now: datetime,
+    batch_size: int,
+    report: RunReport,
+    month_of: datetime | None = None,
 ) -> None:
-    """Reset every user of the month not reset yet, in batches, notifying each once."""
-    since = month_start(now)
+    """Reset every user of the month not reset yet, in batches, notifying each once. The month is
+    ``month_of``'s (the scheduled fire time: a worker whose clock is a moment behind the scheduler's
+    at 00:00 on the 1st still resets the new month), else ``now``'s."""
+    since = month_start(month_of or now)
     period = since.strftime("%Y-%m")
     report.details["month"] = period
     _recover(client, database, since, now, report)
@@ -59,22 +69,24 @@ def reset_monthly(
         due = [Planned(u.id, period, u.telegram_id) for u in page if needs_reset(u, since, now)]
         report.add("not_due", len(page) - len(due))
         for start in range(0, len(due), batch_size):
-            batch = due[start : start + batch_size]
-            actions.record(database, KIND, batch)
-            report.add("bulk_calls", client.bulk_reset_traffic(p.user_id for p in batch))
-            report.add("reset", _complete(database, batch))
+            acted, calls = actions.act(
+                database, KIND, due[start : start + batch_size], client.bulk_reset_traffic,
+                audit_action=AUDIT_ACTION, notice=_notice,
+            )  # fmt: skip
+            report.add("reset", acted)
+            report.add("bulk_calls", calls)
 
 
 def _recover(
     client: RemnawaveClient, database: Database, since: datetime, now: datetime, report: RunReport
 ) -> None:
-    """Open actions of a killed run: complete those the panel shows reset this month, close the
-    deleted ones and those no longer due (expired since); the rest this run's scan resets."""
-    for planned in actions.open_actions(database, KIND):
-        try:
-            user = client.get_user(planned.user_id)
-        except RemnawaveNotFound:
-            report.add("not_found", actions.close(database, KIND, [planned], "gone"))
+    """Open actions of a killed run: complete those the panel shows reset this month; close those of
+    an earlier month, of deleted users and of users no longer due (expired since); the rest this
+    run's scan resets."""
+    period = since.strftime("%Y-%m")
+    for planned, user in actions.still_open(client, database, KIND, report):
+        if planned.period != period:  # a month gone by: its reset is past doing
+            actions.close(database, KIND, [planned], "stale")
             continue
         reset_at = user.last_traffic_reset_at
         if reset_at is not None and reset_at >= since:
@@ -83,14 +95,15 @@ def _recover(
             actions.close(database, KIND, [planned], "skipped")
 
 
-def _complete(database: Database, batch: Sequence[Planned]) -> int:
-    def notice(p: Planned) -> Outgoing | None:
-        if p.telegram_id is None:
-            return None
-        return Outgoing(f"traffic_reset:{p.user_id}:{p.period}", p.telegram_id, texts.traffic_reset(p.period),
-                        NOTIFICATION_TYPE)  # fmt: skip
+def _notice(p: Planned) -> Outgoing | None:
+    if p.telegram_id is None:
+        return None
+    return Outgoing(f"traffic_reset:{p.user_id}:{p.period}", p.telegram_id, texts.traffic_reset(p.period),
+                    NOTIFICATION_TYPE)  # fmt: skip
 
-    return actions.complete(database, KIND, batch, audit_action=AUDIT_ACTION, notice=notice)
+
+def _complete(database: Database, batch: Sequence[Planned]) -> int:
+    return actions.complete(database, KIND, batch, audit_action=AUDIT_ACTION, notice=_notice)
 
 
 @dramatiq.actor(queue_name=QUEUE)
@@ -98,13 +111,16 @@ def reset_monthly_traffic() -> dict[str, Any]:
     """Reset used traffic of every ACTIVE/LIMITED user not reset this month (1st, 00:00 UTC), in
     bulk batches of SUBSCRIPTIONS_RESET_BATCH_SIZE, with one notice each; once per user and month."""
     runtime = get_runtime()
-    runtime.remnawave.require_3x()
-    report = RunReport("reset_monthly_traffic")
-    reset_monthly(
-        runtime.remnawave,
-        runtime.database,
-        now=datetime.now(UTC),
-        batch_size=runtime.settings.subscriptions_reset_batch_size,
-        report=report,
-    )
-    return report.finish()
+    message = CurrentMessage.get_current_message()
+    fire = fire_of(message) if message is not None else None
+    with RunReport("reset_monthly_traffic").running() as report:
+        runtime.remnawave.require_3x()
+        reset_monthly(
+            runtime.remnawave,
+            runtime.database,
+            now=datetime.now(UTC),
+            batch_size=runtime.settings.subscriptions_reset_batch_size,
+            report=report,
+            month_of=fire[1] if fire is not None else None,
+        )
+    return report.summary

@@ -30,7 +30,16 @@ from flask import Flask, Response, request
 from sandbox.remnawave.format import PANEL_VERSION, USER_STATUSES
 from sandbox.remnawave.seeding import generated_node_fields
 from sandbox.remnawave.state import RemnawaveState
-from sandbox.server import FaultSettings, _admin, _admin_body, _count, _json, _latency, _server_error
+from sandbox.server import (
+    FaultSettings,
+    _admin,
+    _admin_body,
+    _count,
+    _json,
+    _latency,
+    _server_error,
+    faults_endpoint,
+)
 
 _VERSION = re.compile(r"\d+\.\d+\.\d+")
 
@@ -120,15 +129,7 @@ def _since() -> int:
 
 
 def _faults(state: RemnawaveState) -> dict[str, Any]:
-    if request.method == "POST":
-        settings: dict[str, Any] = {}
-        for name, value in _admin_body().items():
-            parser = _FAULT_PARSERS.get(name)
-            if parser is None:
-                raise ValueError(f"unknown fault {name!r}; known: {sorted(_FAULT_PARSERS)}")
-            settings.update(parser(value))
-        state.set_faults(**settings)
-    return {"ok": True, "faults": state.faults()}
+    return faults_endpoint(state, _FAULT_PARSERS)
 
 
 def _flag(name: str, default: bool) -> Callable[[Any], dict[str, Any]]:

@@ -10,13 +10,11 @@ error, never a status code.
 from __future__ import annotations
 
 import json
-import threading
-from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, request
 
-from sandbox.http11 import KeepAliveServer, WsgiRequestHandler
+from sandbox.http11 import KeepAliveServer, RunningServer, WsgiRequestHandler, serve_in_thread
 from sandbox.remnawave.admin import add_admin_routes
 from sandbox.remnawave.format import BAD_JSON, RwReply
 from sandbox.remnawave.state import RemnawaveState
@@ -46,22 +44,8 @@ class _PanelRequestHandler(WsgiRequestHandler):
         super()._write(status, headers, body)
 
 
-@dataclass
-class RunningRemnawave:
-    """The fake panel serving on a background thread: its base ``url``, its ``state`` and ``stop()``."""
-
-    url: str
-    state: RemnawaveState
-    _server: KeepAliveServer = field(repr=False)
-    _thread: threading.Thread = field(repr=False)
-
-    def stop(self) -> None:
-        """Stop serving, release calls sleeping on injected latency and close the socket."""
-        self.state.wake_sleepers()
-        self._server.shutdown()
-        self._server.server_close()
-        self._server.close_connections()
-        self._thread.join(timeout=5)
+RunningRemnawave = RunningServer[RemnawaveState]
+"""The fake panel serving on a background thread (``url``, ``state``, ``stop()``)."""
 
 
 def make_remnawave_app(state: RemnawaveState | None = None) -> Flask:
@@ -88,11 +72,7 @@ def start_remnawave_in_thread(
     state = state if state is not None else RemnawaveState()
     handler = type("RemnawaveRequestHandler", (_PanelRequestHandler,), {})
     server = KeepAliveServer(host, port, make_remnawave_app(state), handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="remnawave-sandbox", daemon=True
-    )
-    thread.start()
-    return RunningRemnawave(f"http://{host}:{server.port}", state, server, thread)
+    return serve_in_thread(server, state, "remnawave-sandbox")
 
 
 def _body() -> Any:

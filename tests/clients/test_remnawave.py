@@ -15,6 +15,8 @@ from worker_app.clients.remnawave import (
     RemnawaveNotFound,
     RemnawaveRejected,
     RemnawaveUnavailable,
+    User,
+    _next_cursor,
 )
 
 
@@ -159,3 +161,19 @@ def test_nodes_and_system_stats_parse(panel: Panel, remnawave: RemnawaveClient) 
     assert (node.name, node.is_connected, node.country_code) == ("de-1", False, "DE")
     stats = remnawave.system_stats()
     assert set(stats["users"]["statusCounts"]) == {"ACTIVE", "DISABLED", "LIMITED", "EXPIRED"}
+
+
+def test_a_stream_cursor_that_does_not_move_forward_is_an_error_not_a_loop() -> None:
+    assert _next_cursor("1000", None) == 1000 and _next_cursor("2000", 1000) == 2000
+    with pytest.raises(RemnawaveUnavailable, match="did not advance"):
+        _next_cursor("1000", 1000)
+    with pytest.raises(RemnawaveUnavailable, match="is not a number"):
+        _next_cursor("abc", 1000)
+
+
+def test_a_malformed_user_names_its_id_and_fields_never_their_values() -> None:
+    with pytest.raises(RemnawaveUnavailable) as raised:
+        User.from_json({"id": 7, "trojanPassword": "s3cret-pass", "subscriptionUrl": "https://x/sub/abc"})
+    text = str(raised.value)
+    assert "id 7" in text and "trojanPassword" in text
+    assert "s3cret-pass" not in text and "https://x/sub/abc" not in text

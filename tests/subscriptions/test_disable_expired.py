@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from actors.subscriptions import actions, disable_expired_users
 from actors.subscriptions.actions import Planned
-from actors.subscriptions.disable_expired import KIND, period_of
+from actors.subscriptions.disable_expired import KIND, period_of, select_expired
 from actors.subscriptions.renew import renew_user
 from sandbox.server import RunningSandbox
 from tests.fixtures.notifications import ADMIN_CHAT
@@ -141,8 +141,52 @@ def test_a_payment_brings_a_disabled_user_back_to_active(panel: Panel, panel_run
     panel.faults(auto_expire=False)
     (user_id,) = panel.add_users(user_spec(expire_in=-timedelta(hours=2)))
     disable_expired_users()
-    renewed = renew_user(panel_runtime.remnawave, user_id, 30)
+    renewed = renew_user(panel_runtime.remnawave, panel_runtime.database, user_id, 30)
     assert renewed.status == "ACTIVE" and renewed.expire_at > datetime.now(UTC) + timedelta(days=29)
+
+
+def test_a_user_an_admin_disabled_stays_disabled_after_a_renewal(
+    panel: Panel, panel_runtime: Runtime
+) -> None:
+    (user_id,) = panel.add_users(user_spec(status="DISABLED", expire_in=timedelta(days=3)))
+    renewed = renew_user(panel_runtime.remnawave, panel_runtime.database, user_id, 30)
+    assert renewed.status == "DISABLED" and renewed.expire_at > datetime.now(UTC) + timedelta(days=32)
+
+
+def test_a_user_who_pays_between_the_scan_and_the_bulk_call_is_not_disabled(
+    panel: Panel, panel_runtime: Runtime, db_engine: sa.Engine
+) -> None:
+    # Given a run that has scanned an expired user
+    panel.faults(auto_expire=False)
+    (user_id,) = panel.add_users(user_spec(expire_in=-timedelta(hours=2), telegram_id=991))
+    client = panel_runtime.remnawave
+    found = select_expired(client.user_pages(), datetime.now(UTC))
+    assert [p.user_id for p in found.expired] == [user_id]
+    # When the user pays before the run's bulk call
+    renew_user(client, panel_runtime.database, user_id, 30)
+    acted, calls = actions.act(
+        panel_runtime.database,
+        KIND,
+        found.expired,
+        client.bulk_disable,
+        audit_action="x",
+        notice=lambda p: None,
+    )
+    # Then the run leaves the user alone
+    assert (acted, calls) == (0, 0)
+    assert panel.user(user_id)["status"] == "ACTIVE" and notices(db_engine) == []
+
+
+def test_a_user_an_admin_re_enabled_is_not_disabled_again_for_the_same_expiry(
+    panel: Panel, panel_runtime: Runtime
+) -> None:
+    panel.faults(auto_expire=False)
+    (user_id,) = panel.add_users(user_spec(expire_in=-timedelta(hours=2), telegram_id=992))
+    disable_expired_users()
+    panel_runtime.remnawave.user_action(user_id, "enable")  # support lets the user in for a day
+    again = disable_expired_users()
+    assert panel.user(user_id)["status"] == "ACTIVE"
+    assert again["counts"]["already_handled"] == 1 and "disabled" not in again["counts"]
 
 
 def test_dry_run_lists_who_would_be_disabled_and_changes_nothing(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from actors.subscriptions import disable_expired_users
@@ -46,6 +47,7 @@ def test_a_rejected_token_dies_at_once_with_one_clear_alert(
     capturing_broker: DelayCapturingStubBroker,
     clean_tables: sa.Engine,
     sandbox: RunningSandbox,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Given a panel that rejects the worker's token
     panel.faults(token_rejected=True)
@@ -58,6 +60,8 @@ def test_a_rejected_token_dies_at_once_with_one_clear_alert(
     rows = dead_letters(clean_tables)
     assert [(r.reason, r.attempts) for r in rows] == [("permanent_error", 1)] * 2
     assert "REMNAWAVE_API_TOKEN is not accepted" in rows[0].exception_message
+    # And each run logged its end, with the error
+    assert "REMNAWAVE_API_TOKEN is not accepted" in caplog.text and "subscriptions job failed" in caplog.text
     # And the admins get one alert saying so
     assert panel_runtime.alerts.flush(30)
     alerts = [e["text"] for e in sandbox.state.received() if e["chat_id"] == ADMIN_CHAT]

@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from actors.subscriptions import reset_monthly_traffic
-from actors.subscriptions.reset_traffic import month_start
+from actors.subscriptions import actions, reset_monthly_traffic
+from actors.subscriptions.actions import Planned
+from actors.subscriptions.report import RunReport
+from actors.subscriptions.reset_traffic import KIND, month_start, reset_monthly
 from tests.fixtures.notifications import MakeRuntime
 from tests.fixtures.remnawave import Panel, user_spec
 from worker_app.runtime import Runtime
@@ -67,3 +69,27 @@ def test_resets_go_in_batches_of_the_configured_size(panel: Panel, make_runtime:
     report = reset_monthly_traffic()
     assert report["counts"]["reset"] == 1050
     assert [c["user_ids"] for c in panel.calls("/api/users/bulk/reset-traffic")] == [100] * 10 + [50]
+
+
+def test_the_month_is_the_scheduled_fires_so_a_slow_clock_still_resets_the_new_month(
+    panel: Panel, panel_runtime: Runtime
+) -> None:
+    # Given a worker whose clock still reads the last moment of the old month when the 1st fires
+    now = datetime.now(UTC)
+    next_month = month_start(month_start(now) + timedelta(days=32))
+    report = RunReport("reset_monthly_traffic")
+    reset_monthly(panel_runtime.remnawave, panel_runtime.database, now=now, batch_size=100, report=report,
+                  month_of=next_month)  # fmt: skip
+    assert report.details["month"] == next_month.strftime("%Y-%m")
+
+
+def test_an_action_left_open_in_an_earlier_month_is_closed_not_completed(
+    panel: Panel, panel_runtime: Runtime, db_engine: sa.Engine
+) -> None:
+    (user_id,) = panel.add_users(user_spec(telegram_id=21))
+    actions.record(panel_runtime.database, KIND, [Planned(user_id, "2020-01", 21)])
+    reset_monthly_traffic()
+    with db_engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT outcome FROM subscription_actions WHERE period = '2020-01'")).one()
+        told = conn.execute(sa.text("SELECT count(*) FROM notification_queue")).scalar_one()
+    assert row.outcome == "stale" and told == 1  # only this month's notice

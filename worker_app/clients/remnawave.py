@@ -26,6 +26,7 @@ supported.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -52,6 +53,7 @@ _DROPPED_HINT = (
     "without X-Forwarded-For and X-Forwarded-Proto: https: point REMNAWAVE_URL at its HTTPS proxy or "
     "set REMNAWAVE_PROXY_HEADERS=true"
 )
+log = logging.getLogger(__name__)
 _ID_SEGMENT = re.compile(r"/(\d+|[0-9a-f]{8}-[0-9a-f-]{27,})(?=/|$)")
 
 
@@ -239,18 +241,19 @@ class RemnawaveClient:
 
     def user_pages(self, *, page_size: int | None = None, **filters: Any) -> Iterator[list[User]]:
         """Every user matching ``filters`` (``status``, ``telegramId``, ``tag``, ...), a page at a
-        time, in id order, through ``/api/users/stream``: one call per page, constant memory."""
+        time, in id order, through ``/api/users/stream``: one call per page, constant memory. A user
+        object that does not fit the contract is skipped with a warning (and counted in
+        ``cybervpn_remnawave_malformed_users_total``): one bad record must not stop every run."""
         size = max(1, min(page_size or self.page_size, STREAM_MAX_PAGE))
         params: dict[str, Any] = {k: v for k, v in filters.items() if v is not None} | {"size": size}
         while True:
             page = _object(self.call("GET", "/api/users/stream", params=params), "user stream page")
-            users = [User.from_json(u) for u in _list(page.get("users"), "users")]
+            users = [u for u in map(_user_or_none, _list(page.get("users"), "users")) if u is not None]
             if users:
                 yield users
-            cursor = page.get("nextCursor")
-            if not page.get("hasMore") or cursor is None:
+            if not page.get("hasMore") or page.get("nextCursor") is None:
                 return
-            params["cursor"] = int(cursor)
+            params["cursor"] = _next_cursor(page["nextCursor"], params.get("cursor"))
 
     def stream_users(self, **filters: Any) -> Iterator[User]:
         """Every user matching ``filters``, one at a time (see :meth:`user_pages`)."""
@@ -368,9 +371,14 @@ def _classify(method: str, path: str, reply: JsonReply) -> RemnawaveError | None
     where = f"remnawave {method} {path}: {reply.status} {text}" + (f" ({code})" if code else "")
     if code in ALREADY_DONE:
         return None
+    if reply.status in (408, 429):  # a timeout or a rate limit, likely from a proxy in front of the panel
+        return RemnawaveUnavailable(where, status=reply.status, error_code=code)
     if reply.status == 401:
         return RemnawaveAuthError(
-            f"{where} — REMNAWAVE_API_TOKEN is not accepted by the panel", status=401, error_code=code
+            f"{where} — REMNAWAVE_API_TOKEN is not accepted by the panel (or, behind a reverse proxy, "
+            "REMNAWAVE_API_KEY by the proxy)",
+            status=401,
+            error_code=code,
         )
     if reply.status == 403:
         scope = _scope_of(method, path)
@@ -397,8 +405,18 @@ def _unavailable(message: str, status: int | None) -> UpstreamUnavailable:
 
 
 def _malformed(what: str, data: Any, error: Exception | None = None) -> RemnawaveUnavailable:
-    cause = f" ({type(error).__name__}: {error})" if error is not None else ""
-    return RemnawaveUnavailable(f"remnawave: malformed {what}{cause}: {str(data)[:200]}")
+    """The error for a reply that does not fit the contract; it names the record's id and its fields,
+    never their values (a user carries passwords and subscription URLs)."""
+    cause = (
+        f" ({type(error).__name__}{': ' + str(error) if isinstance(error, KeyError) else ''})"
+        if error
+        else ""
+    )
+    if isinstance(data, dict):
+        shape = f"id {data.get('id', data.get('uuid'))!r}, fields {sorted(map(str, data))[:40]}"
+    else:
+        shape = f"a {type(data).__name__}"
+    return RemnawaveUnavailable(f"remnawave: malformed {what}{cause}: {shape}")
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:
@@ -411,6 +429,28 @@ def _list(value: Any, what: str) -> list[Any]:
     if not isinstance(value, list):
         raise _malformed(what, value)
     return value
+
+
+def _user_or_none(data: Any) -> User | None:
+    try:
+        return User.from_json(data)
+    except RemnawaveUnavailable as e:
+        log.warning("%s; skipped", e)
+        _malformed_users().inc()
+        return None
+
+
+def _next_cursor(value: Any, previous: Any) -> int:
+    """The next page's cursor: the decimal string the panel sent, which must move forward."""
+    try:
+        cursor = int(value)
+    except (TypeError, ValueError):
+        raise RemnawaveUnavailable(
+            f"remnawave: user stream cursor {str(value)[:40]!r} is not a number"
+        ) from None
+    if previous is not None and cursor <= int(previous):
+        raise RemnawaveUnavailable(f"remnawave: user stream cursor did not advance ({previous} -> {cursor})")
+    return cursor
 
 
 def _chunks(ids: Sequence[int], size: int) -> Iterator[list[int]]:
@@ -433,6 +473,16 @@ def _when(value: Any) -> datetime:
 
 def _when_or_none(value: Any) -> datetime | None:
     return None if value is None else _when(value)
+
+
+@created_once
+def _malformed_users() -> Any:
+    import prometheus_client as prom
+
+    return prom.Counter(
+        "cybervpn_remnawave_malformed_users", "Panel user objects skipped for not fitting the contract.",
+        registry=None,
+    )  # fmt: skip
 
 
 @created_once

@@ -96,9 +96,12 @@ class RunOnce(dramatiq.Middleware, ABC):
             with self._lock:
                 late = list(self._late.items())
             for message_id, (message, give_up_at) in late:
-                if self._try_claim(message) or time.monotonic() > give_up_at:
+                claimed = self._try_claim(message)
+                if claimed or time.monotonic() > give_up_at:
                     with self._lock:
                         self._late.pop(message_id, None)
+                if not claimed:
+                    break  # still down: the others wait for the next round, not a timeout each
             with self._lock:
                 if not self._late:
                     self._retrier = None
