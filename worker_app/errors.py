@@ -21,7 +21,8 @@ class WorkerError(Exception):
 
 
 class ConfigurationError(WorkerError):
-    """A setting is missing or malformed; raised at start-up, never deep inside an actor."""
+    """A setting is missing or malformed (raised at start-up), or refused by the service it is for
+    (a rejected API token: raised by that service's client, never retried)."""
 
 
 class PermanentError(WorkerError):

@@ -1,4 +1,5 @@
-"""Which dependency an exception says is unreachable: PostgreSQL, Redis, RabbitMQ or its management API.
+"""Which dependency an exception says is unreachable: PostgreSQL, Redis, RabbitMQ or its management API,
+the Remnawave panel.
 
 The API answers such an error with ``503`` naming the dependency, and ``worker-app`` with one line
 and exit code 3, instead of a traceback. Anything else is not an outage.
@@ -15,11 +16,12 @@ import requests
 import sqlalchemy.exc
 from dramatiq.errors import BrokerConnectionError
 
+from worker_app.clients.remnawave import RemnawaveUnavailable
 from worker_app.redaction import redact
 
 
 class Outage(NamedTuple):
-    dependency: str  # "PostgreSQL", "Redis", "RabbitMQ", "the RabbitMQ management API"
+    dependency: str  # "PostgreSQL", "Redis", "RabbitMQ", "the RabbitMQ management API", "the Remnawave panel"
     setting: str  # the variable that says where it is
     reason: str  # the error's first line, secrets redacted
 
@@ -33,6 +35,7 @@ _KINDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str, 
     ((redis.exceptions.ConnectionError, redis.exceptions.TimeoutError), "Redis", "REDIS_URL"),
     ((BrokerConnectionError, pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError),
      "RabbitMQ", "RABBITMQ_URL"),
+    (RemnawaveUnavailable, "the Remnawave panel", "REMNAWAVE_URL"),
     ((requests.ConnectionError, requests.Timeout), "the RabbitMQ management API", "RABBITMQ_MANAGEMENT_URL"),
 )  # fmt: skip
 

@@ -13,7 +13,7 @@ from actors.subscriptions.actions import Planned
 from actors.subscriptions.disable_expired import KIND, period_of, select_expired
 from actors.subscriptions.renew import renew_user
 from sandbox.server import RunningSandbox
-from tests.fixtures.notifications import ADMIN_CHAT
+from tests.fixtures.notifications import ADMIN_CHAT, MakeRuntime
 from tests.fixtures.remnawave import Panel, user_spec
 from worker_app.cli import main
 from worker_app.runtime import Runtime
@@ -198,3 +198,21 @@ def test_dry_run_lists_who_would_be_disabled_and_changes_nothing(
     assert result.exit_code == 0, result.output
     assert f'"id": {user_id}' in result.output and "1 of 1 ACTIVE users expired" in result.output
     assert panel.user(user_id)["status"] == "ACTIVE"
+
+
+def test_dry_run_against_an_unreachable_panel_exits_3_naming_it(make_runtime: MakeRuntime) -> None:
+    make_runtime(REMNAWAVE_URL="http://127.0.0.1:1")
+    result = CliRunner().invoke(main, ["subscriptions", "disable-expired", "--dry-run"])
+    assert result.exit_code == 3, result.output
+    assert "the Remnawave panel is unreachable (REMNAWAVE_URL http://127.0.0.1:1)" in result.output
+
+
+def test_dry_run_with_a_rejected_token_exits_2_naming_the_setting(
+    panel: Panel, make_runtime: MakeRuntime
+) -> None:
+    make_runtime(REMNAWAVE_URL=panel.url, REMNAWAVE_API_TOKEN="not-the-panels-token")
+    result = CliRunner().invoke(main, ["subscriptions", "disable-expired", "--dry-run"])
+    assert result.exit_code == 2, result.output
+    assert (
+        "REMNAWAVE_API_TOKEN is not accepted" in result.output and "not-the-panels-token" not in result.output
+    )

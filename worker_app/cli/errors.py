@@ -35,15 +35,22 @@ class Unreachable(click.ClickException):
 
 def _where(setting: str) -> str:
     """Where the setting points (host, port, database or vhost), secrets left out."""
+    from pydantic import SecretStr
+
     from worker_app.config import get_settings
+    from worker_app.runtime import get_runtime
 
     try:
-        settings = get_settings()
-    except ConfigurationError:
-        return setting
-    if setting == "RABBITMQ_MANAGEMENT_URL":
-        return f"{setting} {settings.rabbitmq_management_url}"
-    url = urlsplit(getattr(settings, setting.lower()).get_secret_value())
+        settings = get_runtime().settings
+    except RuntimeError:  # not bootstrapped
+        try:
+            settings = get_settings()
+        except ConfigurationError:
+            return setting
+    value = getattr(settings, setting.lower())
+    if not isinstance(value, SecretStr):  # a URL without credentials (RABBITMQ_MANAGEMENT_URL, REMNAWAVE_URL)
+        return f"{setting} {value}"
+    url = urlsplit(value.get_secret_value())
     try:
         port = url.port
     except ValueError:

@@ -36,7 +36,7 @@ from typing import Any
 
 from worker_app.clients.breaker import BreakerConfig, CircuitBreaker
 from worker_app.clients.http import JsonHttpClient, JsonReply
-from worker_app.errors import PermanentError, UpstreamUnavailable, WorkerError
+from worker_app.errors import ConfigurationError, PermanentError, UpstreamUnavailable, WorkerError
 from worker_app.lazy import created_once
 
 BULK_MAX_IDS = 500
@@ -71,8 +71,9 @@ class RemnawaveUnavailable(RemnawaveError, UpstreamUnavailable):
     """The panel did not answer usefully (5xx, connection error, timeout, malformed reply, breaker open)."""
 
 
-class RemnawaveAuthError(RemnawaveError, PermanentError):
-    """401 or 403: the API token is wrong or lacks a scope; every call fails until the config is fixed."""
+class RemnawaveAuthError(RemnawaveError, PermanentError, ConfigurationError):
+    """401 or 403: the API token is wrong or lacks a scope; every call fails until the config is fixed
+    (never retried; ``worker-app`` exits 2 with its message)."""
 
 
 class RemnawaveNotFound(RemnawaveError, PermanentError):
