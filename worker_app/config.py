@@ -107,7 +107,16 @@ class Settings(BaseSettings):
     subscriptions_reset_batch_size: int = Field(default=100, ge=1, le=500)
     #: The link reminders and the "switched off" notice give for renewing.
     subscriptions_renew_url: str = Field(default="https://t.me/cybervpn_bot", pattern=r"^(https?|tg)://\S+$")
-    health_check_interval_seconds: int = Field(default=120, ge=10)
+    #: A node going offline this many times within HEALTH_FLAP_WINDOW_S is "flapping": one alert for
+    #: it, none per flap, resolved once it has been stable for the window.
+    health_flap_downs: int = Field(default=2, ge=2, le=100)
+    health_flap_window_s: int = Field(default=600, ge=60, le=86_400)
+    #: A node back online is "resolved" once it has stayed up (or in maintenance) this long.
+    health_resolve_after_s: int = Field(default=60, ge=0, le=3600)
+    #: This many nodes going offline (or coming back) in one run make one grouped alert.
+    health_group_min_nodes: int = Field(default=3, ge=2, le=1000)
+    health_history_days: int = Field(default=7, ge=1, le=90)
+    bandwidth_retention_h: int = Field(default=48, ge=1, le=24 * 90)
     cleanup_audit_retention_days: int = Field(default=90, ge=1)
     cleanup_webhook_retention_days: int = Field(default=30, ge=1)
     bulk_batch_size: int = Field(default=50, ge=1, le=1000)

@@ -1,24 +1,21 @@
-"""Server health: node status checks, bandwidth snapshots, external-service probes.
+"""Server health: node status checks, bandwidth snapshots (external-service probes and anomaly
+rules come next).
 
-Package = domain = queue ``monitoring``; retry policy: ``worker_app.policies.POLICIES['monitoring']``.
+Package = domain = queue ``monitoring``; retry policy: ``worker_app.policies.POLICIES['monitoring']``
+(2 retries 15 s apart, then skipped: the next run is the retry). One module per feature:
+
+* :mod:`.health` — ``check_server_health`` (every 2 min), on the rules of :mod:`.node_state`;
+* :mod:`.bandwidth` — ``collect_bandwidth_snapshots`` (every 5 min);
+* :mod:`.canary` — ``scheduler_canary`` (every minute).
 """
 
 from __future__ import annotations
 
-import dramatiq
-from dramatiq.middleware import CurrentMessage
-
+from actors.monitoring.bandwidth import collect_bandwidth_snapshots
+from actors.monitoring.canary import QUEUE, scheduler_canary
+from actors.monitoring.health import check_server_health
 from worker_app.heartbeat import declare_heartbeat
-from worker_app.runtime import get_runtime
-from worker_app.schedule_canary import record_canary
-
-QUEUE = "monitoring"
 
 heartbeat = declare_heartbeat(QUEUE)
 
-
-@dramatiq.actor(queue_name=QUEUE, max_age=3_600_000)
-def scheduler_canary() -> None:
-    """Proves the scheduler → RabbitMQ → worker path end to end (scheduled every minute): records
-    when the last scheduled canary ran and how late, in ``cybervpn:scheduler:canary``."""
-    record_canary(get_runtime().redis, CurrentMessage.get_current_message())
+__all__ = ["QUEUE", "check_server_health", "collect_bandwidth_snapshots", "heartbeat", "scheduler_canary"]

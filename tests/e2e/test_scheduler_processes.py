@@ -38,6 +38,10 @@ JOB = "scheduler_canary"
 EVERY_SECOND = {
     "SCHEDULE_SCHEDULER_CANARY": "every 1s",
     "SCHEDULE_PROCESS_NOTIFICATION_QUEUE": "off",
+    # the canary is the only job of the monitoring queue these tests count messages on
+    "SCHEDULE_CHECK_SERVER_HEALTH": "off",
+    "SCHEDULE_COLLECT_BANDWIDTH_SNAPSHOTS": "off",
+    "SCHEDULE_CHECK_EXTERNAL_SERVICES": "off",
     "SCHEDULE_SCHEDULER_CANARY_IMMEDIATE": "0",
     "LOG_FORMAT": "text",
 }
