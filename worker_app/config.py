@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     #: This many nodes going offline (or coming back) in one run make one grouped alert.
     health_group_min_nodes: int = Field(default=3, ge=2, le=1000)
     health_history_days: int = Field(default=7, ge=1, le=90)
+    #: Each dependency probe of ``check_external_services`` gives up after this long.
+    service_probe_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    #: This many failed probes in a row make a dependency "down": one critical alert.
+    service_down_after: int = Field(default=3, ge=1, le=100)
     bandwidth_retention_h: int = Field(default=48, ge=1, le=24 * 90)
     cleanup_audit_retention_days: int = Field(default=90, ge=1)
     cleanup_webhook_retention_days: int = Field(default=30, ge=1)

@@ -1,11 +1,12 @@
-"""Server health: node status checks, bandwidth snapshots (external-service probes and anomaly
-rules come next).
+"""Server health: node status checks, bandwidth snapshots, external-service probes (anomaly rules
+come next).
 
 Package = domain = queue ``monitoring``; retry policy: ``worker_app.policies.POLICIES['monitoring']``
 (2 retries 15 s apart, then skipped: the next run is the retry). One module per feature:
 
 * :mod:`.health` — ``check_server_health`` (every 2 min), on the rules of :mod:`.node_state`;
 * :mod:`.bandwidth` — ``collect_bandwidth_snapshots`` (every 5 min);
+* :mod:`.services` — ``check_external_services`` (every 60 s);
 * :mod:`.canary` — ``scheduler_canary`` (every minute).
 """
 
@@ -14,8 +15,16 @@ from __future__ import annotations
 from actors.monitoring.bandwidth import collect_bandwidth_snapshots
 from actors.monitoring.canary import QUEUE, scheduler_canary
 from actors.monitoring.health import check_server_health
+from actors.monitoring.services import check_external_services
 from worker_app.heartbeat import declare_heartbeat
 
 heartbeat = declare_heartbeat(QUEUE)
 
-__all__ = ["QUEUE", "check_server_health", "collect_bandwidth_snapshots", "heartbeat", "scheduler_canary"]
+__all__ = [
+    "QUEUE",
+    "check_external_services",
+    "check_server_health",
+    "collect_bandwidth_snapshots",
+    "heartbeat",
+    "scheduler_canary",
+]
