@@ -25,6 +25,8 @@ def service(scheduler_tables: str) -> Iterator[SchedulerService]:
 
     env = {**os.environ, "SCHEDULE_SCHEDULER_CANARY": "every 10s", "SCHEDULE_SCHEDULER_CANARY_GRACE_S": "15",
            "SCHEDULE_SCHEDULER_CANARY_IMMEDIATE": "0",
+           # the canary is the monitoring job these tests watch: no other fires there on election
+           "SCHEDULE_CHECK_EXTERNAL_SERVICES_IMMEDIATE": "0",
            "SCHEDULER_LOCK_NAME": f"test-{uuid.uuid4().hex[:8]}"}  # fmt: skip
     settings = load_settings(env)
     jobs = resolve_jobs(settings, worker_app.broker.actors)
