@@ -78,8 +78,8 @@ def check_health(
 ) -> HealthReport:
     """Observe every node, store and publish what changed, and alert."""
     report = HealthReport()
-    for node in nodes:
-        report.statuses[status_of(node)] = report.statuses.get(status_of(node), 0) + 1
+    for status in map(status_of, nodes):
+        report.statuses[status] = report.statuses.get(status, 0) + 1
     set_gauge(nodes)
     try:
         previous = _load(redis_client, [n.uuid for n in nodes])

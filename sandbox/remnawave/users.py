@@ -171,19 +171,19 @@ def delete_user(panel: Panel, call: Call) -> RwReply:
 
 def disable_user(panel: Panel, call: Call) -> RwReply:
     """``POST .../actions/disable``: any status but DISABLED becomes DISABLED; A029 if it already is."""
-    u = panel.users.get(user_id(call), "A025")
-    if u.status == "DISABLED":
-        raise PanelError("A029")
-    panel.users.set_status(u, "DISABLED", call.now)
-    return ok(user_json(u))
+    return _set_status(panel, call, "DISABLED", already="A029")
 
 
 def enable_user(panel: Panel, call: Call) -> RwReply:
     """``POST .../actions/enable``: any status but ACTIVE becomes ACTIVE; A030 if it already is."""
+    return _set_status(panel, call, "ACTIVE", already="A030")
+
+
+def _set_status(panel: Panel, call: Call, status: str, *, already: str) -> RwReply:
     u = panel.users.get(user_id(call), "A025")
-    if u.status == "ACTIVE":
-        raise PanelError("A030")
-    panel.users.set_status(u, "ACTIVE", call.now)
+    if u.status == status:
+        raise PanelError(already)
+    panel.users.set_status(u, status, call.now)
     return ok(user_json(u))
 
 

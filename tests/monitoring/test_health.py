@@ -13,7 +13,7 @@ from actors.monitoring import check_server_health
 from actors.monitoring.health import EVENTS_CHANNEL, Options, check_health, current_key, history_key
 from actors.monitoring.node_state import Rules
 from sandbox.server import RunningSandbox
-from tests.fixtures.notifications import ADMIN_CHAT, unreachable_redis_url
+from tests.fixtures.notifications import admin_messages, unreachable_redis_url
 from tests.fixtures.remnawave import Panel
 from worker_app.runtime import Runtime
 
@@ -27,11 +27,6 @@ def add_nodes(panel: Panel, count: int, state: str = "online") -> list[str]:
 
 def set_state(panel: Panel, uuid: str, state: str) -> None:
     panel.admin("POST", f"nodes/{uuid}/state", {"state": state})
-
-
-def admin_messages(runtime: Runtime, sandbox: RunningSandbox) -> list[str]:
-    assert runtime.alerts.flush(30)
-    return [e["text"] for e in sandbox.state.received() if e["chat_id"] == ADMIN_CHAT]
 
 
 def test_a_node_going_offline_is_stored_published_and_alerted_once(

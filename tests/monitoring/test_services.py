@@ -9,7 +9,7 @@ import redis
 
 from actors.monitoring.services import ServiceMonitor, default_probes, next_state, probe_all
 from sandbox.server import RunningSandbox
-from tests.fixtures.notifications import ADMIN_CHAT, unreachable_redis_url
+from tests.fixtures.notifications import admin_messages, unreachable_redis_url
 from tests.fixtures.remnawave import Panel
 from worker_app.runtime import Runtime
 
@@ -29,11 +29,6 @@ def test_every_real_probe_answers_when_everything_is_up(
     assert {name: error for name, (_, error) in results.items()} == dict.fromkeys(
         ("remnawave", "postgresql", "redis", "telegram", "rabbitmq")
     )
-
-
-def admin_messages(runtime: Runtime, sandbox: RunningSandbox) -> list[str]:
-    assert runtime.alerts.flush(30)
-    return [e["text"] for e in sandbox.state.received() if e["chat_id"] == ADMIN_CHAT]
 
 
 def test_three_failures_in_a_row_alert_once_and_the_return_once(
