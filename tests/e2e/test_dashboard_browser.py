@@ -80,7 +80,7 @@ def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_
         except (StaleElementReferenceException, NoSuchElementException):
             return ""
         except WebDriverException as error:
-            if "Cannot find context" in str(error) or "inspector error" in str(error):
+            if _mid_reload(error):
                 return ""
             raise
 
@@ -202,6 +202,10 @@ def follow(browser: Any, css: str) -> None:
             browser.find_element(By.CSS_SELECTOR, css).click()
         except (StaleElementReferenceException, NoSuchElementException):
             return False
+        except WebDriverException as error:
+            if _mid_reload(error):
+                return False
+            raise
         left.append(page)
         return True
 
@@ -210,7 +214,19 @@ def follow(browser: Any, css: str) -> None:
             left[0].is_enabled()
         except StaleElementReferenceException:
             return True
+        except WebDriverException as error:
+            # Chromium reports a node of a page it has left as "does not belong to the document".
+            if _mid_reload(error):
+                return True
+            raise
         return False
 
     wait_for(clicked, 10, f"{css} to be clickable")
     wait_for(gone, 10, f"the page {css} leads to")
+
+
+def _mid_reload(error: Exception) -> bool:
+    """Chromium's way of saying the page changed under the driver: "unhandled inspector error:
+    Cannot find context with specified id" or "... Node with given id does not belong to the
+    document"."""
+    return "inspector error" in str(error) or "Cannot find context" in str(error)
