@@ -74,6 +74,7 @@ JOBS: tuple[Job, ...] = (
     Job("check_server_health",           "every 2m"),
     Job("collect_bandwidth_snapshots",   "every 5m"),
     Job("check_external_services",       "every 60s",           immediate=True),
+    Job("check_anomalies",               "every 5m"),
     Job("scheduler_canary",              "every 60s",           immediate=True),
     # payments
     Job("verify_pending_payments",       "every 5m",            jitter_s=20),
@@ -96,7 +97,6 @@ JOBS: tuple[Job, ...] = (
     # reports
     Job("send_daily_report",             "0 6 * * *"),
     Job("send_weekly_report",            "0 7 * * mon"),
-    Job("check_anomalies",               "every 5m"),
 )
 # fmt: on
 

@@ -77,7 +77,9 @@ def build_middleware(runtime: Runtime, *, with_metrics: bool = True) -> list[Mid
         DbSessions(runtime.database),
         ScheduledFires(runtime.database),
         ReplayClaims(runtime.database),
-        WorkerHeartbeats(runtime.redis),  # before JobTracking, whose skip its after_skip_message undoes
+        WorkerHeartbeats(
+            runtime.redis, memory_limit_mb=settings.worker_memory_limit_mb
+        ),  # before JobTracking, whose skip its after_skip_message undoes
         JobTracking(runtime.database),
         StopFlag(runtime.stopping),
         RedeliveryLimit(runtime.redis, settings.max_redeliveries),

@@ -121,6 +121,21 @@ class Settings(BaseSettings):
     #: This many failed probes in a row make a dependency "down": one critical alert.
     service_down_after: int = Field(default=3, ge=1, le=100)
     bandwidth_retention_h: int = Field(default=48, ge=1, le=24 * 90)
+    #: check_anomalies' thresholds (each rule alerts once when it trips and once when it clears).
+    anomaly_node_offline_s: int = Field(default=300, ge=0, le=86_400)
+    anomaly_error_rate_pct: float = Field(default=5.0, gt=0, le=100)
+    anomaly_error_rate_window_s: int = Field(default=900, ge=60, le=86_400)
+    #: Fewer message attempts than this in the window: the error rate is not judged (noise).
+    anomaly_error_rate_min_tasks: int = Field(default=20, ge=1)
+    anomaly_queue_depth_max: int = Field(default=500, ge=1)
+    anomaly_payment_failure_pct: float = Field(default=10.0, gt=0, le=100)
+    anomaly_payment_window_s: int = Field(default=3600, ge=60, le=7 * 86_400)
+    anomaly_payment_min_count: int = Field(default=10, ge=1)
+    anomaly_worker_memory_pct: float = Field(default=80.0, gt=0, le=100)
+    #: A worker's memory limit when its cgroup sets none (0: the machine's RAM).
+    worker_memory_limit_mb: int = Field(default=0, ge=0)
+    #: Live event streams (GET /api/v1/events) one ``worker-app serve`` holds at once.
+    api_events_max_clients: int = Field(default=50, ge=1, le=10_000)
     cleanup_audit_retention_days: int = Field(default=90, ge=1)
     cleanup_webhook_retention_days: int = Field(default=30, ge=1)
     bulk_batch_size: int = Field(default=50, ge=1, le=1000)

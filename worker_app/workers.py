@@ -1,9 +1,19 @@
 """Worker liveness: every worker process publishes a heartbeat to Redis; the dashboard lists them.
 
 Each ``dramatiq worker_app`` process writes ``cybervpn:workers:<host>:<pid>`` (a hash: host, pid,
-queues, threads, in_flight, processed, started_at, beat_at; TTL ``WORKER_BEAT_TTL_S``) every
-``WORKER_BEAT_EVERY_S`` seconds and keeps its name in the sorted set ``cybervpn:workers`` scored by
-the last beat. A worker that stops beating drops out after the TTL.
+queues, threads, in_flight, processed, started_at, beat_at, memory_used, memory_limit,
+memory_source; TTL ``WORKER_BEAT_TTL_S``) every ``WORKER_BEAT_EVERY_S`` seconds and keeps its name in
+the sorted set ``cybervpn:workers`` scored by the last beat. A worker that stops beating drops out
+after the TTL.
+
+Each beat also adds the attempts the process finished since the last one to the fleet-wide
+per-minute counts ``tasks`` (:mod:`worker_app.rolling`): ``<queue>:processed`` and
+``<queue>:failed`` (the attempt raised; a rate-limited retry is flow control, not a failure). The
+error-rate anomaly rule reads them.
+
+Memory (:func:`memory_usage`): in a container with a memory limit (cgroup v2 or v1) the container's
+working set against that limit — what the OOM killer judges; elsewhere the process's RSS against
+``WORKER_MEMORY_LIMIT_MB``, or the machine's RAM when that is 0.
 """
 
 from __future__ import annotations
@@ -20,7 +30,9 @@ from typing import Any, cast
 import dramatiq
 import redis
 
+from worker_app.errors import RateLimited
 from worker_app.redis_client import key
+from worker_app.rolling import RollingCounts
 
 log = logging.getLogger(__name__)
 WORKER_BEAT_EVERY_S = 5.0
@@ -39,6 +51,13 @@ class WorkerInfo:
     processed: int
     started_at: float
     beat_at: float
+    memory_used: int = 0
+    memory_limit: int = 0
+    memory_source: str = ""
+
+    @property
+    def memory_pct(self) -> float | None:
+        return 100 * self.memory_used / self.memory_limit if self.memory_limit else None
 
 
 def alive_workers(client: redis.Redis, now: float | None = None) -> list[WorkerInfo]:
@@ -57,6 +76,8 @@ def alive_workers(client: redis.Redis, now: float | None = None) -> list[WorkerI
                 threads=int(data.get("threads", 0)),
                 in_flight=int(data.get("in_flight", 0)), processed=int(data.get("processed", 0)),
                 started_at=float(data.get("started_at", 0)), beat_at=float(data.get("beat_at", 0)),
+                memory_used=int(data.get("memory_used", 0)), memory_limit=int(data.get("memory_limit", 0)),
+                memory_source=data.get("memory_source", ""),
             )
         )  # fmt: skip
     return found
@@ -65,10 +86,13 @@ def alive_workers(client: redis.Redis, now: float | None = None) -> list[WorkerI
 class WorkerHeartbeats(dramatiq.Middleware):
     """Publishes this worker process's heartbeat with its queues and in-flight count."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, memory_limit_mb: int = 0) -> None:
         self.client = client
+        self.memory_limit_mb = memory_limit_mb
+        self.tasks = RollingCounts(client, "tasks")
         self._in_flight = 0
         self._processed = 0
+        self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._worker: Any = None
@@ -96,12 +120,19 @@ class WorkerHeartbeats(dramatiq.Middleware):
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
     ) -> None:
+        failed = exception is not None and not isinstance(exception, RateLimited)
+        queue = message.queue_name
         with self._lock:
             self._in_flight = max(0, self._in_flight - 1)
             self._processed += 1
+            self._counts[f"{queue}:processed"] = self._counts.get(f"{queue}:processed", 0) + 1
+            if failed:
+                self._counts[f"{queue}:failed"] = self._counts.get(f"{queue}:failed", 0) + 1
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        self.after_process_message(broker, message)
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+            self._processed += 1
 
     def _beat_forever(self) -> None:
         while not self._stop.is_set():
@@ -117,12 +148,22 @@ class WorkerHeartbeats(dramatiq.Middleware):
         now = time.time()
         with self._lock:
             in_flight, processed = self._in_flight, self._processed
+            counts, self._counts = self._counts, {}
+        try:
+            self.tasks.add(counts, now)
+        except redis.RedisError:
+            with self._lock:  # counted again at the next beat, not lost
+                for field, n in counts.items():
+                    self._counts[field] = self._counts.get(field, 0) + n
+            raise
+        used, limit, source = memory_usage(self.memory_limit_mb)
         fields: dict[str, str | int | float] = {
             "host": socket.gethostname(), "pid": os.getpid(),
             "queues": ",".join(q for q in queues if not q.endswith((".DQ", ".XQ"))),
             "threads": int(getattr(worker, "worker_threads", 0)), "in_flight": in_flight,
             "processed": processed,
             "started_at": self._started_at, "beat_at": now,
+            "memory_used": used, "memory_limit": limit, "memory_source": source,
         }  # fmt: skip
         with self.client.pipeline() as pipe:
             pipe.hset(key("workers", self.name), mapping=cast(Any, fields))
@@ -130,3 +171,52 @@ class WorkerHeartbeats(dramatiq.Middleware):
             pipe.zadd(INDEX_KEY, {self.name: now})
             pipe.zremrangebyscore(INDEX_KEY, "-inf", now - WORKER_BEAT_TTL_S)
             pipe.execute()
+
+
+def memory_usage(limit_mb: int = 0, cgroup_root: str = "/sys/fs/cgroup") -> tuple[int, int, str]:
+    """``(used bytes, limit bytes, source)``: the cgroup's working set and limit when the cgroup has
+    one (source ``cgroup``), else this process's RSS against ``limit_mb`` (``WORKER_MEMORY_LIMIT_MB``)
+    or the machine's RAM (``machine``)."""
+    cgroup = _cgroup_memory(cgroup_root)
+    if cgroup is not None:
+        return cgroup[0], cgroup[1], "cgroup"
+    rss = _rss_bytes()
+    if limit_mb:
+        return rss, limit_mb * 1024 * 1024, "WORKER_MEMORY_LIMIT_MB"
+    return rss, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "machine"
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _cgroup_memory(root: str) -> tuple[int, int] | None:
+    """(working set, limit) of this process's memory cgroup, if it has a limit."""
+    for limit_file, usage_file, stat_file, inactive in (
+        ("memory.max", "memory.current", "memory.stat", "inactive_file"),  # v2
+        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+         "total_inactive_file"),  # v1
+    ):  # fmt: skip
+        limit, usage = _read(f"{root}/{limit_file}"), _read(f"{root}/{usage_file}")
+        if limit is None or usage is None or not limit.isdigit() or int(limit) >= 1 << 60:
+            continue  # "max" (v2) or a huge number (v1): no limit
+        cache = 0
+        for line in (_read(f"{root}/{stat_file}") or "").splitlines():
+            name, _, value = line.partition(" ")
+            if name == inactive and value.isdigit():
+                cache = int(value)
+        return max(0, int(usage) - cache), int(limit)
+    return None
+
+
+def _rss_bytes() -> int:
+    statm = _read("/proc/self/statm")
+    if statm:
+        return int(statm.split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -10,7 +10,9 @@ Redis keys (all nodes by uuid):
 * ``cybervpn:health:nodes`` — set of the nodes seen, to notice one leaving the panel.
 
 Every change is also published on ``cybervpn:events`` (JSON: type ``node_status``, node, name,
-old, new, at) for the admin SPA. Alerts go to the admins (critical for offline and flapping):
+old, new, at) for the admin SPA. Alerts go to the admins (``error`` for offline and flapping, which
+are also open alerts until resolved; ``check_anomalies`` escalates a node offline for
+ANOMALY_NODE_OFFLINE_S to ``critical``; it runs after every health run):
 ``HEALTH_GROUP_MIN_NODES`` or more nodes going offline — or being resolved — in one run make one
 grouped message. Redis unreachable: the run logs one warning, exports the gauge and sends nothing
 (it cannot tell what changed); the next run after Redis returns records the current states.
@@ -28,16 +30,28 @@ from typing import Any
 import dramatiq
 import redis
 
-from actors.monitoring.node_state import GONE, STATUSES, Event, NodeState, Rules, gone, observe, status_of
+from actors.monitoring.node_state import (
+    GONE,
+    OFFLINE,
+    STATUSES,
+    Event,
+    NodeState,
+    Rules,
+    gone,
+    observe,
+    status_of,
+)
 from worker_app.alerts import AdminAlerts
 from worker_app.clients.remnawave import Node
+from worker_app.events import new_event, publish
 from worker_app.lazy import created_once
+from worker_app.open_alerts import OpenAlert, OpenAlerts
+from worker_app.policies import Severity
 from worker_app.redis_client import key
 from worker_app.runtime import get_runtime
 from worker_app.timefmt import utc_stamp
 
 QUEUE = "monitoring"
-EVENTS_CHANNEL = key("events")
 NODES_KEY = key("health", "nodes")
 GONE_TTL_S = 7 * 86_400
 log = logging.getLogger(__name__)
@@ -82,7 +96,7 @@ def check_health(
         report.statuses[status] = report.statuses.get(status, 0) + 1
     set_gauge(nodes)
     try:
-        previous = _load(redis_client, [n.uuid for n in nodes])
+        previous = stored_states(redis_client, [n.uuid for n in nodes])
     except redis.RedisError as e:
         log.warning("node health not recorded: Redis unavailable (%s); the next run records it", e)
         report.redis_down = True
@@ -100,10 +114,14 @@ def check_health(
             report.events.append(event)
     _store(redis_client, states, report.events, now, options.history_days)
     _alert(alerts, report.events, options.group_min_nodes)
+    try:
+        _record_open(OpenAlerts(redis_client), report.events, now)
+    except redis.RedisError as e:  # the messages are out; only the listing of open alerts lags
+        log.warning("open node alerts not recorded: Redis unavailable (%s)", e)
     return report
 
 
-def _load(redis_client: redis.Redis, uuids: list[str]) -> dict[str, NodeState]:
+def stored_states(redis_client: redis.Redis, uuids: Sequence[str] = ()) -> dict[str, NodeState]:
     """The stored state of ``uuids`` and of every node seen before."""
     known = {str(u) for u in redis_client.smembers(NODES_KEY)} | set(uuids)
     ordered = sorted(known)
@@ -129,9 +147,11 @@ def _store(
         for event in (e for e in events if e.kind == "changed"):
             change = {"status": event.state.status, "from": event.old_status, "at": now}
             pipe.zadd(history_key(event.state.uuid), {json.dumps(change): now})
-            pipe.publish(EVENTS_CHANNEL, json.dumps({"type": "node_status", "node": event.state.uuid,
-                                                     "name": event.state.name, "old": event.old_status,
-                                                     "new": event.state.status, "at": now}))  # fmt: skip
+        publish(pipe, [
+            new_event("node_status", now, node=e.state.uuid, name=e.state.name, old=e.old_status,
+                      new=e.state.status)
+            for e in events if e.kind == "changed"
+        ])  # fmt: skip
         pipe.execute()
 
 
@@ -144,11 +164,27 @@ def _alert(alerts: AdminAlerts, events: list[Event], group_min: int) -> None:
         for event in found:
             alerts.alert(f"monitoring.node_{kind}.{event.state.uuid}", _text(event), severity=_severity(kind))
     for event in (e for e in events if e.kind == "flapping"):
-        alerts.alert(f"monitoring.node_flapping.{event.state.uuid}", _text(event), severity="critical")
+        alerts.alert(f"monitoring.node_flapping.{event.state.uuid}", _text(event), severity="error")
 
 
-def _severity(kind: str) -> Any:
-    return "critical" if kind == "offline" else "info"
+def _record_open(open_alerts: OpenAlerts, events: list[Event], now: float) -> None:
+    """Offline and flapping incidents as open alerts (``worker-app alerts``), closed when resolved or
+    when the node leaves the panel."""
+    for event in events:
+        node = event.state
+        if event.kind in (OFFLINE, "flapping"):
+            alert_key = f"monitoring.node_{event.kind}.{node.uuid}"
+            since = node.incident_since or now
+            open_alerts.open(OpenAlert(alert_key, _severity(event.kind), _text(event), since, now,
+                                       "check_server_health"))  # fmt: skip
+        elif event.kind == "resolved" or (event.kind == "changed" and node.status == GONE):
+            open_alerts.close_all([f"monitoring.node_{k}.{node.uuid}" for k in (OFFLINE, "flapping")], now)
+
+
+def _severity(kind: str) -> Severity:
+    """A node down pages the admins at once (``error``); ``check_anomalies`` escalates one down for
+    ANOMALY_NODE_OFFLINE_S to ``critical`` (the on-call too)."""
+    return "info" if kind == "resolved" else "error"
 
 
 def _text(event: Event) -> str:
@@ -158,7 +194,7 @@ def _text(event: Event) -> str:
     if event.kind == "flapping":
         return (f"node {node.name} is FLAPPING: offline {len(node.downs)} times in the flap window; "
                 f"no more alerts for it until it is stable (uuid {node.uuid})")  # fmt: skip
-    down = _duration(event.downtime_s or 0)
+    down = duration_text(event.downtime_s or 0)
     return f"node {node.name} is back ({node.status}) after {down} down (uuid {node.uuid})"
 
 
@@ -171,7 +207,7 @@ def _group_text(kind: str, events: list[Event]) -> str:
     return f"{len(events)} nodes are back: {names}"
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s"
@@ -217,4 +253,7 @@ def check_server_health() -> dict[str, Any]:
         "duration_s": round(time.monotonic() - started, 3),
     }
     log.info("monitoring job done: check_server_health %s", summary["statuses"], extra=summary)
+    from actors.monitoring.anomalies import judge_anomalies
+
+    judge_anomalies(runtime)  # node_offline judged on the states just stored, like every rule
     return summary

@@ -9,10 +9,12 @@ Probes, each with its own timeout (SERVICE_PROBE_TIMEOUT_S), run side by side:
 * ``rabbitmq`` — an AMQP connection opened and closed.
 
 Each service's status is in ``cybervpn:health:services:{name}`` (JSON: status ``up``/``down``,
-latency_ms, error, failures — consecutive —, since, checked_at) and in the gauges
+latency_ms, error, failures — consecutive —, since, checked_at; a change is published on
+``cybervpn:events`` as ``service_status``: service, old, new, error, at) and in the gauges
 ``cybervpn_service_up{service}`` and ``cybervpn_service_latency_seconds{service}``.
 SERVICE_DOWN_AFTER (3) consecutive failures raise one critical alert
-(``monitoring.service_down.<name>``); the first success after it, one resolved message. Redis being
+(``monitoring.service_down.<name>``, open until the service answers again); the first success
+after it, one resolved message. Redis being
 down is one of the things this job must report, so the failure counts are also kept in the process:
 with Redis unreachable the job still probes, exports, logs and alerts, and never crashes.
 """
@@ -31,7 +33,9 @@ import dramatiq
 import redis
 
 from worker_app.alerts import AdminAlerts
+from worker_app.events import new_event, publish
 from worker_app.lazy import created_once
+from worker_app.open_alerts import OpenAlert, OpenAlerts
 from worker_app.redaction import redact
 from worker_app.redis_client import key
 from worker_app.runtime import Runtime, get_runtime
@@ -115,13 +119,12 @@ class ServiceMonitor:
             states[name] = self._alert(previous.get(name), state)
             _export(states[name])
         self.local.update(states)
-        self._store(states)
+        self._store(states, previous)
         return states
 
     def _alert(self, prev: ServiceState | None, state: ServiceState) -> ServiceState:
         if state.status == "down" and state.failures >= self.down_after and not state.alerted:
-            text = f"{state.name} is DOWN: {state.failures} probes failed in a row; last: {state.error}"
-            self.alerts.alert(f"monitoring.service_down.{state.name}", text, severity="critical")
+            self.alerts.alert(f"monitoring.service_down.{state.name}", _down_text(state), severity="critical")
             return replace(state, alerted=True)
         if state.status == "up" and prev is not None and prev.alerted:
             down_s = state.checked_at - prev.since
@@ -138,14 +141,34 @@ class ServiceMonitor:
         stored = {n: ServiceState(**json.loads(r)) for n, r in zip(names, raw, strict=True) if r}
         return {**self.local, **stored}
 
-    def _store(self, states: dict[str, ServiceState]) -> None:
+    def _store(self, states: dict[str, ServiceState], previous: Mapping[str, ServiceState]) -> None:
+        """The states, their changes as ``service_status`` events, and the open alerts."""
+        olds = {name: prev.status for name, prev in previous.items()}
+        changes = [
+            new_event("service_status", s.checked_at, service=s.name, old=olds.get(s.name), new=s.status,
+                      error=s.error)
+            for s in states.values() if olds.get(s.name) != s.status
+        ]  # fmt: skip
         try:
             with self.redis.pipeline(transaction=False) as pipe:
                 for state in states.values():
                     pipe.set(service_key(state.name), json.dumps(asdict(state)), ex=86_400)
+                publish(pipe, changes)
                 pipe.execute()
+            open_alerts = OpenAlerts(self.redis)
+            for state in states.values():
+                alert_key = f"monitoring.service_down.{state.name}"
+                if state.alerted:
+                    open_alerts.open(OpenAlert(alert_key, "critical", _down_text(state), state.since,
+                                               state.checked_at, "check_external_services"))  # fmt: skip
+                elif state.status == "up":
+                    open_alerts.close(alert_key, state.checked_at)
         except redis.RedisError as e:
             log.warning("service states not written: Redis unavailable (%s); kept in this process", e)
+
+
+def _down_text(state: ServiceState) -> str:
+    return f"{state.name} is DOWN: {state.failures} probes failed in a row; last: {state.error}"
 
 
 def _export(state: ServiceState) -> None:

@@ -12,6 +12,7 @@ from sandbox.server import RunningSandbox
 from tests.fixtures.notifications import ADMIN_CHAT
 from tests.fixtures.worker import wait_for
 from worker_app.alerts import AdminAlerts, AlertEvent, fingerprint, normalise, recent_alerts
+from worker_app.open_alerts import OpenAlert, OpenAlerts
 from worker_app.runtime import Runtime
 
 CRITICAL_CHAT = 777001
@@ -170,16 +171,32 @@ def test_operator_lists_recent_alerts_with_their_counts_by_cli_and_api(
             [WORKER_APP, "alerts", *args], env=os.environ, capture_output=True, text=True, check=False
         )
 
-    table = cli()
+    table = cli("--recent")
     assert table.returncode == 0, table.stderr
     header, newest, older = table.stdout.splitlines()
     assert header.split()[-4:] == ["KIND", "COUNT", "SENT", "TITLE"]
     assert newest.split()[2:6] == ["critical", "incident", "1", "1"] and "bad signature" in newest
     assert older.split()[2:6] == ["error", "unexpected_error", "3", "1"] and "renew: KeyError" in older
-    only_critical = [json.loads(line) for line in cli("--severity", "critical", "--json").stdout.splitlines()]
-    assert [a["fingerprint"] for a in only_critical] == ["incident:payments.webhook_forged"]
+    critical = cli("--recent", "--severity", "critical", "--json").stdout.splitlines()
+    assert [json.loads(line)["fingerprint"] for line in critical] == ["incident:payments.webhook_forged"]
     bad = cli("--severity", "loud")
     assert bad.returncode == 2 and "'loud' is not one of" in bad.stderr
+
+    # And without --recent it lists the open alerts: none yet, then the one opened, with its age
+    none_open = cli()
+    assert none_open.returncode == 0 and none_open.stdout == "" and "no open alerts" in none_open.stderr
+    opened_at = time.time() - 125
+    OpenAlerts(redis_client).open(
+        OpenAlert("anomaly.queue_depth.reports", "warning", "queue reports holds 900 messages waiting",
+                  opened_at, opened_at, "check_anomalies")
+    )  # fmt: skip
+    header, row = cli().stdout.splitlines()
+    assert header.split() == ["SINCE", "(UTC)", "FOR", "SEVERITY", "KEY", "TITLE"]
+    assert row.split()[2].startswith("2m") and "900 messages" in row
+    assert row.split()[3:5] == ["warning", "anomaly.queue_depth.reports"]
+    assert json.loads(cli("--json").stdout)["first_seen"] == opened_at
+    assert cli("--severity", "critical").stderr.startswith("no open alerts")
+    assert cli("--kind", "incident").returncode == 2
 
     # And the API answers the same, filters and limit included, and names a bad parameter
     client = create_app(runtime, __import__("worker_app").broker).test_client()
@@ -189,5 +206,9 @@ def test_operator_lists_recent_alerts_with_their_counts_by_cli_and_api(
     assert client.get("/api/v1/alerts?kind=unexpected_error").get_json()["items"][0]["count"] == 3
     page = client.get("/alerts").text
     assert "a webhook with a bad signature" in page and "unexpected_error" in page
+    assert "anomaly.queue_depth.reports" in page.split('id="open-alerts"')[1].split("</table>")[0]
+    [open_item] = client.get("/api/v1/alerts/open").get_json()["items"]
+    assert open_item["key"] == "anomaly.queue_depth.reports" and open_item["source"] == "check_anomalies"
+    assert client.get("/api/v1/alerts/open?severity=critical").get_json()["items"] == []
     wrong = client.get("/api/v1/alerts?limit=0")
     assert wrong.status_code == 422 and "limit" in json.dumps(wrong.get_json())

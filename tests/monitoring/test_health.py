@@ -10,11 +10,12 @@ import pytest
 import redis
 
 from actors.monitoring import check_server_health
-from actors.monitoring.health import EVENTS_CHANNEL, Options, check_health, current_key, history_key
+from actors.monitoring.health import Options, check_health, current_key, history_key
 from actors.monitoring.node_state import Rules
 from sandbox.server import RunningSandbox
 from tests.fixtures.notifications import admin_messages, unreachable_redis_url
 from tests.fixtures.remnawave import Panel
+from worker_app.events import EVENTS_CHANNEL
 from worker_app.runtime import Runtime
 
 
@@ -46,11 +47,14 @@ def test_a_node_going_offline_is_stored_published_and_alerted_once(
     assert current["status"] == "offline" and current["incident"] == "offline"
     history = [json.loads(m) for m in redis_client.zrange(history_key(uuids[0]), 0, -1)]
     assert [(h["from"], h["status"]) for h in history] == [("online", "offline")]
-    published = [m for m in iter(lambda: events.get_message(timeout=1), None) if m["type"] == "message"]
-    assert [json.loads(m["data"])["new"] for m in published] == ["offline"]
+    published = [json.loads(m["data"]) for m in iter(lambda: events.get_message(timeout=1), None)
+                 if m["type"] == "message"]  # fmt: skip
+    assert [e["new"] for e in published if e["type"] == "node_status"] == ["offline"]
+    [opened] = [e for e in published if e["type"] == "alert_opened"]
+    assert opened["key"] == f"monitoring.node_offline.{uuids[0]}" and opened["severity"] == "error"
     assert first["statuses"] == {"offline": 1, "online": 1}
     messages = admin_messages(panel_runtime, sandbox)
-    assert len(messages) == 1 and "node-0 is OFFLINE" in messages[0] and messages[0].startswith("[CRITICAL]")
+    assert len(messages) == 1 and "node-0 is OFFLINE" in messages[0] and messages[0].startswith("[ERROR]")
 
 
 def test_fifty_nodes_going_down_at_once_make_one_grouped_alert(

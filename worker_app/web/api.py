@@ -4,14 +4,17 @@
   (``API_ACTORS``) → 202 ``{job_id}``; the arguments are checked against the actor's signature, its
   annotated constraints and its declared checks first (422 naming the argument). An actor not
   allowed or not defined → 404. Nothing is enqueued on any error.
-* ``GET /api/v1/alerts`` (``severity``, ``kind``, ``limit``): recent alerts with their counts.
+* ``GET /api/v1/alerts`` (``severity``, ``kind``, ``limit``): recent alerts with their counts;
+  ``GET /api/v1/alerts/open`` (``severity``): the open alerts.
+* ``GET /api/v1/events``: live events (Server-Sent Events, :mod:`worker_app.web.events`).
 * ``GET /api/v1/jobs/<id>``, ``GET /api/v1/queues``, ``GET /api/v1/dead-letters`` (the CLI's
   filters as query parameters), ``GET /api/v1/dead-letters/<id>``, ``POST
   /api/v1/dead-letters/replay`` and ``/discard`` (``{ids}`` or filters, or ``{"all": true}``).
 * ``GET /healthz`` (the process answers), ``GET /readyz`` (PostgreSQL, Redis and RabbitMQ answer),
   ``GET /api/v1/openapi.json`` (generated from :mod:`worker_app.web.models`) — no token needed.
 
-Every other ``/api/`` route needs ``Authorization: Bearer <API_TOKEN>``. Without ``API_TOKEN`` the
+Every other ``/api/`` route needs ``Authorization: Bearer <API_TOKEN>`` (``/api/v1/events`` also takes
+a dashboard login's session). Without ``API_TOKEN`` the
 server refuses to start unless it binds to a loopback address (then no token is asked). Every
 request is validated by its pydantic model before anything runs. Every error is JSON ``{"error":
 "<one line>", "detail": ...}``: 401 token, 404 unknown, 413 body over ``API_MAX_BODY_BYTES``, 422
@@ -26,7 +29,7 @@ import logging
 from typing import Any
 
 import dramatiq
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, request, session
 from flask.json.provider import DefaultJSONProvider
 from flask_openapi3.models.info import Info
 from flask_openapi3.openapi import OpenAPI
@@ -41,6 +44,7 @@ from worker_app.errors import ConfigurationError
 from worker_app.outages import outage_of
 from worker_app.runtime import Runtime
 from worker_app.web import models as m
+from worker_app.web.events import PATH as EVENTS_PATH
 
 log = logging.getLogger(__name__)
 BEARER: list[dict[str, list[Any]]] = [{"bearer": []}]
@@ -121,6 +125,9 @@ def create_app(runtime: Runtime, broker: dramatiq.Broker) -> Flask:
     _job_routes(app, runtime, broker)
     _dead_letter_routes(app, runtime, broker)
     from worker_app.web.dashboard import create_dashboard
+    from worker_app.web.events import add_events_route
+
+    add_events_route(app, runtime)
 
     create_dashboard(app, runtime, broker)
     return app
@@ -133,6 +140,8 @@ def _guard(app: Flask, token: str | None) -> None:
     def authorize() -> None:
         if token is None or not request.path.startswith("/api/") or request.path == "/api/v1/openapi.json":
             return
+        if request.path == EVENTS_PATH and session.get("auth"):
+            return  # a browser's EventSource sends the dashboard's session cookie, never a header
         given = request.headers.get("Authorization", "")
         if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(), token.encode()):
             raise ApiError(401, "missing or wrong bearer token (Authorization: Bearer <API_TOKEN>)")
@@ -266,6 +275,16 @@ def _job_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None
         return jsonify(
             items=recent_alerts(runtime.redis, query.limit, severity=query.severity, kind=query.kind)
         )
+
+    @app.get("/api/v1/alerts/open", responses=_responses(200, m.OpenAlertList, 401, 422), security=BEARER)
+    def open_alerts(query: m.OpenAlertQuery) -> Response:
+        """Open alerts (conditions true now), oldest first."""
+        from dataclasses import asdict
+
+        from worker_app.open_alerts import OpenAlerts
+
+        found = OpenAlerts(runtime.redis).all()
+        return jsonify(items=[asdict(a) for a in found if query.severity in (None, a.severity)])
 
     @app.get("/api/v1/queues", responses=_responses(200, m.QueueReport, 401), security=BEARER)
     def queues() -> Response:

@@ -296,9 +296,11 @@ def _fleet_pages(pages: Blueprint, runtime: Runtime, broker: dramatiq.Broker) ->
     @pages.get("/alerts")
     def alerts() -> str:
         from worker_app.alerts import recent_alerts
+        from worker_app.open_alerts import OpenAlerts
 
         return _page(
-            "alerts.html", "Alerts", refresh=10, alerts=recent_alerts(runtime.redis, 100),
+            "alerts.html", "Alerts", refresh=10, open_alerts=OpenAlerts(runtime.redis).all(),
+            alerts=recent_alerts(runtime.redis, 100), now=time.time(),
         )  # fmt: skip
 
     @pages.get("/workers")

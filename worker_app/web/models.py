@@ -313,6 +313,25 @@ class AlertList(BaseModel):
     items: list[AlertItem]
 
 
+class OpenAlertQuery(Strict):
+    severity: Literal["info", "warning", "error", "critical"] | None = None
+
+
+class OpenAlertItem(BaseModel):
+    key: str = Field(
+        description="the condition: anomaly.<rule>[.<subject>], monitoring.node_offline.<uuid>, ..."
+    )
+    severity: str
+    title: str
+    first_seen: float = Field(description="epoch seconds: when it opened")
+    last_seen: float = Field(description="epoch seconds: when a run last found it still true")
+    source: str = Field(description="the job that opened it")
+
+
+class OpenAlertList(BaseModel):
+    items: list[OpenAlertItem]
+
+
 class ReplayResult(BaseModel):
     matched: int
     replayed: int
