@@ -136,6 +136,8 @@ class Settings(BaseSettings):
     worker_memory_limit_mb: int = Field(default=0, ge=0)
     #: Live event streams (GET /api/v1/events) one ``worker-app serve`` holds at once.
     api_events_max_clients: int = Field(default=50, ge=1, le=10_000)
+    #: Seconds of silence after which a stream sends a keepalive comment (and notices a client gone).
+    api_events_keepalive_s: float = Field(default=15.0, ge=0.5, le=300)
     cleanup_audit_retention_days: int = Field(default=90, ge=1)
     cleanup_webhook_retention_days: int = Field(default=30, ge=1)
     bulk_batch_size: int = Field(default=50, ge=1, le=1000)

@@ -7,7 +7,7 @@ Each event on the Redis channel ``cybervpn:events`` is relayed as it arrives::
 
 (``event:`` is the JSON's ``type``, so an ``EventSource`` can ``addEventListener("node_status",
 ...)``). The stream opens with ``retry: 3000`` and a ``: connected`` comment, and sends a
-``: keepalive`` comment every ``KEEPALIVE_S`` seconds of silence (proxies keep the connection; a
+``: keepalive`` comment after ``API_EVENTS_KEEPALIVE_S`` seconds of silence (proxies keep the connection; a
 client that left is noticed). Redis failing mid-stream ends it with ``event: error``; the client
 reconnects after ``retry``. Pub/sub keeps nothing for a client that is not connected: after a
 reconnect, read the state again (``/api/v1/alerts/open``, the ``cybervpn:health:*`` keys).
@@ -35,7 +35,6 @@ from worker_app.events import EVENTS_CHANNEL
 from worker_app.runtime import Runtime
 
 PATH = "/api/v1/events"
-KEEPALIVE_S = 15.0
 log = logging.getLogger(__name__)
 
 
@@ -55,7 +54,8 @@ def add_events_route(app: Flask, runtime: Runtime) -> None:
         except BaseException:
             slots.release()
             raise
-        response = Response(_stream(pubsub, slots), mimetype="text/event-stream")
+        keepalive_s = runtime.settings.api_events_keepalive_s
+        response = Response(_stream(pubsub, slots, keepalive_s), mimetype="text/event-stream")
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
         return response
@@ -63,13 +63,13 @@ def add_events_route(app: Flask, runtime: Runtime) -> None:
     app.add_url_rule(PATH, "events", events, methods=["GET"])
 
 
-def _stream(pubsub: Any, slots: threading.BoundedSemaphore) -> Iterator[str]:
+def _stream(pubsub: Any, slots: threading.BoundedSemaphore, keepalive_s: float) -> Iterator[str]:
     try:
         yield "retry: 3000\n: connected\n\n"
         quiet_since = time.monotonic()
         while True:
             try:
-                message = pubsub.get_message(timeout=1.0)
+                message = pubsub.get_message(timeout=min(1.0, keepalive_s))
             except redis.RedisError as e:
                 log.warning("event stream ended: Redis unavailable (%s)", e)
                 yield f"event: error\ndata: {json.dumps({'error': 'Redis unavailable; reconnect'})}\n\n"
@@ -77,7 +77,7 @@ def _stream(pubsub: Any, slots: threading.BoundedSemaphore) -> Iterator[str]:
             if message is not None and message.get("type") == "message":
                 yield _frame(message["data"])
                 quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since >= KEEPALIVE_S:
+            elif time.monotonic() - quiet_since >= keepalive_s:
                 yield ": keepalive\n\n"
                 quiet_since = time.monotonic()
     finally:  # the client left (a write failed) or the server stops
