@@ -11,6 +11,11 @@ a bad request gets 400 ``{"ok": false, "error": "..."}`` (helpers shared with th
 * ``POST /_sandbox/nodes`` — ``{"nodes": [{"name", "countryCode", "state", "trafficUsedBytes"?,
   "usersOnline"?}]}`` or ``{"count": N}``; ``GET`` lists them; ``POST /_sandbox/nodes/{uuid}/state``
   ``{"state"?: "online|offline|connecting|disabled", "trafficUsedBytes"?, "usersOnline"?}``.
+* ``POST /_sandbox/nodes/{uuid}/timeline`` — node faults over time, replacing the node's timeline
+  (times in seconds from now; ``in_s`` defaults to 0): ``{"outage": {"in_s", "for_s"}}`` (offline,
+  then online), ``{"flap": {"in_s", "times", "down_s", "up_s"}}``, ``{"slow_connect": {"in_s",
+  "for_s"}}`` (connecting, then online) or ``{"steps": [{"in_s", "state"}, ...]}``; ``{"steps": []}``
+  clears it. Answers the steps still to come (``at_ms``, ``state``).
 * ``POST /_sandbox/faults`` (``GET`` reads) — ``{"server_error": {"count": N, "status": 502}}``,
   ``{"latency_ms": M}``, ``{"token_rejected": true}``, ``{"down": true}``, ``{"proxy_check": false}``,
   ``{"auto_expire": false}``, ``{"version": "2.8.1"}``; null puts one back to its default.
@@ -57,6 +62,7 @@ def add_admin_routes(app: Flask, state: RemnawaveState) -> None:
     app.add_url_rule("/_sandbox/users/<int:user_id>", "sandbox_user", lambda user_id: _user(state, user_id))
     route("nodes", lambda: _nodes(state), methods=("GET", "POST"))
     route("nodes/<node_uuid>/state", lambda node_uuid: _node_state(state, node_uuid))
+    route("nodes/<node_uuid>/timeline", lambda node_uuid: _node_timeline(state, node_uuid))
     route("faults", lambda: _faults(state), methods=("GET", "POST"))
     route("tokens", lambda: _token(state, _admin_body()))
     route("calls", lambda: state.calls(_since(), request.args.get("path_prefix")), methods=("GET",))
@@ -110,6 +116,43 @@ def _node_state(state: RemnawaveState, node_uuid: str) -> dict[str, Any]:
         traffic_used_bytes=None if traffic is None else _count(body, "trafficUsedBytes"),
         users_online=None if online is None else _count(body, "usersOnline"),
     )
+
+
+def _node_timeline(state: RemnawaveState, node_uuid: str) -> dict[str, Any]:
+    body = _admin_body()
+    known = ("steps", "outage", "flap", "slow_connect")
+    given = [k for k in known if k in body]
+    if len(given) != 1 or set(body) - set(known):
+        raise ValueError(f"give exactly one of {', '.join(known)}")
+    spec = body[given[0]]
+    if given[0] == "steps":
+        if not isinstance(spec, list) or not all(isinstance(s, dict) for s in spec):
+            raise ValueError('steps must be a list of {"in_s": seconds, "state": "..."}')
+        return state.set_timeline(node_uuid, [(_seconds(s, "in_s"), str(s.get("state"))) for s in spec])
+    if not isinstance(spec, dict):
+        raise ValueError(f"{given[0]} must be an object")
+    start = _seconds(spec, "in_s", 0.0)
+    if given[0] == "outage":
+        return state.set_timeline(
+            node_uuid, [(start, "offline"), (start + _seconds(spec, "for_s"), "online")]
+        )
+    if given[0] == "slow_connect":
+        return state.set_timeline(
+            node_uuid, [(start, "connecting"), (start + _seconds(spec, "for_s"), "online")]
+        )
+    down_s, up_s, times = _seconds(spec, "down_s"), _seconds(spec, "up_s"), _count(spec, "times")
+    steps: list[tuple[float, str]] = []
+    for n in range(times):
+        at = start + n * (down_s + up_s)
+        steps += [(at, "offline"), (at + down_s, "online")]
+    return state.set_timeline(node_uuid, steps)
+
+
+def _seconds(spec: dict[str, Any], name: str, default: float | None = None) -> float:
+    value = spec.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0")
+    return float(value)
 
 
 def _token(state: RemnawaveState, body: dict[str, Any]) -> None:

@@ -23,6 +23,18 @@ def set_state(node: NodeRecord, state: str, now: int) -> None:
         node.state, node.changed_ms = state, now
 
 
+def advance_timelines(panel: Panel, now: int) -> None:
+    """Apply every node timeline step that is due, in order: the node takes the step's state, stamped
+    with the step's time (so ``lastStatusChange`` says when the fault began, not when it was seen)."""
+    for uuid, steps in list(panel.timelines.items()):
+        node = panel.nodes.get(uuid)
+        while node is not None and steps and steps[0][0] <= now:
+            at, state = steps.pop(0)
+            set_state(node, state, at)
+        if node is None or not steps:
+            del panel.timelines[uuid]
+
+
 def list_nodes(panel: Panel, call: Call) -> RwReply:
     """``GET /api/nodes``: every node in id order."""
     return ok([node_json(n, call.now) for n in panel.nodes_by_id()])

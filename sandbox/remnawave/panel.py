@@ -143,6 +143,8 @@ class Panel:
     def __init__(self) -> None:
         self.users = Users()
         self.nodes: dict[str, NodeRecord] = {}
+        self.timelines: dict[str, list[tuple[int, str]]] = {}
+        """Per node uuid: ``(at ms, state)`` steps still to come (see :func:`nodes.advance_timelines`)."""
         self.started_ms = now_ms()
         self.version = PANEL_VERSION
 

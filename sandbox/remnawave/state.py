@@ -35,7 +35,7 @@ from sandbox.remnawave.format import (
     now_ms,
 )
 from sandbox.remnawave.guards import Faults, allows, dropped, scope_set
-from sandbox.remnawave.nodes import set_state
+from sandbox.remnawave.nodes import advance_timelines, set_state
 from sandbox.remnawave.panel import Call, Panel
 from sandbox.remnawave.records import UserRecord, node_json, user_json
 from sandbox.remnawave.routes import Route, match_route
@@ -172,6 +172,7 @@ class RemnawaveState:
     def nodes(self) -> list[dict[str, Any]]:
         """Every node's current object, in id order."""
         with self._lock:
+            self._expire_due()
             now = now_ms()
             return [node_json(n, now) for n in self._panel.nodes_by_id()]
 
@@ -262,8 +263,32 @@ class RemnawaveState:
         return None if allows(scopes, route) else fmt.FORBIDDEN
 
     def _expire_due(self) -> None:
+        """Bring the panel up to now: users past their expiry (unless ``auto_expire`` is off) and the
+        node timeline steps that are due."""
+        now = now_ms()
         if self._faults.auto_expire:
-            self._panel.users.expire_due(now_ms())
+            self._panel.users.expire_due(now)
+        advance_timelines(self._panel, now)
+
+    def set_timeline(self, node_uuid: str, steps: Sequence[tuple[float, str]]) -> dict[str, Any]:
+        """Replace the node's timeline with ``steps`` — ``(seconds from now, state)`` — (none: clear
+        it); the steps, in absolute unix ms."""
+        for _, state in steps:
+            if state not in NODE_STATES:
+                raise ValueError(f"state must be one of {list(NODE_STATES)}, not {state!r}")
+        with self._lock:
+            uuid = node_uuid.lower()
+            if uuid not in self._panel.nodes:
+                raise ValueError(f"no node {node_uuid}")
+            now = now_ms()
+            timeline = sorted((now + round(offset_s * 1000), state) for offset_s, state in steps)
+            if timeline:
+                self._panel.timelines[uuid] = timeline
+            else:
+                self._panel.timelines.pop(uuid, None)
+            advance_timelines(self._panel, now)
+            pending = self._panel.timelines.get(uuid, [])
+        return {"node": uuid, "steps": [{"at_ms": at, "state": state} for at, state in pending]}
 
     def _note(self, request: Request, route: Route | None, status: str, generation: int) -> None:
         with self._lock:

@@ -5,10 +5,14 @@ hosts."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from typing import Any
 
 import pytest
+import requests
 
 from sandbox.remnawave.app import RunningRemnawave
+from tests.fixtures.worker import wait_for
 from tests.sandbox.remnawave.helpers import (
     NODE_FIELDS,
     add_nodes,
@@ -19,6 +23,10 @@ from tests.sandbox.remnawave.helpers import (
     seed,
     seed_status,
 )
+
+
+def iso_ms(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000
 
 
 @pytest.mark.parametrize(
@@ -167,3 +175,44 @@ def test_inbounds_and_hosts_have_their_fields(panel: RunningRemnawave) -> None:
     }
     assert all(set(i) == fields for i in inbounds["inbounds"])
     assert hosts and all({"uuid", "remark", "address", "port", "inbound", "nodes"} <= set(h) for h in hosts)
+
+
+def flags(panel: RunningRemnawave, node_uuid: str) -> tuple[bool, bool]:
+    node = api(panel, "GET", f"/api/nodes/{node_uuid}").json()["response"]
+    return node["isConnected"], node["isConnecting"]
+
+
+def test_an_outage_on_a_timeline_takes_the_node_down_then_brings_it_back(panel: RunningRemnawave) -> None:
+    node_uuid = add_nodes(panel, "online")[0]
+    answer = admin(panel, f"nodes/{node_uuid}/timeline", {"outage": {"in_s": 0, "for_s": 0.6}})
+    [(back_at, state)] = [(s["at_ms"], s["state"]) for s in answer["steps"]]
+    assert state == "online"
+    node = api(panel, "GET", f"/api/nodes/{node_uuid}").json()["response"]
+    assert (node["isConnected"], node["isConnecting"]) == (False, False)
+    wait_for(lambda: flags(panel, node_uuid) == (True, False), 10, "the node back online")
+    came_back = api(panel, "GET", "/api/nodes").json()["response"][0]["lastStatusChange"]
+    assert abs(iso_ms(came_back) - back_at) < 1000  # stamped at the step, not when it was seen
+
+
+def test_a_flap_and_a_slow_connect_follow_their_steps(panel: RunningRemnawave) -> None:
+    flapping, slow = add_nodes(panel, "online", "online")
+    flap = admin(panel, f"nodes/{flapping}/timeline", {"flap": {"times": 3, "down_s": 30, "up_s": 30}})
+    assert [s["state"] for s in flap["steps"]] == ["online", "offline", "online", "offline", "online"]
+    assert flags(panel, flapping) == (False, False)  # the first fall is due at once
+    admin(panel, f"nodes/{slow}/timeline", {"slow_connect": {"for_s": 0.5}})
+    assert flags(panel, slow) == (False, True)
+    wait_for(lambda: flags(panel, slow) == (True, False), 10, "the slow node connected")
+    cleared = admin(panel, f"nodes/{flapping}/timeline", {"steps": []})
+    assert cleared["steps"] == [] and flags(panel, flapping) == (False, False)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"outage": {"for_s": -1}}, {"flap": {"times": 2}}, {"steps": [{"in_s": 1, "state": "melted"}]},
+     {"outage": {"for_s": 1}, "flap": {}}, {"outage": 5}],
+)  # fmt: skip
+def test_a_bad_timeline_is_refused_naming_what_is_wrong(panel: RunningRemnawave, body: Any) -> None:
+    node_uuid = add_nodes(panel, "online")[0]
+    response = requests.post(f"{panel.url}/_sandbox/nodes/{node_uuid}/timeline", json=body, timeout=10)
+    assert response.status_code == 400 and response.json()["error"]
+    assert flags(panel, node_uuid) == (True, False)
