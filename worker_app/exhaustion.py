@@ -89,7 +89,12 @@ def _warn(action: Warn, rec: DeadLetterRecord, recorded: Recorded, deps: Deps) -
 
 
 def _skip(action: Skip, rec: DeadLetterRecord, recorded: Recorded, deps: Deps) -> None:
-    """Nothing: the next scheduled run does the work again; the dead letter is the record."""
+    """One warning, nothing more: the next scheduled run does the work again; the dead letter is the
+    record."""
+    log.warning(
+        "%s: %s skipped after %d attempt(s) (%s): %s; the next scheduled run does the work",
+        rec.queue_name, rec.actor_name or "message", rec.attempts, rec.reason, _error(rec),
+    )  # fmt: skip
 
 
 def _defer(action: Defer, rec: DeadLetterRecord, recorded: Recorded, deps: Deps) -> None:

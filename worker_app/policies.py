@@ -55,7 +55,7 @@ class Warn:
 
 @dataclass(frozen=True)
 class Skip:
-    """Nothing but the dead letter: the next scheduled run does the work again."""
+    """One warning line and the dead letter: the next scheduled run does the work again."""
 
     def __str__(self) -> str:
         return "skip"

@@ -112,7 +112,7 @@ def test_cleanup_logs_one_warning_and_pages_nobody(
 
 
 @pytest.mark.parametrize("queue", ["monitoring", "analytics", "sync"])
-def test_a_skipping_domain_leaves_only_the_dead_letter(
+def test_a_skipping_domain_leaves_the_dead_letter_and_one_warning(
     e2e: sa.Engine, worker: WorkerProcess, sandbox: RunningSandbox, queue: str
 ) -> None:
     message = e2e_actors.EXHAUSTING[queue].send(f"run:{uuid.uuid4()}")
@@ -121,6 +121,9 @@ def test_a_skipping_domain_leaves_only_the_dead_letter(
         f"dead letter #{row.id} (e2e_exhaust_{queue}, message {message.message_id}): exhaustion action skip"
         in worker.log()
     )
+    skipped = f"{queue}: e2e_exhaust_{queue} skipped after {row.attempts} attempt(s) (retries_exhausted)"
+    [line] = [line for line in worker.log().splitlines() if skipped in line]
+    assert "WARNING" in line and "the next scheduled run does the work" in line
     assert received(sandbox) == []
     assert row.reason == "retries_exhausted" and row.status == "dead"
 
