@@ -287,7 +287,7 @@ def judge_anomalies(runtime: Runtime) -> dict[str, Any]:
     return summary
 
 
-@dramatiq.actor(queue_name=QUEUE)
+@dramatiq.actor(queue_name=QUEUE, store_results=True)
 def check_anomalies() -> dict[str, Any]:
     """Judge the anomaly rules (every 5 min; ``check_server_health`` also judges them after each
     run): one alert when a rule breaches, none while it stays breached, one resolved message when it

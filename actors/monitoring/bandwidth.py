@@ -70,7 +70,7 @@ def collect_snapshots(
     return counts
 
 
-@dramatiq.actor(queue_name=QUEUE)
+@dramatiq.actor(queue_name=QUEUE, store_results=True)
 def collect_bandwidth_snapshots() -> dict[str, Any]:
     """Bytes per node since the previous snapshot (every 5 min), kept BANDWIDTH_RETENTION_H."""
     runtime = get_runtime()

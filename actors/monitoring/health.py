@@ -232,7 +232,7 @@ def _gauge() -> Any:
     )  # fmt: skip
 
 
-@dramatiq.actor(queue_name=QUEUE)
+@dramatiq.actor(queue_name=QUEUE, store_results=True)
 def check_server_health() -> dict[str, Any]:
     """Every panel node's status (every 2 min): changes stored and published, alerts for offline,
     flapping and resolved nodes (grouped when many), never for warning or maintenance."""

@@ -220,7 +220,7 @@ def monitor(runtime: Runtime) -> ServiceMonitor:
     return ServiceMonitor(runtime.redis, runtime.alerts, down_after=runtime.settings.service_down_after)
 
 
-@dramatiq.actor(queue_name=QUEUE)
+@dramatiq.actor(queue_name=QUEUE, store_results=True)
 def check_external_services() -> dict[str, Any]:
     """Probe Remnawave, PostgreSQL, Redis, Telegram and RabbitMQ (every 60 s); record, export and
     alert after SERVICE_DOWN_AFTER failures in a row, and when the service is back."""

@@ -123,7 +123,7 @@ def _mark_reminded(redis_client: redis.Redis, done: Due) -> None:
         log.warning("reminder keys not written (%s); the next run finds the rows queued already", e)
 
 
-@dramatiq.actor(queue_name=QUEUE)
+@dramatiq.actor(queue_name=QUEUE, store_results=True)
 def check_expiring_subscriptions() -> dict[str, Any]:
     """Queue expiry reminders (hourly): brackets 7 d / 3 d / 24 h / 6 h, one per user and bracket,
     through ``notification_queue``. Scans every panel user through the stream endpoint."""

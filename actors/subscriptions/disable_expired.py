@@ -170,7 +170,7 @@ def _preview(user: User) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@dramatiq.actor(queue_name=QUEUE)
+@dramatiq.actor(queue_name=QUEUE, store_results=True)
 def disable_expired_users() -> dict[str, Any]:
     """Disable ACTIVE users past ``expireAt`` (every 15 min) through the bulk endpoint,
     notify them with renewal instructions and audit it; held by the safety valve (see the module)."""

@@ -106,7 +106,7 @@ def _complete(database: Database, batch: Sequence[Planned]) -> int:
     return actions.complete(database, KIND, batch, audit_action=AUDIT_ACTION, notice=_notice)
 
 
-@dramatiq.actor(queue_name=QUEUE)
+@dramatiq.actor(queue_name=QUEUE, store_results=True)
 def reset_monthly_traffic() -> dict[str, Any]:
     """Reset used traffic of every ACTIVE/LIMITED user not reset this month (1st, 00:00 UTC), in
     bulk batches of SUBSCRIPTIONS_RESET_BATCH_SIZE, with one notice each; once per user and month."""

@@ -73,3 +73,17 @@ def test_every_code_directory_is_a_regular_package() -> None:
         if d.is_dir() and any(d.glob("*.py")) and not (d / "__init__.py").exists()
     ]
     assert missing == []
+
+
+def test_every_actor_that_returns_a_value_stores_it() -> None:
+    """Otherwise Dramatiq's Results middleware logs a WARNING on every run ("returned a value that is
+    not None, but you haven't set its `store_results' option"); a periodic job's summary is worth the
+    RESULT_TTL_SECONDS it is kept."""
+    import inspect
+
+    silent = [
+        name for name, actor in worker_app.broker.actors.items()
+        if inspect.signature(actor.fn).return_annotation not in (None, "None", inspect.Signature.empty)
+        and not actor.options.get("store_results")
+    ]  # fmt: skip
+    assert silent == []
