@@ -53,7 +53,6 @@ from worker_app.workers import WorkerInfo, alive_workers
 
 log = logging.getLogger(__name__)
 PREFIX = "anomaly."
-RULES = ("node_offline", "error_rate", "queue_depth", "payment_failure", "worker_memory")
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,8 @@ def error_rate(r: Readings, t: Thresholds, now: float) -> list[Finding] | None:
         counts[what] = counts.get(what, 0) + n
     processed = sum(c["processed"] for c in by_queue.values())
     failed = sum(c["failed"] for c in by_queue.values())
-    if processed < t.error_rate_min_tasks or 100 * failed / processed <= t.error_rate_pct:
+    rate = _breached_rate(failed, processed, pct=t.error_rate_pct, min_count=t.error_rate_min_tasks)
+    if rate is None:
         return []
     worst = sorted(
         ((c["failed"], c["processed"], q) for q, c in by_queue.items() if c["failed"]), reverse=True
@@ -130,8 +130,16 @@ def error_rate(r: Readings, t: Thresholds, now: float) -> list[Finding] | None:
     where = ", ".join(f"{q} {bad}/{done}" for bad, done, q in worst[:3])
     minutes = t.error_rate_window_s // 60
     return [Finding(f"{PREFIX}error_rate", "warning",
-                    f"task error rate {100 * failed / processed:.1f}% over the last {minutes} min "
+                    f"task error rate {rate:.1f}% over the last {minutes} min "
                     f"({failed} of {processed} attempts failed; {where})")]  # fmt: skip
+
+
+def _breached_rate(failed: int, total: int, *, pct: float, min_count: int) -> float | None:
+    """``failed`` as a percentage of ``total`` when it is above ``pct`` and ``total`` is at least
+    ``min_count`` (fewer is noise); else None."""
+    if total < min_count or 100 * failed / total <= pct:
+        return None
+    return 100 * failed / total
 
 
 def queue_depth(r: Readings, t: Thresholds, now: float) -> list[Finding] | None:
@@ -149,11 +157,12 @@ def payment_failure(r: Readings, t: Thresholds, now: float) -> list[Finding] | N
         return None
     failed, completed = r.payments.get("failed", 0), r.payments.get("completed", 0)
     total = failed + completed
-    if total < t.payment_min_count or 100 * failed / total <= t.payment_failure_pct:
+    rate = _breached_rate(failed, total, pct=t.payment_failure_pct, min_count=t.payment_min_count)
+    if rate is None:
         return []
     minutes = t.payment_window_s // 60
     return [Finding(f"{PREFIX}payment_failure", "critical",
-                    f"payment failure rate {100 * failed / total:.1f}% over the last {minutes} min "
+                    f"payment failure rate {rate:.1f}% over the last {minutes} min "
                     f"({failed} of {total} payments failed)")]  # fmt: skip
 
 
@@ -272,7 +281,7 @@ def judge_anomalies(runtime: Runtime) -> dict[str, Any]:
     redis_error = next((e for e in readings.unread.values() if isinstance(e, redis.RedisError)), None)
     if redis_error is not None:  # no rule can be reconciled without Redis: one line, not one per input
         log.warning("anomalies not judged: Redis unavailable (%s); the next run judges them", redis_error)
-        report = AnomalyReport(unknown=list(RULES), redis_down=True)
+        report = AnomalyReport(unknown=list(RULE_FUNCTIONS), redis_down=True)
     else:
         if readings.unread:
             log.warning("anomaly rules not judged this run (their open alerts kept): %s", "; ".join(

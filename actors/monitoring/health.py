@@ -255,5 +255,6 @@ def check_server_health() -> dict[str, Any]:
     log.info("monitoring job done: check_server_health %s", summary["statuses"], extra=summary)
     from actors.monitoring.anomalies import judge_anomalies
 
-    judge_anomalies(runtime)  # node_offline judged on the states just stored, like every rule
+    if not report.redis_down:  # without Redis nothing can be judged, and the run has said so once
+        judge_anomalies(runtime)  # node_offline judged on the states just stored, like every rule
     return summary
