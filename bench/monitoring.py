@@ -105,9 +105,9 @@ def detection(nodes: int, rabbit: Rabbit, log_dir: Path) -> str:
         f"the health interval {INTERVAL_S} s, ratio {detect_s / INTERVAL_S:.2f})\n"
         f"node_status event on /api/v1/events {sse_s:.3f} s after the run that found it "
         f"(target < {TARGET_SSE_S:.0f} s: {_met(sse_s < TARGET_SSE_S)})\n"
-        f"node back → resolved message: {resolved_at - back_at:.1f} s (HEALTH_RESOLVE_AFTER_S 60 s, then the "
-        f"next run); messages about node-0: {len(about)} (target 2: {_met(len(about) == 2)})"
-        + "".join(f"\n  {m}" for m in about)
+        f"node back → resolved message: {resolved_at - back_at:.1f} s (the first run that sees it back "
+        f"starts HEALTH_RESOLVE_AFTER_S, 60 s; the next run resolves it); messages about node-0: "
+        f"{len(about)} (target 2: {_met(len(about) == 2)})" + "".join(f"\n  {m}" for m in about)
     )
 
 
