@@ -115,7 +115,7 @@ def check_health(
     _store(redis_client, states, report.events, now, options.history_days)
     _alert(alerts, report.events, options.group_min_nodes)
     try:
-        _record_open(OpenAlerts(redis_client), report.events, now)
+        _record_open(OpenAlerts(redis_client), report.events, states, now)
     except redis.RedisError as e:  # the messages are out; only the listing of open alerts lags
         log.warning("open node alerts not recorded: Redis unavailable (%s)", e)
     return report
@@ -167,9 +167,10 @@ def _alert(alerts: AdminAlerts, events: list[Event], group_min: int) -> None:
         alerts.alert(f"monitoring.node_flapping.{event.state.uuid}", _text(event), severity="error")
 
 
-def _record_open(open_alerts: OpenAlerts, events: list[Event], now: float) -> None:
-    """Offline and flapping incidents as open alerts (``worker-app alerts``), closed when resolved or
-    when the node leaves the panel."""
+def _record_open(open_alerts: OpenAlerts, events: list[Event], states: list[NodeState], now: float) -> None:
+    """Offline and flapping incidents as open alerts (``worker-app alerts``), confirmed by every run
+    that finds them still open, closed when resolved or when the node leaves the panel."""
+    open_alerts.touch([f"monitoring.node_{s.incident}.{s.uuid}" for s in states if s.incident], now)
     for event in events:
         node = event.state
         if event.kind in (OFFLINE, "flapping"):

@@ -22,7 +22,7 @@ from tests.fixtures.remnawave import Panel
 from tests.fixtures.worker import wait_for
 from tests.monitoring.test_health import add_nodes, set_state
 from worker_app.events import EVENTS_CHANNEL
-from worker_app.open_alerts import OPEN_KEY, OpenAlerts
+from worker_app.open_alerts import OPEN_KEY, SEEN_KEY, OpenAlerts
 from worker_app.rolling import RollingCounts
 from worker_app.runtime import Runtime
 from worker_app.workers import WorkerHeartbeats, alive_workers
@@ -41,14 +41,17 @@ def across_and_back(
 ) -> list[str]:  # fmt: skip
     """Calm, tripped twice, calm twice: the messages; asserts the open alert's life on the way."""
     assert judge(runtime, calm())["opened"] == []
-    first = judge(runtime, trip())
+    first_at = trip()
+    first = judge(runtime, first_at)
     assert first["breached"][rule] == 1 and len(first["opened"]) == 1
     [key] = first["opened"]
     assert key.startswith(f"anomaly.{rule}")
-    again = judge(runtime, trip())
+    again_at = trip()
+    again = judge(runtime, again_at)
     assert again["opened"] == [] and again["breached"][rule] == 1
     [listed] = OpenAlerts(runtime.redis).all()
     assert listed.key == key and listed.source == "check_anomalies"
+    assert (listed.first_seen, listed.last_seen) == (pytest.approx(first_at), pytest.approx(again_at))
     cleared = judge(runtime, calm())
     assert cleared["resolved"] == [key] and OpenAlerts(runtime.redis).all() == []
     assert judge(runtime, calm())["resolved"] == []
@@ -277,4 +280,5 @@ def test_opening_and_resolving_are_published(make_runtime: Any, redis_client: re
     assert [(e["type"], e["key"]) for e in published] == [
         ("alert_opened", "anomaly.payment_failure"), ("alert_resolved", "anomaly.payment_failure"),
     ]  # fmt: skip
-    assert published[1]["open_s"] == pytest.approx(7200) and redis_client.hlen(OPEN_KEY) == 0
+    assert published[1]["open_s"] == pytest.approx(7200)
+    assert redis_client.hlen(OPEN_KEY) == redis_client.hlen(SEEN_KEY) == 0

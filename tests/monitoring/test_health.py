@@ -16,6 +16,7 @@ from sandbox.server import RunningSandbox
 from tests.fixtures.notifications import admin_messages, unreachable_redis_url
 from tests.fixtures.remnawave import Panel
 from worker_app.events import EVENTS_CHANNEL
+from worker_app.open_alerts import OpenAlerts
 from worker_app.runtime import Runtime
 
 
@@ -52,6 +53,8 @@ def test_a_node_going_offline_is_stored_published_and_alerted_once(
     assert [e["new"] for e in published if e["type"] == "node_status"] == ["offline"]
     [opened] = [e for e in published if e["type"] == "alert_opened"]
     assert opened["key"] == f"monitoring.node_offline.{uuids[0]}" and opened["severity"] == "error"
+    [listed] = OpenAlerts(redis_client).all()  # the second run confirmed it
+    assert listed.key == opened["key"] and listed.last_seen > listed.first_seen == opened["first_seen"]
     assert first["statuses"] == {"offline": 1, "online": 1}
     messages = admin_messages(panel_runtime, sandbox)
     assert len(messages) == 1 and "node-0 is OFFLINE" in messages[0] and messages[0].startswith("[ERROR]")

@@ -48,11 +48,11 @@ def alerts(recent: bool, severity: str | None, kind: str | None, limit: int, as_
     if not found:
         click.echo("no open alerts (worker-app alerts --recent: the history)", err=True)
         return
-    now = time.time()
-    click.echo(f"{'SINCE (UTC)':<19} {'FOR':>9} {'SEVERITY':<8} {'KEY':<44}  TITLE")
+    now, width = time.time(), max(len(a.key) for a in found)
+    click.echo(f"{'SINCE (UTC)':<19} {'FOR':>9} {'SEVERITY':<8} {'KEY':<{width}}  TITLE")
     for alert in found:
         since, lasted = utc_stamp(alert.first_seen), _short(now - alert.first_seen)
-        click.echo(f"{since:<19} {lasted:>9} {alert.severity:<8} {alert.key:<44}  {alert.title}")
+        click.echo(f"{since:<19} {lasted:>9} {alert.severity:<8} {alert.key:<{width}}  {alert.title}")
 
 
 def _recent(found: list[dict[str, Any]], as_json: bool) -> None:
