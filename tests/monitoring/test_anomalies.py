@@ -282,3 +282,22 @@ def test_opening_and_resolving_are_published(make_runtime: Any, redis_client: re
     ]  # fmt: skip
     assert published[1]["open_s"] == pytest.approx(7200)
     assert redis_client.hlen(OPEN_KEY) == redis_client.hlen(SEEN_KEY) == 0
+
+
+def test_worker_heartbeats_count_attempts_per_queue_for_the_error_rate(redis_client: redis.Redis) -> None:
+    from types import SimpleNamespace
+
+    from worker_app.errors import RateLimited, UpstreamUnavailable
+
+    heartbeat = WorkerHeartbeats(redis_client)
+    heartbeat._worker = SimpleNamespace(consumer_whitelist={"sync", "payments"}, worker_threads=1)
+    sync, payments = SimpleNamespace(queue_name="sync"), SimpleNamespace(queue_name="payments")
+    for message, exception in ((sync, None), (sync, UpstreamUnavailable("502")), (payments, None),
+                               (payments, RateLimited("slow down", retry_after_s=1))):  # fmt: skip
+        heartbeat.before_process_message(None, message)
+        heartbeat.after_process_message(None, message, exception=exception)
+    heartbeat.beat()
+    heartbeat.beat()  # nothing new: nothing added twice
+    assert RollingCounts(redis_client, "tasks").window(900, time.time()) == {
+        "sync:processed": 2, "sync:failed": 1, "payments:processed": 2,
+    }  # fmt: skip
