@@ -156,7 +156,8 @@ def sandbox_process(log_dir: Path) -> Iterator[str]:
     port, panel_port = _free_port(), _free_port()
     log = (log_dir / "sandbox.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--telegram-port", str(port), "--remnawave-port", str(panel_port)],
+        [sys.executable, "-m", "sandbox", "--telegram-port", str(port), "--remnawave-port", str(panel_port),
+         "--cryptobot-port", "0"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -103,7 +103,7 @@ def sandbox(log_dir: Path) -> Iterator[tuple[str, str]]:
     log = (log_dir / "sandbox.log").open("wb")
     argv = [sys.executable, "-m", "sandbox", "--telegram-port", str(telegram_port)]
     proc = subprocess.Popen(
-        [*argv, "--remnawave-port", str(panel_port)],
+        [*argv, "--remnawave-port", str(panel_port), "--cryptobot-port", "0"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     urls = (f"http://127.0.0.1:{telegram_port}", f"http://127.0.0.1:{panel_port}")

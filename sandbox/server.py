@@ -76,17 +76,24 @@ def make_telegram_app(state: TelegramState | None = None) -> Flask:
 
 
 def serve(
-    host: str = "127.0.0.1", telegram_port: int = 8081, remnawave_port: int = 8082, demo: bool = False
+    host: str = "127.0.0.1",
+    telegram_port: int = 8081,
+    remnawave_port: int = 8082,
+    demo: bool = False,
+    cryptobot_port: int = 8083,
 ) -> None:
-    """Serve the fake Telegram and the fake Remnawave panel until interrupted, one line each with its
-    URL and token; ``demo`` seeds the panel with :func:`sandbox.remnawave.demo.seed_demo`."""
-    # imported here: sandbox.remnawave.admin re-uses this module's admin helpers
+    """Serve the fake Telegram, the fake Remnawave panel and the fake Crypto Pay until interrupted, one
+    line each with its URL and token; ``demo`` seeds the panel (:func:`sandbox.remnawave.demo.seed_demo`)."""
+    # imported here: sandbox.remnawave.admin and sandbox.cryptobot.admin re-use this module's admin helpers
+    from sandbox.cryptobot.app import start_cryptobot_in_thread
+    from sandbox.cryptobot.format import DEFAULT_TOKEN as CRYPTOBOT_TOKEN
     from sandbox.remnawave.app import start_remnawave_in_thread
     from sandbox.remnawave.demo import seed_demo
     from sandbox.remnawave.format import DEFAULT_TOKEN as REMNAWAVE_TOKEN
 
     telegram = start_in_thread(host, telegram_port)
     remnawave = start_remnawave_in_thread(host, remnawave_port)
+    cryptobot = start_cryptobot_in_thread(host, cryptobot_port)
     seeded = f", demo data: {seed_demo(remnawave.state)}" if demo else ""
     print(f"Telegram sandbox on {telegram.url} (bot token {DEFAULT_TOKEN})", flush=True)
     print(
@@ -94,10 +101,12 @@ def serve(
         f"X-Forwarded-Proto: https{seeded})",
         flush=True,
     )
+    print(f"Crypto Pay sandbox on {cryptobot.url} (app token {CRYPTOBOT_TOKEN})", flush=True)
     try:
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop it
             threading.Event().wait()
     finally:
+        cryptobot.stop()
         remnawave.stop()
         telegram.stop()
 

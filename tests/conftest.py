@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.fixtures.sandbox",
     "tests.fixtures.notifications",
     "tests.fixtures.remnawave",
+    "tests.fixtures.cryptobot",
     "tests.fixtures.scheduler",
     "tests.fixtures.chaos",
     "tests.fixtures.secrets",

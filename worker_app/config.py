@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     telegram_bot_token: SecretStr = SecretStr(SANDBOX_TELEGRAM_TOKEN)
     cryptobot_api_url: str = "http://127.0.0.1:8083"
     cryptobot_token: SecretStr = SecretStr("sandbox-cryptobot-token")
+    cryptobot_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    #: A Crypto Pay webhook whose request_date is further than this from now is refused (a replay).
+    webhook_max_age_s: int = Field(default=300, ge=10, le=86_400)
+    webhook_max_body_bytes: int = Field(default=65_536, ge=1024, le=4 * 1024 * 1024)
+    #: Pending payments older than this are failed (verify_pending_payments checks the younger ones).
+    payments_pending_max_age_h: int = Field(default=24, ge=1, le=24 * 30)
     admin_telegram_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     #: Also receive ``critical`` alerts (on top of ADMIN_TELEGRAM_IDS).
     critical_telegram_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
@@ -180,6 +186,7 @@ class Settings(BaseSettings):
     sandbox_host: str = "127.0.0.1"
     sandbox_telegram_port: int = Field(default=8081, ge=1, le=65535)
     sandbox_remnawave_port: int = Field(default=8082, ge=1, le=65535)
+    sandbox_cryptobot_port: int = Field(default=8083, ge=1, le=65535)
 
     @field_validator("admin_telegram_ids", "critical_telegram_ids", mode="before")
     @classmethod

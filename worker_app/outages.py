@@ -16,12 +16,13 @@ import requests
 import sqlalchemy.exc
 from dramatiq.errors import BrokerConnectionError
 
+from worker_app.clients.cryptobot import CryptoPayUnavailable
 from worker_app.clients.remnawave import RemnawaveUnavailable
 from worker_app.redaction import redact
 
 
 class Outage(NamedTuple):
-    dependency: str  # "PostgreSQL", "Redis", "RabbitMQ", "the RabbitMQ management API", "the Remnawave panel"
+    dependency: str  # "PostgreSQL", "Redis", "RabbitMQ", "the Remnawave panel", "Crypto Pay", …
     setting: str  # the variable that says where it is
     reason: str  # the error's first line, secrets redacted
 
@@ -36,6 +37,7 @@ _KINDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str, 
     ((BrokerConnectionError, pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError),
      "RabbitMQ", "RABBITMQ_URL"),
     (RemnawaveUnavailable, "the Remnawave panel", "REMNAWAVE_URL"),
+    (CryptoPayUnavailable, "Crypto Pay", "CRYPTOBOT_API_URL"),
     ((requests.ConnectionError, requests.Timeout), "the RabbitMQ management API", "RABBITMQ_MANAGEMENT_URL"),
 )  # fmt: skip
 

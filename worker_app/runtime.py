@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 import redis
 
 from worker_app.alerts import AdminAlerts
+from worker_app.clients.cryptobot import CryptoPayClient
 from worker_app.clients.remnawave import RemnawaveClient
 from worker_app.clients.telegram import TelegramClient
 from worker_app.config import Settings
@@ -66,6 +67,14 @@ class Runtime:
             api_key=s.remnawave_api_key.get_secret_value() if s.remnawave_api_key else None,
             max_concurrency=s.remnawave_max_concurrency,
             page_size=s.remnawave_page_size,
+        )
+
+    @cached_property
+    def cryptobot(self) -> CryptoPayClient:
+        """The Crypto Pay API client (sandbox by default), with its breaker; CRYPTOBOT_TIMEOUT_S per call."""
+        s = self.settings
+        return CryptoPayClient(
+            s.cryptobot_api_url, s.cryptobot_token.get_secret_value(), timeout_s=s.cryptobot_timeout_s
         )
 
     @cached_property

@@ -117,9 +117,17 @@ def seed() -> None:
 @click.option("--host", default=None, help="Default SANDBOX_HOST.")
 @click.option("--telegram-port", type=int, default=None, help="Default SANDBOX_TELEGRAM_PORT.")
 @click.option("--remnawave-port", type=int, default=None, help="Default SANDBOX_REMNAWAVE_PORT.")
+@click.option("--cryptobot-port", type=int, default=None, help="Default SANDBOX_CRYPTOBOT_PORT.")
 @click.option("--demo", is_flag=True, help="Seed demo users and nodes into the Remnawave panel.")
-def sandbox(host: str | None, telegram_port: int | None, remnawave_port: int | None, demo: bool) -> None:
-    """Run the sandbox: fake Telegram Bot API and Remnawave panel servers on loopback (docs/sandbox.md)."""
+def sandbox(
+    host: str | None,
+    telegram_port: int | None,
+    remnawave_port: int | None,
+    cryptobot_port: int | None,
+    demo: bool,
+) -> None:
+    """Run the sandbox: fake Telegram Bot API, Remnawave panel and Crypto Pay servers on loopback
+    (docs/sandbox.md)."""
     from sandbox.server import serve
 
     settings = get_runtime().settings
@@ -128,6 +136,7 @@ def sandbox(host: str | None, telegram_port: int | None, remnawave_port: int | N
         telegram_port or settings.sandbox_telegram_port,
         remnawave_port or settings.sandbox_remnawave_port,
         demo=demo,
+        cryptobot_port=cryptobot_port or settings.sandbox_cryptobot_port,
     )
 
 
