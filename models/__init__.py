@@ -12,7 +12,7 @@ from models.notifications import NotificationBroadcast, NotificationBroadcastIte
 from models.scheduler import SchedulerFire, SchedulerJob
 from models.security import AuditLog, RefreshToken
 from models.servers import ServerGeolocation
-from models.worker import DeadLetter, Job, SubscriptionAction
+from models.worker import DeadLetter, Job, PaymentActivation, SubscriptionAction
 
 __all__ = [
     "AuditLog",
@@ -23,6 +23,7 @@ __all__ = [
     "NotificationBroadcastItem",
     "NotificationQueue",
     "Payment",
+    "PaymentActivation",
     "RefreshToken",
     "SchedulerFire",
     "SchedulerJob",

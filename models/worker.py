@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, LargeBinary, String, Text, func, text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, LargeBinary, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -146,3 +146,39 @@ class SubscriptionAction(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     done_at: Mapped[datetime | None]
     outcome: Mapped[str | None] = mapped_column(String(16))
+
+
+PAYMENT_ACTIVATION_STATES = ("activating", "completed", "review")
+
+
+class PaymentActivation(Base):
+    """A paid payment being turned into subscription time, exactly once (worker-owned).
+
+    Remnawave's ``extend`` is relative, so a redelivered message calling it again would give a second
+    period free. Instead the new absolute ``expireAt`` is computed once — from the user's expiry when
+    the payment was first activated (``base_expire_at``) — and stored here, in the transaction that
+    locks the ``payments`` row, before the panel is called; the panel is then told that absolute
+    date (a repeat changes nothing), and the payment is moved to ``completed`` afterwards. ``state``:
+    ``activating`` (computed; the panel may or may not have it yet: ``worker-app payments
+    unactivated``), ``completed``, or ``review`` (the invoice does not match the payment: amount,
+    asset or status; never activated, ``reason`` says why).
+    """
+
+    __tablename__ = "payment_activations"
+    __table_args__ = (
+        CheckConstraint(f"state IN {PAYMENT_ACTIVATION_STATES}", name="state"),
+        Index("ix_payment_activations_open", "created_at", postgresql_where=text("state <> 'completed'")),
+    )
+
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    invoice_id: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    days: Mapped[int | None]
+    base_expire_at: Mapped[datetime | None]
+    new_expire_at: Mapped[datetime | None]
+    source: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    completed_at: Mapped[datetime | None]

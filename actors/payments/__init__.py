@@ -10,3 +10,8 @@ from worker_app.heartbeat import declare_heartbeat
 QUEUE = "payments"
 
 heartbeat = declare_heartbeat(QUEUE)
+
+from actors.payments.completion import process_payment_completion  # noqa: E402  (needs QUEUE)
+from actors.payments.verify import verify_pending_payments  # noqa: E402
+
+__all__ = ["QUEUE", "heartbeat", "process_payment_completion", "verify_pending_payments"]

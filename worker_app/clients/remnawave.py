@@ -271,6 +271,13 @@ class RemnawaveClient:
         result = self.call("POST", f"/api/users/{int(user_id)}/actions/{action}", json=dict(body or {}))
         return None if result is _DONE else User.from_json(result)
 
+    def update_user(self, user_id: int, fields: Mapping[str, Any]) -> User:
+        """``PATCH /api/users`` ``{"id": user_id, **fields}``: set fields to absolute values (an
+        ``expireAt`` must be in the future; a future ``expireAt`` revives an EXPIRED user). Repeating
+        it is harmless, unlike :meth:`extend_user`. :class:`RemnawaveNotFound` (A025) when there is
+        no such user."""
+        return User.from_json(self.call("PATCH", "/api/users", json={**dict(fields), "id": int(user_id)}))
+
     def extend_user(self, user_id: int, days: int) -> User:
         """Extend by ``days``: ``expireAt = max(expireAt, now) + days``, and EXPIRED → ACTIVE.
         Relative: calling it twice extends twice (callers make it once per payment)."""

@@ -7,6 +7,8 @@
 * ``GET /api/v1/alerts`` (``severity``, ``kind``, ``limit``): recent alerts with their counts;
   ``GET /api/v1/alerts/open`` (``severity``): the open alerts.
 * ``GET /api/v1/events``: live events (Server-Sent Events, :mod:`worker_app.web.events`).
+* ``POST /webhooks/cryptobot``: Crypto Pay's webhook, authenticated by its signature
+  (:mod:`worker_app.web.webhooks`).
 * ``GET /api/v1/jobs/<id>``, ``GET /api/v1/queues``, ``GET /api/v1/dead-letters`` (the CLI's
   filters as query parameters), ``GET /api/v1/dead-letters/<id>``, ``POST
   /api/v1/dead-letters/replay`` and ``/discard`` (``{ids}`` or filters, or ``{"all": true}``).
@@ -49,7 +51,7 @@ from worker_app.web.events import PATH as EVENTS_PATH
 log = logging.getLogger(__name__)
 BEARER: list[dict[str, list[Any]]] = [{"bearer": []}]
 #: Paths that answer JSON errors (the rest is the dashboard, which answers HTML pages).
-JSON_PATHS = ("/api/", "/healthz", "/readyz")
+JSON_PATHS = ("/api/", "/webhooks/", "/healthz", "/readyz")
 
 
 class ApiError(Exception):
@@ -126,8 +128,10 @@ def create_app(runtime: Runtime, broker: dramatiq.Broker) -> Flask:
     _dead_letter_routes(app, runtime, broker)
     from worker_app.web.dashboard import create_dashboard
     from worker_app.web.events import add_events_route
+    from worker_app.web.webhooks import add_webhook_routes
 
     add_events_route(app, runtime)
+    add_webhook_routes(app, runtime, broker)
 
     create_dashboard(app, runtime, broker)
     return app
