@@ -5,11 +5,13 @@ Package = domain = queue ``payments``; retry policy: ``worker_app.policies.POLIC
 
 from __future__ import annotations
 
+from worker_app.domains import register_cli
 from worker_app.heartbeat import declare_heartbeat
 
 QUEUE = "payments"
 
 heartbeat = declare_heartbeat(QUEUE)
+register_cli("actors.payments.cli:payments")
 
 from actors.payments.completion import process_payment_completion  # noqa: E402  (needs QUEUE)
 from actors.payments.verify import verify_pending_payments  # noqa: E402

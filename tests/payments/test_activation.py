@@ -5,6 +5,7 @@ poller race on the same payments from threads."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -200,3 +201,36 @@ def test_the_actor_refuses_bad_arguments(world: dict[str, Any]) -> None:
         process_payment_completion("42", {}, "cryptobot")
     with pytest.raises(PermanentError, match="invoice_data is not a Crypto Pay invoice"):
         process_payment_completion(str(uuid.uuid4()), {"invoice_id": 1}, "cryptobot")
+
+
+def test_worker_app_payments_unactivated_lists_what_was_paid_and_not_activated(world: dict[str, Any]) -> None:
+    import os
+    import subprocess
+
+    from tests.fixtures.api import WORKER_APP
+
+    panel, runtime, db = world["panel"], world["runtime"], world["db"]
+    [user_id] = panel.add_users(user_spec())
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([WORKER_APP, "payments", "unactivated", *args], env=os.environ,
+                              capture_output=True, text=True, check=False)  # fmt: skip
+
+    empty = cli()
+    assert empty.returncode == 0 and empty.stdout == "" and "0 paid payment(s) not activated" in empty.stderr
+    stuck = new_payment(db, user_id)
+    invoice = paid_invoice(world["cryptopay"], world["client"], stuck)
+    begin(runtime.database, runtime.remnawave, stuck, invoice, source="webhook", now=datetime.now(UTC))
+    wrong = new_payment(db, user_id, amount="9.00")
+    activate(runtime.database, runtime.remnawave, runtime.alerts, wrong,
+             paid_invoice(world["cryptopay"], world["client"], wrong), source="webhook")  # fmt: skip
+    listed = cli()
+    assert listed.returncode == 1 and "2 paid payment(s) not activated" in listed.stderr
+    first, second = listed.stdout.splitlines()
+    assert "ACTIVATING" in first and str(stuck) in first and "to " in first
+    assert "REVIEW" in second and str(wrong) in second and "is for 5, the payment for 9" in second
+    as_json = [json.loads(line) for line in cli("--json").stdout.splitlines()]
+    assert [(j["payment_id"], j["state"]) for j in as_json] == [
+        (str(stuck), "activating"),
+        (str(wrong), "review"),
+    ]
