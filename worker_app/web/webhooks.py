@@ -129,7 +129,7 @@ def _accept(
     runtime: Runtime, broker: dramatiq.Broker, raw: bytes, update: dict[str, Any]
 ) -> tuple[Response, int]:
     invoice = update["payload"]
-    invoice_id = str(invoice["invoice_id"])
+    invoice_id = str(int(invoice["invoice_id"]))
     if update["update_type"] != "invoice_paid":
         _record(runtime, raw, update, f"update_type {update['update_type']!r} ignored", valid=True)
         _metrics().labels("ignored").inc()
@@ -177,16 +177,36 @@ def _record(
 def _log_params(
     raw: bytes, update: dict[str, Any] | None, reason: str | None, *, valid: bool
 ) -> dict[str, Any]:
-    payload = update if update is not None else {"raw": raw[:2048].decode("utf-8", "replace")}
     invoice = update.get("payload") if isinstance(update, dict) else None
     return {
-        "event_type": str(update.get("update_type"))[:64] if update else "invalid",
-        "external_id": str(invoice.get("invoice_id"))[:64] if isinstance(invoice, dict) else None,
-        "payload": json.dumps(payload, ensure_ascii=False),
-        "signature": (request.headers.get(SIGNATURE_HEADER) or "")[:256] or None,
+        "event_type": (_text(update.get("update_type"), 64) or "none") if update is not None else "invalid",
+        "external_id": _text(invoice.get("invoice_id"), 64) if isinstance(invoice, dict) else None,
+        "payload": _jsonb(update, raw),
+        "signature": _text(request.headers.get(SIGNATURE_HEADER), 256) or None,
         "valid": valid,
-        "error": reason,
+        "error": _text(reason, 2000),
     }
+
+
+def _text(value: Any, limit: int) -> str | None:
+    """``value`` as PostgreSQL text can hold it: valid UTF-8 (a lone surrogate becomes ``?``), no NUL
+    character, at most ``limit`` characters."""
+    if value is None:
+        return None
+    return str(value).replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")[:limit]
+
+
+def _jsonb(update: dict[str, Any] | None, raw: bytes) -> str:
+    """The body as ``jsonb`` can hold it: the parsed update, or — when it did not parse, or holds
+    what jsonb refuses (NaN, a NUL character) — ``{"raw": <its first 2 KiB>}``."""
+    if update is not None:
+        try:
+            text_ = json.dumps(update, ensure_ascii=False, allow_nan=False)
+        except (ValueError, TypeError):
+            text_ = ""
+        if text_ and "\\u0000" not in text_ and text_ == _text(text_, len(text_)):
+            return text_
+    return json.dumps({"raw": _text(raw[:2048].decode("utf-8", "replace"), 2048)}, ensure_ascii=False)
 
 
 def _uuid(value: Any) -> str | None:
