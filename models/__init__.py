@@ -7,7 +7,7 @@ Importing this package registers every table on :data:`Base.metadata` (used by A
 from __future__ import annotations
 
 from models.base import Base
-from models.billing import Payment, SubscriptionPlan, WebhookLog
+from models.billing import AutoRenewSetting, Payment, SubscriptionPlan, WebhookLog
 from models.notifications import NotificationBroadcast, NotificationBroadcastItem, NotificationQueue
 from models.scheduler import SchedulerFire, SchedulerJob
 from models.security import AuditLog, RefreshToken
@@ -16,6 +16,7 @@ from models.worker import DeadLetter, Job, PaymentActivation, SubscriptionAction
 
 __all__ = [
     "AuditLog",
+    "AutoRenewSetting",
     "Base",
     "DeadLetter",
     "Job",

@@ -65,3 +65,17 @@ class WebhookLog(CreatedAt, Base):
     processed_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(server_default="0")
     error_message: Mapped[str | None] = mapped_column(Text)
+
+
+class AutoRenewSetting(Timestamps, Base):
+    """A user's auto-renew preference: ``auto_renew_subscriptions`` invoices them for ``plan_id`` when
+    their subscription ends within the hour. The backend's schema for it was not given: this table is
+    the worker's proposal (one row per Remnawave user id; the backend writes it when a user turns
+    auto-renew on or off)."""
+
+    __tablename__ = "auto_renew_settings"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    telegram_id: Mapped[int | None] = mapped_column(BigInteger)
+    plan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("subscription_plans.id"))
+    enabled: Mapped[bool] = mapped_column(server_default="true")

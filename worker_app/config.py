@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     webhook_max_body_bytes: int = Field(default=65_536, ge=1024, le=4 * 1024 * 1024)
     #: Pending payments older than this are failed (verify_pending_payments checks the younger ones).
     payments_pending_max_age_h: int = Field(default=24, ge=1, le=24 * 30)
+    #: Enqueues of one webhook's completion (the receiver's included) before retry_failed_webhooks alerts.
+    payments_webhook_max_tries: int = Field(default=3, ge=1, le=100)
+    #: retry_failed_webhooks leaves a webhook this young alone (its completion may still be running).
+    payments_webhook_retry_after_min: int = Field(default=10, ge=1, le=24 * 60)
     admin_telegram_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     #: Also receive ``critical`` alerts (on top of ADMIN_TELEGRAM_IDS).
     critical_telegram_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
@@ -112,6 +116,10 @@ class Settings(BaseSettings):
     #: Users per ``bulk/reset-traffic`` call in ``reset_monthly_traffic`` (the panel takes up to 500).
     subscriptions_reset_batch_size: int = Field(default=100, ge=1, le=500)
     #: The link reminders and the "switched off" notice give for renewing.
+    #: auto_renew_subscriptions invoices users whose subscription ends within this many minutes.
+    auto_renew_window_min: int = Field(default=60, ge=5, le=7 * 24 * 60)
+    #: How long an auto-renew invoice can be paid (Crypto Pay's expires_in: 1 s to 31 days).
+    auto_renew_invoice_expires_s: int = Field(default=86_400, ge=60, le=2_678_400)
     subscriptions_renew_url: str = Field(default="https://t.me/cybervpn_bot", pattern=r"^(https?|tg)://\S+$")
     #: A node going offline this many times within HEALTH_FLAP_WINDOW_S is "flapping": one alert for
     #: it, none per flap, resolved once it has been stable for the window.

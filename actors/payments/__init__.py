@@ -15,5 +15,12 @@ register_cli("actors.payments.cli:payments")
 
 from actors.payments.completion import process_payment_completion  # noqa: E402  (needs QUEUE)
 from actors.payments.verify import verify_pending_payments  # noqa: E402
+from actors.payments.webhook_retry import retry_failed_webhooks  # noqa: E402
 
-__all__ = ["QUEUE", "heartbeat", "process_payment_completion", "verify_pending_payments"]
+__all__ = [
+    "QUEUE",
+    "heartbeat",
+    "process_payment_completion",
+    "retry_failed_webhooks",
+    "verify_pending_payments",
+]

@@ -119,10 +119,11 @@ def _problems(payment: Any, invoice: Invoice) -> Iterator[str]:
     number, currency = invoice.invoice_id, str(payment.currency).upper()
     if invoice.status != "paid":
         yield f"invoice {number} is {invoice.status}, not paid"
-    if payment.external_id is not None and str(payment.external_id) != str(number):
-        yield f"invoice {number} is not this payment's invoice ({payment.external_id})"
-    if invoice.payload is not None and invoice.payload != str(payment.id):
+    ours = invoice.payload == str(payment.id)  # our payment id, put there when the invoice was made
+    if invoice.payload is not None and not ours:
         yield f"invoice {number} carries payload {invoice.payload!r}, not this payment's id"
+    if payment.external_id is not None and str(payment.external_id) != str(number) and not ours:
+        yield f"invoice {number} is not this payment's invoice ({payment.external_id})"
     invoiced = invoice.asset if invoice.currency_type == "crypto" else invoice.fiat
     if (invoiced or "").upper() != currency:
         yield f"invoice {number} is in {invoiced}, the payment in {payment.currency}"

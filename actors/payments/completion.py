@@ -21,6 +21,7 @@ import dramatiq
 
 from actors.payments import QUEUE, texts
 from actors.payments.activation import ACTIVATING, COMPLETED, REVIEW, apply, begin, finish
+from actors.payments.webhook_retry import mark_processed
 from worker_app.alerts import AdminAlerts
 from worker_app.clients.cryptobot import CryptoPayUnavailable, Invoice
 from worker_app.clients.remnawave import RemnawaveClient
@@ -75,6 +76,7 @@ def process_payment_completion(
     outcome = activate(
         runtime.database, runtime.remnawave, runtime.alerts, payment, invoice, source="webhook"
     )
+    mark_processed(runtime.database, invoice.invoice_id)  # retry_failed_webhooks leaves it alone now
     summary = {"job": "process_payment_completion", "payment_id": str(payment), "outcome": outcome,
                "invoice_id": invoice.invoice_id}  # fmt: skip
     log.info("payments job done: process_payment_completion %s", outcome, extra=summary)

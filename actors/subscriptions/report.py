@@ -26,6 +26,7 @@ KINDS = {
     "queued": "processed",
     "disabled": "processed",
     "reset": "processed",
+    "invoiced": "processed",
     "completed_after_crash": "processed",
     "already_reminded": "skipped",
     "no_telegram_id": "skipped",

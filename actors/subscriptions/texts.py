@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 from datetime import datetime
+from decimal import Decimal
 
 from worker_app.timefmt import utc_stamp
 
@@ -33,4 +34,13 @@ def traffic_reset(month: str) -> str:
     """The notice that a new month's traffic allowance has started."""
     return (
         f"🔄 Your CyberVPN traffic counter was reset for {html.escape(month)}: the full allowance is yours."
+    )
+
+
+def auto_renew_invoice(plan: str, price: Decimal, currency: str, expire_at: datetime, pay_url: str) -> str:
+    """The auto-renew message: the subscription ends soon, here is the invoice to renew it."""
+    return (
+        f"🔁 Your CyberVPN subscription ends at {utc_stamp(expire_at)} UTC. Auto-renew has prepared "
+        f"your {html.escape(plan)} renewal: {html.escape(f'{price.normalize():f} {currency}')}.\n"
+        f'<a href="{html.escape(pay_url, quote=True)}">Pay with CryptoBot</a>'
     )
