@@ -24,9 +24,8 @@ unknown is not a recovery.
 
 Inputs: node states from ``check_server_health``'s keys; the worker heartbeats' per-minute counts
 ``tasks`` (``<queue>:processed`` / ``<queue>:failed``) and ``payments`` (``completed`` / ``failed``,
-added by the payments domain with ``RollingCounts(redis, "payments").add(...)``; none yet, so the
-rule sees too few payments to judge); queue depths as ``worker-app queues`` reads them; worker
-memory from the heartbeats.
+added by ``process_payment_completion`` and ``verify_pending_payments``); queue depths as
+``worker-app queues`` reads them; worker memory from the heartbeats.
 """
 
 from __future__ import annotations

@@ -12,12 +12,14 @@ CRITICAL alert; the payment stays ``activating`` and listed by ``worker-app paym
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import dramatiq
+import redis
 
 from actors.payments import QUEUE, texts
 from actors.payments.activation import ACTIVATING, COMPLETED, REVIEW, apply, begin, finish
@@ -27,10 +29,20 @@ from worker_app.clients.cryptobot import CryptoPayUnavailable, Invoice
 from worker_app.clients.remnawave import RemnawaveClient
 from worker_app.db import Database
 from worker_app.errors import PermanentError
+from worker_app.rolling import RollingCounts
 from worker_app.runtime import get_runtime
 
 log = logging.getLogger(__name__)
 PROVIDERS = ("cryptobot",)
+
+
+def count_outcomes(redis_client: redis.Redis, counts: dict[str, int]) -> None:
+    """Add payment outcomes (``completed``, ``failed``) to the fleet's per-minute counts that the
+    ``payment_failure`` anomaly rule reads; Redis down loses the counts, never the payment."""
+    try:
+        RollingCounts(redis_client, "payments").add(counts, time.time())
+    except redis.RedisError as e:
+        log.warning("payment outcomes not counted: Redis unavailable (%s)", e)
 
 
 def activate(
@@ -77,6 +89,8 @@ def process_payment_completion(
         runtime.database, runtime.remnawave, runtime.alerts, payment, invoice, source="webhook"
     )
     mark_processed(runtime.database, invoice.invoice_id)  # retry_failed_webhooks leaves it alone now
+    if outcome == COMPLETED:
+        count_outcomes(runtime.redis, {"completed": 1})
     summary = {"job": "process_payment_completion", "payment_id": str(payment), "outcome": outcome,
                "invoice_id": invoice.invoice_id}  # fmt: skip
     log.info("payments job done: process_payment_completion %s", outcome, extra=summary)

@@ -29,7 +29,7 @@ from sqlalchemy import text
 
 from actors.notifications.outbox import Outgoing, queue_notifications
 from actors.payments import QUEUE, texts
-from actors.payments.completion import activate
+from actors.payments.completion import activate, count_outcomes
 from worker_app.alerts import AdminAlerts
 from worker_app.clients.cryptobot import CryptoPayClient, Invoice
 from worker_app.clients.remnawave import RemnawaveClient
@@ -143,6 +143,8 @@ def verify_pending_payments() -> dict[str, Any]:
     max_age = timedelta(hours=runtime.settings.payments_pending_max_age_h)
     report = verify(runtime.database, runtime.cryptobot, runtime.remnawave, runtime.alerts,
                     now=datetime.now(UTC), max_age=max_age)  # fmt: skip
+    failed = report.counts.get("expired", 0) + report.counts.get("too_old", 0)
+    count_outcomes(runtime.redis, {"completed": report.counts.get("paid", 0), "failed": failed})
     summary = {"job": "verify_pending_payments", "counts": report.counts, "get_invoices_calls": report.calls}
     log.info("payments job done: verify_pending_payments %s", report.counts, extra=summary)
     return summary

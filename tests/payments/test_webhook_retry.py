@@ -5,6 +5,7 @@ process_payment_completion marks its webhooks processed."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -20,6 +21,7 @@ from tests.fixtures.notifications import admin_messages
 from tests.fixtures.remnawave import Panel, user_spec
 from tests.payments.test_activation import new_payment
 from worker_app.clients.cryptobot import CryptoPayClient
+from worker_app.rolling import RollingCounts
 from worker_app.runtime import Runtime
 
 
@@ -88,13 +90,10 @@ def test_a_webhook_of_a_completed_payment_or_of_no_payment_is_not_enqueued(
     assert "invoice 602: no such payment" in alert
 
 
-def test_the_completion_marks_its_webhooks_processed(
-    panel: Panel,
-    panel_runtime: Runtime,
-    cryptopay: CryptoPay,
-    cryptobot: CryptoPayClient,
-    clean_tables: sa.Engine,
-) -> None:
+def test_the_completion_marks_its_webhooks_processed_and_counts_the_payment(
+    panel: Panel, panel_runtime: Runtime, cryptopay: CryptoPay, cryptobot: CryptoPayClient,
+    clean_tables: sa.Engine, redis_client: Any,
+) -> None:  # fmt: skip
     [user_id] = panel.add_users(user_spec())
     payment_id = new_payment(clean_tables, user_id)
     invoice = cryptobot.create_invoice(Decimal("5.00"), asset="USDT", payload=str(payment_id))
@@ -104,3 +103,7 @@ def test_the_completion_marks_its_webhooks_processed(
     summary = process_payment_completion(str(payment_id), dict(paid.raw), "cryptobot")
     assert summary["outcome"] == "completed"
     assert state(clean_tables, log_id).processed_at is not None
+    payments = RollingCounts(redis_client, "payments")
+    assert payments.window(3600, time.time()) == {"completed": 1}  # the payment_failure anomaly's input
+    again = process_payment_completion(str(payment_id), dict(paid.raw), "cryptobot")
+    assert again["outcome"] == "already_completed" and payments.window(3600, time.time()) == {"completed": 1}
