@@ -19,6 +19,7 @@ import requests
 from actors.monitoring.health import Options, check_health
 from tests.fixtures.api import serving
 from tests.fixtures.remnawave import Panel
+from tests.fixtures.worker import wait_for
 from tests.monitoring.test_health import add_nodes, set_state
 from worker_app.runtime import Runtime
 
@@ -68,9 +69,7 @@ class Subscriber:
                 return dict(data)
 
     def connected(self) -> None:
-        deadline = time.monotonic() + 10
-        while not self.comments and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: self.comments, 10, "the stream's first comment", poll_s=0.02)
         assert self.comments[:1] == [": connected"], self.comments
 
     def close(self) -> None:
@@ -141,7 +140,4 @@ def test_streams_beyond_the_cap_get_503_and_a_closed_one_frees_its_place(server:
         again.close()
         return again.status_code == 200
 
-    deadline = time.monotonic() + 20
-    while not admitted():
-        assert time.monotonic() < deadline, "a closed stream never gave its place back"
-        time.sleep(1)
+    wait_for(admitted, 20, "a closed stream to give its place back", poll_s=0.5)
