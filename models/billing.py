@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Numeric, String, Text, func
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Numeric, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -34,7 +34,11 @@ class Payment(Timestamps, Base):
     """A payment through a provider; ``external_id`` is the provider's invoice id."""
 
     __tablename__ = "payments"
-    __table_args__ = (CheckConstraint(f"status IN {PAYMENT_STATUSES}", name="status"),)
+    __table_args__ = (
+        CheckConstraint(f"status IN {PAYMENT_STATUSES}", name="status"),
+        # aggregate_financial_stats: completed payments by the day they were paid (migration 0012).
+        Index("ix_payments_completed_paid_at", "paid_at", postgresql_where=text("status = 'completed'")),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=func.gen_random_uuid())
     user_id: Mapped[int] = mapped_column(BigInteger, index=True)

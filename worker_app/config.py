@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     payments_webhook_max_tries: int = Field(default=3, ge=1, le=100)
     #: retry_failed_webhooks leaves a webhook this young alone (its completion may still be running).
     payments_webhook_retry_after_min: int = Field(default=10, ge=1, le=24 * 60)
+    #: aggregate_financial_stats recomputes this many days before today (late activations counted).
+    payments_stats_days: int = Field(default=3, ge=1, le=31)
+    #: How long a cybervpn:stats:payments:{date} key lives.
+    payments_stats_ttl_days: int = Field(default=90, ge=1, le=3660)
     admin_telegram_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     #: Also receive ``critical`` alerts (on top of ADMIN_TELEGRAM_IDS).
     critical_telegram_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)

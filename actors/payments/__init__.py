@@ -1,4 +1,5 @@
-"""Payments: verifying pending CryptoBot invoices, webhook completions, failed-webhook retries.
+"""Payments: verifying pending CryptoBot invoices, webhook completions, failed-webhook retries,
+the daily financial stats.
 
 Package = domain = queue ``payments``; retry policy: ``worker_app.policies.POLICIES['payments']``.
 """
@@ -14,11 +15,13 @@ heartbeat = declare_heartbeat(QUEUE)
 register_cli("actors.payments.cli:payments")
 
 from actors.payments.completion import process_payment_completion  # noqa: E402  (needs QUEUE)
+from actors.payments.financial_stats import aggregate_financial_stats  # noqa: E402
 from actors.payments.verify import verify_pending_payments  # noqa: E402
 from actors.payments.webhook_retry import retry_failed_webhooks  # noqa: E402
 
 __all__ = [
     "QUEUE",
+    "aggregate_financial_stats",
     "heartbeat",
     "process_payment_completion",
     "retry_failed_webhooks",

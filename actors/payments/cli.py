@@ -51,3 +51,49 @@ def unactivated(as_json: bool) -> None:
     click.echo(f"{len(rows)} paid payment(s) not activated", err=True)
     if rows:
         raise SystemExit(1)
+
+
+_STATS_LINES = (
+    ("by plan", "count_by_plan"),
+    ("by provider", "count_by_provider"),
+    ("created", "created_by_status"),
+    ("paid, not activated", "unactivated"),
+)
+
+
+@payments.command("stats")
+@click.option("--date", "day", metavar="YYYY-MM-DD", help="The UTC day (default: yesterday).")
+@click.option("--days", default=1, show_default=True, type=click.IntRange(1, 366),
+              help="That many days ending with --date.")  # fmt: skip
+@click.option("--store", is_flag=True, help="Also write them to cybervpn:stats:payments:{date}, as "
+              "aggregate_financial_stats does (overwriting).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per day.")
+def stats(day: str | None, days: int, store: bool, as_json: bool) -> None:
+    """A day's payments computed from PostgreSQL now: completed ones (paid that day) with their
+    revenue and average per currency, by plan and provider; payments created that day by status; paid
+    ones not activated. Exit 2 for a date that is not a finished UTC day."""
+    from datetime import UTC, datetime, timedelta
+
+    from actors.payments import financial_stats as fs
+    from worker_app.errors import PermanentError
+
+    runtime = get_runtime()
+    now = datetime.now(UTC)
+    try:
+        _, last = fs.days_to_aggregate(day, today=now.date(), recent=1)
+    except PermanentError as e:
+        raise click.BadParameter(str(e), param_hint="--date") from None
+    summaries = fs.compute(runtime.database, last - timedelta(days=days - 1), last, now=now)
+    if store:
+        fs.store(runtime.redis, summaries, ttl=timedelta(days=runtime.settings.payments_stats_ttl_days))
+    for s in summaries:
+        if as_json:
+            click.echo(json.dumps(s))
+            continue
+        revenue = ", ".join(f"{v} {c} (avg {s['avg_amount'][c]})" for c, v in s["total_revenue"].items())
+        click.echo(f"{s['date']}  completed {s['completed']}: {revenue or 'no revenue'}")
+        for label, field in _STATS_LINES:
+            if s[field]:
+                click.echo(f"  {label}: " + ", ".join(f"{k} {v}" for k, v in s[field].items()))
+    if store:
+        click.echo(f"stored {len(summaries)} day(s) in cybervpn:stats:payments:*", err=True)
