@@ -174,6 +174,39 @@ def begin(
         return Begun(ACTIVATING, _plan(payment, int(payment.days), base, new))
 
 
+_REFUSED = text(
+    """
+    INSERT INTO payment_activations (payment_id, user_id, invoice_id, state, days, source, reason)
+    SELECT id, user_id, :invoice_id, 'review', subscription_days, :source, :reason FROM payments
+    WHERE id = :id AND status <> 'completed'
+    ON CONFLICT (payment_id) DO UPDATE SET state = 'review', reason = EXCLUDED.reason,
+                                           attempts = payment_activations.attempts + 1
+        WHERE payment_activations.state = 'activating'
+    RETURNING payment_id
+    """
+)
+
+
+def refused(
+    database: Database, payment_id: uuid.UUID, invoice: Invoice, *, source: str, reason: str
+) -> Begun:
+    """The panel refused this paid payment for good (the user is gone, the update rejected): it goes
+    to ``review`` — listed by ``worker-app payments unactivated``, never failed by the poller as
+    unpaid — unless another call completed it meanwhile (``completed``). ``new_review``: this call
+    put it there (alert once)."""
+    with database.transaction() as s:
+        marked = s.execute(_REFUSED, {"id": payment_id, "invoice_id": str(invoice.invoice_id),
+                                      "source": source, "reason": reason}).one_or_none()  # fmt: skip
+        if marked is not None:
+            s.execute(text("UPDATE payments SET error_message = :r, updated_at = now() WHERE id = :id"),
+                      {"r": f"review: {reason}", "id": payment_id})  # fmt: skip
+            return Begun(REVIEW, reason=reason, new_review=True)
+        stored = s.execute(_ACTIVATION, {"id": payment_id}).one_or_none()
+    if stored is not None and stored.state == REVIEW:
+        return Begun(REVIEW, reason=stored.reason)
+    return Begun(COMPLETED)
+
+
 def _plan(payment: Any, days: int, base: datetime, new: datetime) -> Plan:
     return Plan(payment.id, int(payment.user_id), payment.telegram_id, int(days), base, new)
 

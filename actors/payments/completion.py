@@ -22,13 +22,13 @@ import dramatiq
 import redis
 
 from actors.payments import QUEUE, texts
-from actors.payments.activation import ACTIVATING, COMPLETED, REVIEW, apply, begin, finish
+from actors.payments.activation import ACTIVATING, COMPLETED, REVIEW, apply, begin, finish, refused
 from actors.payments.webhook_retry import mark_processed
 from worker_app.alerts import AdminAlerts
 from worker_app.clients.cryptobot import CryptoPayUnavailable, Invoice
-from worker_app.clients.remnawave import RemnawaveClient
+from worker_app.clients.remnawave import RemnawaveClient, RemnawaveError
 from worker_app.db import Database
-from worker_app.errors import PermanentError
+from worker_app.errors import ConfigurationError, PermanentError
 from worker_app.rolling import RollingCounts
 from worker_app.runtime import get_runtime
 
@@ -49,8 +49,20 @@ def activate(
     database: Database, panel: RemnawaveClient, alerts: AdminAlerts, payment_id: uuid.UUID, invoice: Invoice,
     *, source: str, now: datetime | None = None,
 ) -> str:  # fmt: skip
-    """Turn the paid ``invoice`` of ``payment_id`` into subscription time once; the outcome."""
-    begun = begin(database, panel, payment_id, invoice, source=source, now=now or datetime.now(UTC))
+    """Turn the paid ``invoice`` of ``payment_id`` into subscription time once; the outcome.
+
+    The panel refusing for good (the user deleted, the update rejected — not its token: that is the
+    configuration's fault, raised) sends the payment to ``review`` with one CRITICAL alert, as a
+    mismatched invoice does: retrying cannot help, and the money is visible, not failed."""
+    try:
+        begun = begin(database, panel, payment_id, invoice, source=source, now=now or datetime.now(UTC))
+        if begun.outcome == ACTIVATING and begun.plan is not None:
+            apply(panel, database, begun.plan)
+    except RemnawaveError as e:
+        if not isinstance(e, PermanentError) or isinstance(e, ConfigurationError):
+            raise
+        reason = f"the panel refused the activation: {e}"
+        begun = refused(database, payment_id, invoice, source=source, reason=reason)
     if begun.outcome == REVIEW:
         if begun.new_review:
             alerts.alert(f"payments.review.{payment_id}",
@@ -59,9 +71,7 @@ def activate(
         return REVIEW
     if begun.outcome == COMPLETED or begun.plan is None:
         return "already_completed"
-    assert begun.outcome == ACTIVATING
     plan = begun.plan
-    apply(panel, database, plan)
     amount = Decimal(invoice.paid_amount or invoice.amount)
     currency = invoice.paid_asset or invoice.asset or invoice.fiat or ""
     confirmation = texts.completed(amount, currency, plan.days, plan.new_expire_at)

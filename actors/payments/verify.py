@@ -34,7 +34,7 @@ from worker_app.alerts import AdminAlerts
 from worker_app.clients.cryptobot import CryptoPayClient, Invoice
 from worker_app.clients.remnawave import RemnawaveClient
 from worker_app.db import Database
-from worker_app.errors import UpstreamUnavailable
+from worker_app.errors import ConfigurationError, WorkerError
 from worker_app.lazy import created_once
 from worker_app.runtime import get_runtime
 
@@ -108,7 +108,9 @@ def _activate(database: Database, panel: RemnawaveClient, alerts: AdminAlerts, p
               invoice: Invoice) -> str:  # fmt: skip
     try:
         outcome = activate(database, panel, alerts, payment_id, invoice, source="poller")
-    except UpstreamUnavailable as e:  # the next run tries again from the stored plan
+    except ConfigurationError:
+        raise  # every payment would fail the same way: the run stops, with the policy's alert
+    except WorkerError as e:  # the next run tries again (from the stored plan, if there is one)
         log.warning("payment %s paid but not activated yet: %s: %s", payment_id, type(e).__name__, e)
         return "error"
     return "paid" if outcome == "completed" else outcome

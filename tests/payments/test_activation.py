@@ -234,3 +234,39 @@ def test_worker_app_payments_unactivated_lists_what_was_paid_and_not_activated(w
         (str(stuck), "activating"),
         (str(wrong), "review"),
     ]
+
+
+def test_a_user_the_panel_no_longer_has_sends_the_paid_payment_to_review_not_to_failed(
+    world: dict[str, Any], sandbox: RunningSandbox
+) -> None:
+    from actors.payments.verify import verify
+
+    panel, runtime, db = world["panel"], world["runtime"], world["db"]
+    # A user deleted from the panel before the payment began, and one deleted between begin and apply
+    [gone_before, gone_between] = panel.add_users(user_spec(), user_spec())
+    first, second = new_payment(db, gone_before), new_payment(db, gone_between)
+    first_invoice = paid_invoice(world["cryptopay"], world["client"], first)
+    second_invoice = paid_invoice(world["cryptopay"], world["client"], second)
+    runtime.remnawave.call("DELETE", f"/api/users/{gone_before}")
+    begun = begin(runtime.database, runtime.remnawave, second, second_invoice, source="webhook",
+                  now=datetime.now(UTC))  # fmt: skip
+    assert begun.outcome == "activating"
+    runtime.remnawave.call("DELETE", f"/api/users/{gone_between}")
+
+    for payment_id, invoice in ((first, first_invoice), (second, second_invoice)):
+        outcomes = [activate(runtime.database, runtime.remnawave, runtime.alerts, payment_id, invoice,
+                             source="webhook") for _ in range(2)]  # fmt: skip
+        assert outcomes == ["review", "review"]
+        status, _, _, error, state, _, reason = row(db, payment_id)
+        assert (status, state) == ("pending", "review")
+        assert reason.startswith("the panel refused the activation: ") and error == f"review: {reason}"
+    alerts = admin_messages(runtime, sandbox)
+    assert sorted(a.split(" NOT activated")[0] for a in alerts) == sorted(
+        f"[CRITICAL] payment {p}" for p in (first, second)
+    )
+    # The poller, even a day later, neither fails them as unpaid nor tells the users so
+    later = datetime.now(UTC) + timedelta(days=2)
+    report = verify(runtime.database, world["client"], runtime.remnawave, runtime.alerts, now=later,
+                    max_age=timedelta(hours=24))  # fmt: skip
+    assert report.counts == {}
+    assert [row(db, p).status for p in (first, second)] == ["pending", "pending"] and queued(db) == []
