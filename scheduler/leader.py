@@ -116,10 +116,15 @@ class LeaderLock:
                 raise
 
     def release(self) -> None:
-        """Give the lock up (graceful stop): closing the session releases it at once."""
+        """Give the lock up (graceful stop). Unlocked explicitly before the session closes: the server
+        frees a closed session's locks only when its backend exits, a moment after the client has
+        moved on, and a standby polling in that moment would still find the lock taken."""
         with self._mutex:
-            self.is_leader = False
+            was_leader, self.is_leader = self.is_leader, False
             if self._conn is not None:
+                if was_leader and not (self._conn.closed or self._conn.broken):
+                    with suppress(psycopg.Error):  # going anyway: closing frees it too
+                        self._conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
                 self._conn.close()
                 self._conn = None
 
