@@ -84,11 +84,12 @@ def receiver(count: int, threads: int, rabbit: Rabbit, log_dir: Path, stack: Exi
     bodies = [_signed(n + 1, payment_id) for n, payment_id in enumerate(payments)]
     health_rps = _rate(lambda _n, s: s.get(f"{base}/healthz", timeout=10), count, threads)
     statuses: list[int] = []
+    latencies: list[float] = []
     webhook_rps = _rate(
         lambda n, s: statuses.append(s.post(f"{base}/webhooks/cryptobot", data=bodies[n][0], timeout=10,
                                              headers={"Content-Type": "application/json",
                                                       "crypto-pay-api-signature": bodies[n][1]}).status_code),
-        count, threads,
+        count, threads, latencies,
     )  # fmt: skip
     with engine.connect() as conn:
         enqueued = conn.execute(sa.text("SELECT count(*) FROM webhook_logs WHERE attempts = 1")).scalar_one()
@@ -96,7 +97,7 @@ def receiver(count: int, threads: int, rabbit: Rabbit, log_dir: Path, stack: Exi
     return (
         f"webhook receiver, {threads} client threads: {webhook_rps:,.0f} webhooks/s ({ok} of {count} "
         f"answered 200, {enqueued} enqueued) vs {health_rps:,.0f} GET /healthz per s on the same server: "
-        f"ratio {webhook_rps / health_rps:.2f}"
+        f"ratio {webhook_rps / health_rps:.2f}; webhook {_percentiles(latencies)}"
     )
 
 
@@ -117,19 +118,32 @@ def _signed(invoice_id: int, payment_id: uuid.UUID) -> tuple[bytes, str]:
     return body, hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
-def _rate(call: Any, count: int, threads: int) -> float:
-    """Requests per second of ``call(n, session)`` for n in range(count), on ``threads`` threads."""
+def _rate(call: Any, count: int, threads: int, latencies: list[float] | None = None) -> float:
+    """Requests per second of ``call(n, session)`` for n in range(count), on ``threads`` threads;
+    each call's seconds appended to ``latencies``."""
     local = threading.local()
 
     def one(n: int) -> None:
         if not hasattr(local, "session"):
             local.session = requests.Session()
+        began = time.perf_counter()
         call(n, local.session)
+        if latencies is not None:
+            latencies.append(time.perf_counter() - began)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(one, range(count)))
     return count / (time.perf_counter() - started)
+
+
+def _percentiles(latencies: list[float]) -> str:
+    ordered = sorted(latencies)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    return f"latency p50 {at(0.5):.1f} ms, p99 {at(0.99):.1f} ms, max {ordered[-1] * 1000:.1f} ms"
 
 
 def poller(pending: int, sandbox_log: Path, panel: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 import models
 from tests.fixtures.services import recreate_database, require
@@ -20,7 +21,8 @@ WORKER_APP = str(Path(sys.executable).parent / "worker-app")
 @pytest.fixture
 def scratch_db() -> Iterator[str]:
     require("PostgreSQL", "127.0.0.1", 5432)
-    url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/cybervpn_test_migrations"
+    main = make_url(os.environ["DATABASE_URL"])
+    url = main.set(database=f"{main.database}_migrations").render_as_string(hide_password=False)
     recreate_database(url)
     yield url
 

@@ -19,7 +19,7 @@ from tests.fixtures.chaos import CHANNEL_ERRORS
 from tests.fixtures.services import queue_depth
 from tests.fixtures.worker import run_worker, wait_for
 
-pytestmark = pytest.mark.rabbitmq
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.exclusive]
 
 
 def test_retry_delayed_beyond_consumer_timeout_runs_exactly_once_without_channel_errors(

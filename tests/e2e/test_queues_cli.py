@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from tests.fixtures.chaos import alone
 from tests.fixtures.scheduler import purge, ready_count
 from tests.fixtures.worker import ROOT, wait_for
 
@@ -41,6 +42,7 @@ def reports_depth(source: str, ready: int) -> dict[str, Any] | None:
 
 
 def plugin(action: str) -> None:
+    alone(f"{action} the RabbitMQ management plugin")
     done = subprocess.run(
         ["rabbitmq-plugins", action, "rabbitmq_management"],
         capture_output=True,
@@ -60,6 +62,7 @@ def sync_queue(rabbitmq_vhost: str) -> str:
     return "sync"
 
 
+@pytest.mark.exclusive  # disables the RabbitMQ management plugin every test uses
 def test_depths_with_the_management_plugin_enabled_then_disabled(sync_queue: str) -> None:
     import worker_app
 

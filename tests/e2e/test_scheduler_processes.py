@@ -155,6 +155,7 @@ def test_kill_9_of_the_leader_fails_over_without_doubling_or_losing_slots(
     )
 
 
+@pytest.mark.exclusive  # stops PostgreSQL
 def test_stopping_postgresql_stops_firing_and_one_process_resumes(
     tmp_path: Path, monitoring_queue: str, scheduler_tables: str
 ) -> None:

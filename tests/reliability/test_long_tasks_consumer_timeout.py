@@ -28,6 +28,8 @@ from tests.fixtures.chaos import CHANNEL_ERRORS
 from tests.fixtures.worker import wait_for, worker_group
 from tests.reliability.report import ScenarioReport, report
 
+pytestmark = pytest.mark.exclusive  # lowers RabbitMQ's consumer_timeout
+
 TASKS, TASK_S, THREADS = 8, 4.0, 2
 ENV = {
     "RABBITMQ_CONSUMER_TIMEOUT_MS": "5000",

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from sandbox.server import RunningSandbox
@@ -31,6 +32,8 @@ from tests.fixtures.notifications import insert_rows
 from tests.fixtures.scheduler import start_scheduler
 from tests.fixtures.worker import wait_for, worker_group
 from tests.reliability.report import ScenarioReport, report, scaled
+
+pytestmark = pytest.mark.exclusive  # stops PostgreSQL
 
 ROWS = scaled(3000)
 BATCH, DRAINERS = 50, 2

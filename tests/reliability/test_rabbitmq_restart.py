@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 import worker_app
@@ -34,6 +35,8 @@ from tests.fixtures.notifications import insert_rows
 from tests.fixtures.scheduler import queued_messages, start_scheduler
 from tests.fixtures.worker import wait_for, worker_group
 from tests.reliability.report import ScenarioReport, report, scaled
+
+pytestmark = pytest.mark.exclusive  # stops RabbitMQ
 
 BURST, ROWS = scaled(2000), scaled(2000)
 DOWN_S = 3.0
