@@ -32,6 +32,7 @@ from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
 from worker_app.dispatch import HookDispatch
+from worker_app.publishing import PublisherThreads
 
 log = logging.getLogger(__name__)
 MAX_PARK_ATTEMPTS = 6
@@ -62,6 +63,28 @@ class CyberRabbitmqBroker(HookDispatch, RabbitmqBroker):
         self.undecodable_sink = undecodable_sink
         self.hold_name = f"cybervpn.hold.{max_hold_ms}ms"
         self._hold_declared = False
+
+    _publisher: PublisherThreads | None = None
+
+    def publish_through(self, publisher: PublisherThreads | None) -> None:
+        """Run every enqueue (and queue declaration) on ``publisher``'s long-lived threads instead of
+        the calling thread — for a process whose threads come and go (``worker-app serve``): Dramatiq
+        keeps one AMQP connection per thread, and never forgets it. ``None``: the calling thread."""
+        self._publisher = publisher
+
+    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
+        publisher = self._publisher
+        if publisher is None:
+            return super().enqueue(message, delay=delay)
+        enqueue = super().enqueue
+        return publisher.run(lambda: enqueue(message, delay=delay))
+
+    def _ensure_queue(self, canonical_queue_name: str) -> Any:
+        publisher = self._publisher
+        if publisher is None:
+            return super()._ensure_queue(canonical_queue_name)  # type: ignore[no-untyped-call]
+        ensure = super()._ensure_queue
+        return publisher.run(lambda: ensure(canonical_queue_name))  # type: ignore[no-untyped-call]
 
     @property
     def consumer_class(self) -> type[_RabbitmqConsumer]:

@@ -154,6 +154,10 @@ class Settings(BaseSettings):
     worker_memory_limit_mb: int = Field(default=0, ge=0)
     #: Live event streams (GET /api/v1/events) one ``worker-app serve`` holds at once.
     api_events_max_clients: int = Field(default=50, ge=1, le=10_000)
+    #: Threads (each one AMQP connection) that publish for ``worker-app serve``'s request threads.
+    api_publisher_threads: int = Field(default=2, ge=1, le=64)
+    #: A request waits this long for its publish (RabbitMQ's confirm), then answers 503.
+    api_publish_timeout_s: float = Field(default=30.0, gt=0, le=600)
     #: Seconds of silence after which a stream sends a keepalive comment (and notices a client gone).
     api_events_keepalive_s: float = Field(default=15.0, ge=0.5, le=300)
     cleanup_audit_retention_days: int = Field(default=90, ge=1)

@@ -18,6 +18,7 @@ from dramatiq.errors import BrokerConnectionError
 
 from worker_app.clients.cryptobot import CryptoPayUnavailable
 from worker_app.clients.remnawave import RemnawaveUnavailable
+from worker_app.publishing import PublishTimeout
 from worker_app.redaction import redact
 
 
@@ -34,8 +35,8 @@ _KINDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str, 
     ((sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, psycopg.OperationalError),
      "PostgreSQL", "DATABASE_URL"),
     ((redis.exceptions.ConnectionError, redis.exceptions.TimeoutError), "Redis", "REDIS_URL"),
-    ((BrokerConnectionError, pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError),
-     "RabbitMQ", "RABBITMQ_URL"),
+    ((BrokerConnectionError, pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError,
+      PublishTimeout), "RabbitMQ", "RABBITMQ_URL"),
     (RemnawaveUnavailable, "the Remnawave panel", "REMNAWAVE_URL"),
     (CryptoPayUnavailable, "Crypto Pay", "CRYPTOBOT_API_URL"),
     ((requests.ConnectionError, requests.Timeout), "the RabbitMQ management API", "RABBITMQ_MANAGEMENT_URL"),

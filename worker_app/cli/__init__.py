@@ -149,6 +149,7 @@ def serve(host: str | None, port: int | None) -> None:
 
     import worker_app
     from worker_app.errors import ConfigurationError
+    from worker_app.publishing import PublisherThreads
     from worker_app.web.api import check_serving, create_app
 
     runtime = get_runtime()
@@ -159,6 +160,10 @@ def serve(host: str | None, port: int | None) -> None:
         check_serving(host, settings.api_token is not None)
     except ConfigurationError as e:
         raise BadInput(str(e)) from None
+    # werkzeug runs each HTTP connection on a new thread: publish from a few long-lived ones instead
+    publisher = PublisherThreads(worker_app.broker, threads=settings.api_publisher_threads,
+                                 timeout_s=settings.api_publish_timeout_s)  # fmt: skip
+    worker_app.broker.publish_through(publisher)
     server = make_server(host, port, create_app(runtime, worker_app.broker), threaded=True)
     logging.getLogger(__name__).info(
         "API on http://%s:%d/api/v1 (OpenAPI: /api/v1/openapi.json), dashboard on http://%s:%d/",
@@ -168,3 +173,6 @@ def serve(host: str | None, port: int | None) -> None:
         server.serve_forever()
     except KeyboardInterrupt:
         server.shutdown()
+    finally:
+        worker_app.broker.publish_through(None)
+        publisher.close()
