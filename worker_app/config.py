@@ -139,6 +139,11 @@ class Settings(BaseSettings):
     #: This many failed probes in a row make a dependency "down": one critical alert.
     service_down_after: int = Field(default=3, ge=1, le=100)
     bandwidth_retention_h: int = Field(default=48, ge=1, le=24 * 90)
+    #: How long cybervpn:stats:daily:{date} and cybervpn:bandwidth:hourly:{node}:{hour} keys live.
+    analytics_daily_ttl_days: int = Field(default=90, ge=1, le=3660)
+    analytics_hourly_ttl_days: int = Field(default=30, ge=1, le=3660)
+    #: cybervpn:dashboard:realtime expires this long after update_realtime_metrics last wrote it.
+    analytics_realtime_ttl_s: int = Field(default=120, ge=30, le=86_400)
     #: check_anomalies' thresholds (each rule alerts once when it trips and once when it clears).
     anomaly_node_offline_s: int = Field(default=300, ge=0, le=86_400)
     anomaly_error_rate_pct: float = Field(default=5.0, gt=0, le=100)

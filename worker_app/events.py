@@ -5,7 +5,8 @@ Every event is a JSON object with at least ``type`` and ``at`` (unix seconds). T
 ``node_status`` (monitoring), ``service_status`` (monitoring), ``alert_opened`` and
 ``alert_resolved`` (:mod:`worker_app.open_alerts`). Publishing is best effort: pub/sub keeps nothing
 for a subscriber that is not listening, so the stored state (the keys each event names) stays the
-truth, and a client that reconnects reads it again.
+truth, and a client that reconnects reads it again. The newest ``RECENT_MAX`` (50) are also kept in
+the list ``cybervpn:events:recent`` (newest first), for the realtime dashboard snapshot.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import redis
 from worker_app.redis_client import key
 
 EVENTS_CHANNEL = key("events")
+#: The newest events, newest first (a capped list): what a dashboard shows before any arrives live.
+RECENT_KEY = key("events", "recent")
+RECENT_MAX = 50
 log = logging.getLogger(__name__)
 
 
@@ -31,5 +35,16 @@ def new_event(type_: str, at: float, **fields: Any) -> dict[str, Any]:
 def publish(client: redis.Redis | Any, events: Iterable[dict[str, Any]]) -> None:
     """Publish ``events`` on ``client`` (a Redis client or a pipeline, which the caller executes);
     raises :class:`redis.RedisError` from a client (a pipeline raises on execute)."""
+    published = False
     for item in events:
-        client.publish(EVENTS_CHANNEL, json.dumps(item, separators=(",", ":")))
+        body = json.dumps(item, separators=(",", ":"))
+        client.publish(EVENTS_CHANNEL, body)
+        client.lpush(RECENT_KEY, body)
+        published = True
+    if published:
+        client.ltrim(RECENT_KEY, 0, RECENT_MAX - 1)
+
+
+def recent(client: redis.Redis, count: int) -> list[dict[str, Any]]:
+    """The ``count`` newest events, newest first."""
+    return [json.loads(raw) for raw in client.lrange(RECENT_KEY, 0, count - 1)]

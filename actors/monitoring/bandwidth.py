@@ -5,7 +5,7 @@ human-readable strings, never parsed). Per node:
 
 * ``cybervpn:bandwidth:{uuid}:last`` — the counter at the last snapshot (JSON: bytes, at);
 * ``cybervpn:bandwidth:{uuid}:snapshots`` — sorted set, one member per interval (JSON: at, bytes,
-  since, reset), score = the time; entries older than BANDWIDTH_RETENTION_H are trimmed.
+  since, reset), score = the time; entries older than BANDWIDTH_RETENTION_H are trimmed, by whole hours.
 
 A counter that went down (the node's traffic was reset) starts a new baseline: that interval
 records the counter's value — what was used since the reset — flagged ``reset``, never a negative
@@ -39,6 +39,13 @@ def snapshots_key(uuid: str) -> str:
     return key("bandwidth", uuid, "snapshots")
 
 
+def trim_before(now: float, retention_h: int) -> float:
+    """Snapshots before this are dropped: ``retention_h`` ago, rounded down to the hour, so an hour
+    is kept or dropped whole (``aggregate_bandwidth_hourly`` never sees a partial hour)."""
+    cutoff = now - retention_h * 3600
+    return cutoff - cutoff % 3600
+
+
 def delta(previous: dict[str, Any] | None, current: int) -> tuple[int, bool] | None:
     """Bytes since ``previous`` and whether the counter was reset; ``None`` for a first sight."""
     if previous is None:
@@ -65,7 +72,7 @@ def collect_snapshots(
             counts["reset" if reset else "recorded"] += 1
             member = {"at": now, "bytes": used, "since": previous["at"] if previous else now, "reset": reset}
             pipe.zadd(snapshots_key(node.uuid), {json.dumps(member): now})
-            pipe.zremrangebyscore(snapshots_key(node.uuid), 0, now - retention_h * 3600)
+            pipe.zremrangebyscore(snapshots_key(node.uuid), 0, f"({trim_before(now, retention_h)}")
         pipe.execute()
     return counts
 

@@ -5,7 +5,8 @@ What a day holds (a JSON object; amounts are decimal strings, one entry per curr
 TON payment are never added together):
 
 * ``completed``, ``total_revenue``, ``avg_amount``, ``count_by_plan`` (plan name, ``none`` for a
-  payment without a plan), ``count_by_provider``, ``revenue_by_provider`` — payments **completed**
+  payment without a plan), ``revenue_by_plan``, ``count_by_provider``, ``revenue_by_provider`` —
+  payments **completed**
   whose ``paid_at`` falls in the day: money received and turned into subscription time;
 * ``created_by_status`` — payments created that day, by their status now (``pending``,
   ``completed``, ``failed``, ``expired``);
@@ -91,6 +92,9 @@ class _Day:
         self.revenue: defaultdict[str, Decimal] = defaultdict(Decimal)
         self.count_by_currency: Counter[str] = Counter()
         self.by_plan: Counter[str] = Counter()
+        self.revenue_by_plan: defaultdict[str, defaultdict[str, Decimal]] = defaultdict(
+            lambda: defaultdict(Decimal)
+        )
         self.by_provider: Counter[str] = Counter()
         self.revenue_by_provider: defaultdict[str, defaultdict[str, Decimal]] = defaultdict(
             lambda: defaultdict(Decimal)
@@ -111,6 +115,7 @@ class _Day:
             "total_revenue": amounts(self.revenue),
             "avg_amount": {c: self.average(c) for c in sorted(self.count_by_currency)},
             "count_by_plan": dict(sorted(self.by_plan.items())),
+            "revenue_by_plan": {p: amounts(r) for p, r in sorted(self.revenue_by_plan.items())},
             "count_by_provider": dict(sorted(self.by_provider.items())),
             "revenue_by_provider": {p: amounts(r) for p, r in sorted(self.revenue_by_provider.items())},
             "created_by_status": dict(sorted(self.created.items())),
@@ -135,6 +140,7 @@ def compute(database: Database, first: date, last: date, *, now: datetime) -> li
         d.revenue[r.currency] += r.total
         d.count_by_currency[r.currency] += r.n
         d.by_plan[r.plan] += r.n
+        d.revenue_by_plan[r.plan][r.currency] += r.total
         d.by_provider[r.provider] += r.n
         d.revenue_by_provider[r.provider][r.currency] += r.total
     for r in created:

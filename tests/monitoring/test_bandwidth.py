@@ -33,7 +33,13 @@ def test_snapshots_are_recorded_per_interval_and_trimmed_after_the_retention(
         (1_000, True, 1_300.0),
     ]
     assert counts == {"recorded": 0, "baseline": 0, "reset": 1}
-    # And after the retention only the newest remain
-    collect_snapshots([node(2_000)], redis_client, now=1_600.0 + 48 * 3600 - 100, retention_h=48)
+    # And the retention trims whole hours: 1,300 is past it but its hour (0–3,600) is kept whole…
+    later = 1_600.0 + 48 * 3600 - 100
+    collect_snapshots([node(2_000)], redis_client, now=later, retention_h=48)
     kept = [json.loads(m)["at"] for m in redis_client.zrange(snapshots_key("n1"), 0, -1)]
-    assert kept == [1_600.0, 1_600.0 + 48 * 3600 - 100]
+    assert kept == [1_300.0, 1_600.0, later]
+    # …until the whole hour is past it
+    latest = 3_600.0 + 48 * 3600 + 10
+    collect_snapshots([node(3_000)], redis_client, now=latest, retention_h=48)
+    kept = [json.loads(m)["at"] for m in redis_client.zrange(snapshots_key("n1"), 0, -1)]
+    assert kept == [later, latest]

@@ -91,6 +91,11 @@ def test_a_day_sums_what_was_paid_in_it_per_currency_plan_and_provider(
         "total_revenue": {"TON": "1.25", "USD": "3", "USDT": "60.5"},
         "avg_amount": {"TON": "1.25", "USD": "3", "USDT": "20.16666667"},
         "count_by_plan": {"monthly": 2, "none": 2, "yearly": 1},
+        "revenue_by_plan": {
+            "monthly": {"USDT": "10"},
+            "none": {"TON": "1.25", "USD": "3"},
+            "yearly": {"USDT": "50.5"},
+        },
         "count_by_provider": {"cryptobot": 4, "stars": 1},
         "revenue_by_provider": {"cryptobot": {"TON": "1.25", "USDT": "60.5"}, "stars": {"USD": "3"}},
         "created_by_status": {"completed": 5, "failed": 1, "pending": 3},
