@@ -322,9 +322,9 @@ def test_schedules_run_enqueues_now_through_the_dedup_path(
     assert ready_count(monitoring_queue) == 1
     unknown = run("nope")
     assert unknown.returncode == 1 and "no periodic job named 'nope'" in unknown.stderr
-    missing = run("aggregate_daily_stats")
+    missing = run("cleanup_old_notifications")
     assert missing.returncode == 1
-    assert "actor 'aggregate_daily_stats' does not exist yet" in missing.stderr
+    assert "actor 'cleanup_old_notifications' does not exist yet" in missing.stderr
 
 
 def test_two_manual_runs_in_the_same_second_meet_no_pile_up_not_dedup(
