@@ -38,12 +38,10 @@ from scheduler.metrics import SchedulerMetrics
 from scheduler.table import FireTrigger, ScheduledJob, resolve_jobs
 from worker_app.config import Settings
 from worker_app.errors import ConfigurationError
+from worker_app.publishing import pump_interval, service_idle
 
 log = logging.getLogger("scheduler")
 
-#: Longest pause between services of the idle publisher connection; shorter when the negotiated
-#: heartbeat is short (a quarter of it), so the broker never misses two heartbeats.
-PUMP_INTERVAL_S = 5.0
 #: Seconds between retries of a publish that failed (RabbitMQ down), while the slot is in grace.
 PUBLISH_RETRY_S = 2.0
 PRUNE_INTERVAL_S = 3600.0
@@ -260,28 +258,12 @@ class SchedulerService:
                 if isinstance(item, _Tick):
                     self._executor.done(item.job)
 
-    def _publisher_connection(self) -> Any:
-        return getattr(getattr(self.broker, "state", None), "connection", None)
-
     def _pump_interval(self) -> float:
-        connection = self._publisher_connection()
-        heartbeat = getattr(getattr(getattr(connection, "_impl", None), "params", None), "heartbeat", None)
-        if isinstance(heartbeat, int | float) and heartbeat > 0:
-            return min(PUMP_INTERVAL_S, max(0.2, heartbeat / 4))
-        return PUMP_INTERVAL_S
+        return pump_interval(self.broker)
 
     def _pump(self) -> None:
         """Service the idle publisher connection (heartbeats) so the broker never drops it."""
-        connection = self._publisher_connection()
-        if connection is None:
-            return
-        try:
-            if connection.is_open:
-                connection.process_data_events(time_limit=0)
-                return
-        except Exception as e:
-            log.info("idle publisher connection lost (%s); it reconnects on the next fire", type(e).__name__)
-        del self.broker.connection  # type: ignore[attr-defined]
+        service_idle(self.broker)
 
     def _tick(self, tick: _Tick) -> None:
         if not self.lock.is_leader or self.stopping.is_set():

@@ -99,32 +99,50 @@ class PublisherThreads:
         finally:
             self._drop_connection()
 
-    def _connection(self) -> Any:
-        return getattr(getattr(self.broker, "state", None), "connection", None)
-
     def _pump_interval(self) -> float:
-        params = getattr(getattr(self._connection(), "_impl", None), "params", None)
-        heartbeat = getattr(params, "heartbeat", None)
-        if isinstance(heartbeat, int | float) and heartbeat > 0:
-            return min(PUMP_INTERVAL_S, max(0.2, heartbeat / 4))
-        return PUMP_INTERVAL_S
+        return pump_interval(self.broker)
 
     def _pump(self) -> None:
-        """Service this thread's idle connection (heartbeats); drop it if it is gone."""
-        connection = self._connection()
-        if connection is None:
-            return
-        try:
-            if connection.is_open:
-                connection.process_data_events(time_limit=0)
-                return
-        except Exception as e:
-            log.info("idle publisher connection lost (%s); the next publish reconnects", type(e).__name__)
-        self._drop_connection()
+        service_idle(self.broker)
 
     def _drop_connection(self) -> None:
-        if self._connection() is not None:
-            try:
-                del self.broker.connection  # Dramatiq's deleter closes it
-            except Exception as e:
-                log.debug("closing a publisher connection: %s: %s", type(e).__name__, e)
+        drop_connection(self.broker)
+
+
+def thread_connection(broker: Any) -> Any:
+    """The calling thread's AMQP connection of ``broker`` (Dramatiq keeps one per thread), or None."""
+    return getattr(getattr(broker, "state", None), "connection", None)
+
+
+def pump_interval(broker: Any) -> float:
+    """How long the calling thread's idle connection may go unserviced: ``PUMP_INTERVAL_S``, or a
+    quarter of a shorter negotiated heartbeat, so the broker never misses two heartbeats."""
+    params = getattr(getattr(thread_connection(broker), "_impl", None), "params", None)
+    heartbeat = getattr(params, "heartbeat", None)
+    if isinstance(heartbeat, int | float) and heartbeat > 0:
+        return min(PUMP_INTERVAL_S, max(0.2, heartbeat / 4))
+    return PUMP_INTERVAL_S
+
+
+def service_idle(broker: Any) -> None:
+    """Service the calling thread's idle connection (heartbeats); drop it if it is gone, so the next
+    publish opens a new one."""
+    connection = thread_connection(broker)
+    if connection is None:
+        return
+    try:
+        if connection.is_open:
+            connection.process_data_events(time_limit=0)
+            return
+    except Exception as e:
+        log.info("idle publisher connection lost (%s); the next publish reconnects", type(e).__name__)
+    drop_connection(broker)
+
+
+def drop_connection(broker: Any) -> None:
+    """Close and forget the calling thread's connection (Dramatiq's deleter closes it)."""
+    if thread_connection(broker) is not None:
+        try:
+            del broker.connection
+        except Exception as e:
+            log.debug("closing a publisher connection: %s: %s", type(e).__name__, e)
