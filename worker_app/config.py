@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     payments_stats_days: int = Field(default=3, ge=1, le=31)
     #: How long a cybervpn:stats:payments:{date} key lives.
     payments_stats_ttl_days: int = Field(default=90, ge=1, le=3660)
+    #: How long cybervpn:users:stats:summary lives (sync_user_stats rewrites it every 10 min).
+    sync_user_stats_ttl_s: int = Field(default=900, ge=60, le=86_400)
+    #: How long each cybervpn:nodes:config:{node_uuid} lives (sync_node_configs rewrites them every 30 min).
+    sync_node_config_ttl_s: int = Field(default=2100, ge=60, le=86_400)
     admin_telegram_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     #: Also receive ``critical`` alerts (on top of ADMIN_TELEGRAM_IDS).
     critical_telegram_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)

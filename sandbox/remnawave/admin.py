@@ -10,7 +10,9 @@ a bad request gets 400 ``{"ok": false, "error": "..."}`` (helpers shared with th
   — a user's current object (404 if none).
 * ``POST /_sandbox/nodes`` — ``{"nodes": [{"name", "countryCode", "state", "trafficUsedBytes"?,
   "usersOnline"?}]}`` or ``{"count": N}``; ``GET`` lists them; ``POST /_sandbox/nodes/{uuid}/state``
-  ``{"state"?: "online|offline|connecting|disabled", "trafficUsedBytes"?, "usersOnline"?}``.
+  ``{"state"?: "online|offline|connecting|disabled", "trafficUsedBytes"?, "usersOnline"?,
+  "countryCode"?, "brokenConfig"?: bool}`` (``brokenConfig``: the node's ``configProfile`` is served
+  with ``activeInbounds: null``, out of contract — a node whose config cannot be read).
 * ``POST /_sandbox/nodes/{uuid}/timeline`` — node faults over time, replacing the node's timeline
   (times in seconds from now; ``in_s`` defaults to 0): ``{"outage": {"in_s", "for_s"}}`` (offline,
   then online), ``{"flap": {"in_s", "times", "down_s", "up_s"}}``, ``{"slow_connect": {"in_s",
@@ -110,11 +112,18 @@ def _nodes(state: RemnawaveState) -> Any:
 def _node_state(state: RemnawaveState, node_uuid: str) -> dict[str, Any]:
     body = _admin_body()
     traffic, online = body.get("trafficUsedBytes"), body.get("usersOnline")
+    country, broken = body.get("countryCode"), body.get("brokenConfig")
+    if country is not None and not isinstance(country, str):
+        raise ValueError("countryCode must be a string")
+    if broken is not None and not isinstance(broken, bool):
+        raise ValueError("brokenConfig takes true or false")
     return state.set_node(
         node_uuid,
         state=body.get("state"),
         traffic_used_bytes=None if traffic is None else _count(body, "trafficUsedBytes"),
         users_online=None if online is None else _count(body, "usersOnline"),
+        country_code=country,
+        broken_config=broken,
     )
 
 

@@ -110,6 +110,8 @@ class NodeRecord:
     traffic_used_bytes: int = 0
     users_online: int = 0
     traffic_limit_bytes: int | None = None
+    broken_config: bool = False
+    """Serve ``configProfile`` out of contract (``activeInbounds: null``): the ``brokenConfig`` fault."""
 
 
 _STATE_MESSAGES = {"offline": "connect ECONNREFUSED", "connecting": None, "disabled": None, "online": None}
@@ -146,7 +148,7 @@ def node_json(n: NodeRecord, now: int) -> dict[str, Any]:
         "updatedAt": iso_ms(n.changed_ms),
         "configProfile": {
             "activeConfigProfileUuid": PROFILE_UUID,
-            "activeInbounds": [inbound_json(inbound) for inbound in INBOUNDS],
+            "activeInbounds": None if n.broken_config else [inbound_json(inbound) for inbound in INBOUNDS],
         },
         "providerUuid": None,
         "provider": None,

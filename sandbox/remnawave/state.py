@@ -136,8 +136,11 @@ class RemnawaveState:
         state: str | None = None,
         traffic_used_bytes: int | None = None,
         users_online: int | None = None,
+        country_code: str | None = None,
+        broken_config: bool | None = None,
     ) -> dict[str, Any]:
-        """Change a node's state (online/offline/connecting/disabled), traffic or online users."""
+        """Change a node's state (online/offline/connecting/disabled), traffic, online users, country
+        code, or whether its ``configProfile`` is served broken."""
         if state is not None and state not in NODE_STATES:
             raise ValueError(f"state must be one of {list(NODE_STATES)}")
         with self._lock:
@@ -151,6 +154,10 @@ class RemnawaveState:
                 node.traffic_used_bytes = traffic_used_bytes
             if users_online is not None:
                 node.users_online = users_online
+            if country_code is not None:
+                node.country_code = country_code
+            if broken_config is not None:
+                node.broken_config = broken_config
             return node_json(node, now)
 
     # --- reading the state (tests and the admin API) ---
