@@ -137,7 +137,8 @@ class Settings(BaseSettings):
     health_resolve_after_s: int = Field(default=60, ge=0, le=3600)
     #: This many nodes going offline (or coming back) in one run make one grouped alert.
     health_group_min_nodes: int = Field(default=3, ge=2, le=1000)
-    health_history_days: int = Field(default=7, ge=1, le=90)
+    #: 9: the weekly report (Monday 07:00) reads the whole Monday–Sunday week before.
+    health_history_days: int = Field(default=9, ge=1, le=90)
     #: Each dependency probe of ``check_external_services`` gives up after this long.
     service_probe_timeout_s: float = Field(default=5.0, gt=0, le=60)
     #: This many failed probes in a row make a dependency "down": one critical alert.
@@ -167,6 +168,15 @@ class Settings(BaseSettings):
     api_publisher_threads: int = Field(default=2, ge=1, le=64)
     #: A request waits this long for its publish (RabbitMQ's confirm), then answers 503.
     api_publish_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    #: Weekly report recommendations (actors/reports/rules.py): a currency's revenue down by more than
+    #: this % on the week before; a node offline longer than this in the week; expired users up by more
+    #: than this % on the week before; more paid payments than this not activated.
+    reports_revenue_drop_pct: float = Field(default=20.0, gt=0, le=100)
+    reports_node_offline_h: float = Field(default=2.0, gt=0, le=168)
+    reports_expired_growth_pct: float = Field(default=10.0, gt=0)
+    reports_unactivated_max: int = Field(default=0, ge=0)
+    #: Nodes the reports list by traffic, and as the most troubled.
+    reports_top_nodes: int = Field(default=5, ge=1, le=20)
     #: Seconds of silence after which a stream sends a keepalive comment (and notices a client gone).
     api_events_keepalive_s: float = Field(default=15.0, ge=0.5, le=300)
     cleanup_audit_retention_days: int = Field(default=90, ge=1)

@@ -22,8 +22,16 @@ import sqlalchemy as sa
 from actors.analytics.daily import daily_key
 from actors.analytics.hourly import hourly_key
 from actors.monitoring.bandwidth import snapshots_key
+from actors.notifications.queue import drainer
+from actors.reports.daily import daily_report
+from actors.reports.delivery import deliver
+from actors.reports.sections import Options
+from actors.reports.weekly import weekly_report
+from sandbox.server import RunningSandbox
 from tests.fixtures.api import WORKER_APP
+from tests.fixtures.notifications import ADMIN_CHAT
 from tests.fixtures.remnawave import Panel
+from tests.reports.telegram_html import check
 from worker_app.runtime import Runtime
 
 STATUSES = ("ACTIVE", "ACTIVE", "ACTIVE", "DISABLED", "EXPIRED", "LIMITED")
@@ -216,9 +224,32 @@ def expected_day(
     }
 
 
-def test_a_backfilled_week_matches_the_seeded_data_and_a_second_run_changes_nothing(
-    panel: Panel, panel_runtime: Runtime, clean_tables: sa.Engine, redis_client: redis.Redis
+def check_reports(
+    runtime: Runtime, sandbox: RunningSandbox, week: list[date], now: datetime, last: dict[str, Any]
 ) -> None:
+    """The daily report of the week's last day and the weekly report of its Monday's week, built from
+    the aggregates the backfill stored, checked as Telegram parses them and sent to the sandbox."""
+    monday = next(d for d in week if d.weekday() == 0)
+    options = Options.from_settings(runtime.settings)
+    reports = [
+        daily_report(runtime.redis, runtime.database, week[-1], now=now.timestamp(), options=options),
+        weekly_report(runtime.redis, runtime.database, monday, now=now.timestamp(), options=options),
+    ]
+    shown = [check(part).text for report in reports for part in report.parts]
+    users = last["users"]
+    assert f"New: {users['new']} · total: {users['total']}" in shown[0]
+    for report in reports:
+        deliver(runtime.database, report, [ADMIN_CHAT])
+    runtime.service(drainer).drain()
+    received = sandbox.state.received()
+    assert len(received) == len(shown)
+    assert all(e["status"] == 200 and e["parse_mode"] == "HTML" for e in received), received
+
+
+def test_a_backfilled_week_matches_the_seeded_data_and_a_second_run_changes_nothing(
+    panel: Panel, panel_runtime: Runtime, sandbox: RunningSandbox, clean_tables: sa.Engine,
+    redis_client: redis.Redis,
+) -> None:  # fmt: skip
     rng = random.Random(18)
     now = datetime.now(UTC)
     week = [now.date() - timedelta(days=n) for n in range(7, 0, -1)]
@@ -253,6 +284,11 @@ def test_a_backfilled_week_matches_the_seeded_data_and_a_second_run_changes_noth
         assert got == expected_day(day, users, nodes, bandwidth, payments, audit), day
     node0 = next(iter(nodes))
     assert made[0]["bandwidth"]["by_node"][node0]["hours"] == 20
+
+    # The reports of that data: every part valid Telegram HTML, accepted by the sandbox, showing it
+    check_reports(
+        panel_runtime, sandbox, week, now, expected_day(week[-1], users, nodes, bandwidth, payments, audit)
+    )
 
     # The raw snapshots older than 48 h are gone now; a second backfill keeps the hours they made
     assert redis_client.zcount(snapshots_key(node0), 0, (now - timedelta(hours=49)).timestamp()) == 0
