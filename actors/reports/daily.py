@@ -139,6 +139,8 @@ def _revenue(day: Day, unactivated: dict[str, int] | None) -> Section:
         avg = money(p.avg_amount) if p.avg_amount else ""
         lines.append(
             f"Completed: {p.completed} · {money(p.total_revenue)}" + (f" (avg {avg})" if avg else "")
+            if p.completed
+            else "Completed: none"
         )
         lines += _counts("By plan", p.count_by_plan) + _provider_lines(
             p.revenue_by_provider, p.count_by_provider
@@ -147,7 +149,7 @@ def _revenue(day: Day, unactivated: dict[str, int] | None) -> Section:
         lines += _counts("⚠️ Paid that day, not activated", p.unactivated)
     elif day.stats is not None and day.stats.revenue is not None:
         r = day.stats.revenue
-        lines.append(f"Completed: {r.completed} · {money(r.total)}")
+        lines.append(f"Completed: {r.completed} · {money(r.total)}" if r.completed else "Completed: none")
         lines += [f"• {esc(plan)}: {v.count} · {money(v.amount)}" for plan, v in sorted(r.by_plan.items())]
         lines.append(i(f"cybervpn:stats:payments:{day.date} is missing: no providers, from the daily stats"))
     else:

@@ -1,5 +1,6 @@
 """The demo behind ``python -m sandbox --demo`` (and ``worker-app sandbox --demo``): six nodes, one in
-every state, and 24 users in every status and reminder bracket, some without a telegram id."""
+every state, and 24 users in every status and reminder bracket, some without a telegram id, registered
+over the last 10 days (so the analytics backfill of a demo has something to count)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ def _demo_user(position: int, spec: tuple[str, float, bool], now: int) -> dict[s
     status, expire_in_ms, has_telegram = spec
     user: dict[str, Any] = {"status": status, "expireAt": now + int(expire_in_ms)}
     user["username"] = f"demo_{status.lower()}_{position + 1}"
+    user["createdAt"] = now - (position % 10 + 1) * DAY_MS  # registered over the last 10 days
+    user["usedTrafficBytes"] = (position + 1) * GIB // 4
     if has_telegram:
         user["telegramId"] = DEMO_TELEGRAM_START + position
     if status == "LIMITED":
