@@ -88,24 +88,30 @@ def test_run_carries_the_callers_context_and_its_errors(publisher: PublisherThre
 def test_a_publish_not_done_in_time_is_a_timeout_saying_whether_it_may_still_happen(
     publisher: PublisherThreads,
 ) -> None:
-    release = threading.Event()
+    release, running = threading.Event(), threading.Event()
     first: list[BaseException] = []
+
+    def block() -> None:
+        running.set()
+        release.wait(10)
 
     def hold() -> None:
         try:
-            publisher.run(release.wait)
+            publisher.run(block)
         except PublishTimeout as e:
             first.append(e)
 
     blocked = threading.Thread(target=hold, daemon=True)
     blocked.start()
+    assert running.wait(10), "the publisher thread runs the blocking publish"
     ran: list[str] = []
     try:
         with pytest.raises(PublishTimeout, match=r"within 0.5 s \(it was not published\)"):
             publisher.run(lambda: ran.append("late"))  # queued behind the blocked one
+        wait_for(lambda: first, 10, "the blocked publish's own timeout")
     finally:
         release.set()
-        blocked.join(5)
+        blocked.join(10)
     assert publisher.run(lambda: "next") == "next" and ran == []  # the cancelled one never ran
     assert [str(e) for e in first] == [
         "RabbitMQ did not confirm a publish within 0.5 s (it may still be published)"

@@ -71,6 +71,10 @@ def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_
     def shot(name: str) -> None:
         browser.save_screenshot(str(shots / f"{name}.png"))
 
+    def shows(css: str, expected: str) -> None:
+        """Wait for the element to read ``expected`` (a read mid-navigation or mid-refresh is "")."""
+        wait_for(lambda: text(css) == expected, 15, f"{css} to read {expected!r} (it reads {text(css)!r})")
+
     def text(css: str) -> str:
         """The element's text; "" while the page is reloading itself (auto-refresh). A read that
         lands mid-reload fails as a stale element, a missing one, or (Chromium) "unhandled inspector
@@ -111,7 +115,7 @@ def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_
         browser.find_element(By.ID, "token").send_keys(TOKEN)
         shot("01-login")
         browser.find_element(By.ID, "login").click()
-        assert text("h1") == "Queues"
+        shows("h1", "Queues")
         shot("02-queues")
 
         # See a queue's depth change (the page refreshes itself every 5 s)
@@ -125,7 +129,7 @@ def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_
         e2e_actors.e2e_fails_until_fixed.send(key)
         dead_id = wait_for(lambda: dead(key), 30, "the dead letter")
         browser.get(f"{server}/queues")
-        assert text("#queue-payments .dead a") == "1", "Dead counts the open dead letters"
+        shows("#queue-payments .dead a", "1")
         assert text("#queue-payments .xq").startswith("XQ ")
         click("#queue-payments .dead a")
         assert browser.current_url.endswith("/dead-letters?queue=payments")
@@ -137,16 +141,17 @@ def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_
         # Replay it once its cause is fixed: asked first, nothing sent on Cancel, sent on Confirm
         redis_client.set(f"{key}:fixed", 1)
         click("#replay")
-        assert text("#question") == f"Replay 1 dead letter with id {dead_id}?"
+        shows("#question", f"Replay 1 dead letter with id {dead_id}?")
         shot("06-confirm-replay")
         assert status_of(dead_id) == "dead", "nothing is replayed before Confirm"
         click("#cancel")
-        assert text("h1") == f"Dead letter {dead_id}" and status_of(dead_id) == "dead"
+        shows("h1", f"Dead letter {dead_id}")
+        assert status_of(dead_id) == "dead"
         assert not redis_client.exists(f"{key}:done")
         click("#replay")
         click("#confirm")
-        assert text("#flash") == "replayed 1 of 1 dead letter(s)"
-        assert text("h1") == f"Dead letter {dead_id}", "back on the page the replay was asked from"
+        shows("#flash", "replayed 1 of 1 dead letter(s)")
+        shows("h1", f"Dead letter {dead_id}")
         wait_for(lambda: redis_client.exists(f"{key}:done"), 30, "the replayed message to succeed")
         shot("07-replayed")
 
@@ -155,19 +160,20 @@ def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_
         e2e_actors.e2e_fails_until_fixed.send(other)
         other_id = wait_for(lambda: dead(other), 30, "the second dead letter")
         browser.get(f"{server}/dead-letters?actor=e2e_fails_until_fixed")
-        assert text("#total") == "1 dead letter(s) match."
+        shows("#total", "1 dead letter(s) match.")
         click("#discard-all")
-        assert text("#question") == "Discard 1 dead letter matching actor=e2e_fails_until_fixed?"
+        shows("#question", "Discard 1 dead letter matching actor=e2e_fails_until_fixed?")
         shot("08-confirm-discard")
         assert status_of(other_id) == "dead", "nothing is discarded before Confirm"
         click("#confirm")
-        assert text("#flash") == "discarded 1 dead letter(s)" and status_of(other_id) == "discarded"
-        assert text("#total") == "0 dead letter(s) match."
+        shows("#flash", "discarded 1 dead letter(s)")
+        assert status_of(other_id) == "discarded"
+        shows("#total", "0 dead letter(s) match.")
 
         # Every status on request
         Select(browser.find_element(By.ID, "status")).select_by_value("all")
         click("#filter")
-        assert text("#total") == "2 dead letter(s) match (status: all)."
+        shows("#total", "2 dead letter(s) match (status: all).")
         assert sorted(e.text for e in browser.find_elements(By.CSS_SELECTOR, "#dead-letters td.status")) == [
             "discarded", "replayed",
         ]  # fmt: skip
@@ -181,7 +187,7 @@ def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_
         wait_for(lambda: text("#job-status") == "running", 30, "the job to start")
         shot("10-job-running")
         wait_for(lambda: "100 %" in text("#job-progress"), 60, "the progress bar to reach 100 %")
-        assert text("#job-status") == "succeeded"
+        shows("#job-status", "succeeded")
         shot("11-job-done")
 
         for page in ("jobs", "schedules", "workers"):
