@@ -35,13 +35,11 @@ def new_event(type_: str, at: float, **fields: Any) -> dict[str, Any]:
 def publish(client: redis.Redis | Any, events: Iterable[dict[str, Any]]) -> None:
     """Publish ``events`` on ``client`` (a Redis client or a pipeline, which the caller executes);
     raises :class:`redis.RedisError` from a client (a pipeline raises on execute)."""
-    published = False
-    for item in events:
-        body = json.dumps(item, separators=(",", ":"))
+    bodies = [json.dumps(item, separators=(",", ":")) for item in events]
+    for body in bodies:
         client.publish(EVENTS_CHANNEL, body)
-        client.lpush(RECENT_KEY, body)
-        published = True
-    if published:
+    if bodies:
+        client.lpush(RECENT_KEY, *bodies)
         client.ltrim(RECENT_KEY, 0, RECENT_MAX - 1)
 
 

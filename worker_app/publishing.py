@@ -83,9 +83,9 @@ class PublisherThreads:
         try:
             while True:
                 try:
-                    item = self._work.get(timeout=self._pump_interval())
+                    item = self._work.get(timeout=pump_interval(self.broker))
                 except queue.Empty:
-                    self._pump()
+                    service_idle(self.broker)
                     continue
                 if item is None:
                     return
@@ -97,16 +97,7 @@ class PublisherThreads:
                 except BaseException as e:  # handed to the caller, who raises it
                     future.set_exception(e)
         finally:
-            self._drop_connection()
-
-    def _pump_interval(self) -> float:
-        return pump_interval(self.broker)
-
-    def _pump(self) -> None:
-        service_idle(self.broker)
-
-    def _drop_connection(self) -> None:
-        drop_connection(self.broker)
+            drop_connection(self.broker)
 
 
 def thread_connection(broker: Any) -> Any:

@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from worker_app.days import finished_day, midnight
+from worker_app.errors import PermanentError
 from worker_app.runtime import get_runtime
 
 #: The longest backfill in one command (the panel's users are streamed once for all of it).
@@ -16,12 +18,9 @@ MAX_DAYS = 92
 
 def _day(value: str, option: str, today: date) -> date:
     try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None
-    if day >= today:
-        raise click.BadParameter(f"{value} has not ended yet (today is {today} UTC)", param_hint=option)
-    return day
+        return finished_day(value, today=today)
+    except PermanentError as e:
+        raise click.BadParameter(str(e), param_hint=option) from None
 
 
 @click.group()
@@ -48,17 +47,17 @@ def backfill(first: str, last: str) -> None:
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     if len(days) > MAX_DAYS:
         raise click.BadParameter(f"{len(days)} days; at most {MAX_DAYS} in one run", param_hint="--to")
-    panel_nodes = {n.uuid: n.name for n in runtime.remnawave.nodes()}
-    hours = hourly.hours_of(daily.midnight(start), daily.midnight(end) + timedelta(hours=23))
-    made = hourly.run(runtime.redis, panel_nodes, hours, now=now,
+    nodes = hourly.known_nodes(runtime.redis, {n.uuid: n.name for n in runtime.remnawave.nodes()})
+    hours = hourly.hours_of(midnight(start), midnight(end) + timedelta(hours=23))
+    made = hourly.run(runtime.redis, nodes, hours, now=now,
                       ttl=timedelta(days=settings.analytics_hourly_ttl_days),
                       retention=timedelta(hours=settings.bandwidth_retention_h))  # fmt: skip
-    nodes = hourly.known_nodes(runtime.redis, panel_nodes)
+    payments = financial_stats.compute(runtime.database, start, end, now=now)
+    users = runtime.remnawave.stream_users()
     stats = daily.compute(
-        runtime.database, runtime.redis, runtime.remnawave.stream_users(), nodes, days, now=now
+        runtime.database, runtime.redis, users, nodes, days, payments_stats=payments, now=now
     )
     daily.store(runtime.redis, stats, ttl=timedelta(days=settings.analytics_daily_ttl_days))
-    payments = financial_stats.compute(runtime.database, start, end, now=now)
     financial_stats.store(runtime.redis, payments, ttl=timedelta(days=settings.payments_stats_ttl_days))
     for day in stats:
         b = day["bandwidth"]

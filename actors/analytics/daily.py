@@ -36,7 +36,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dramatiq
@@ -44,9 +44,10 @@ import redis
 from sqlalchemy import text
 
 from actors.analytics import QUEUE
-from actors.analytics.hourly import hourly_key
+from actors.analytics.hourly import hourly_key, known_nodes
 from actors.payments.financial_stats import compute as payments_of
 from worker_app.clients.remnawave import User
+from worker_app.days import midnight, store_days
 from worker_app.db import Database
 from worker_app.redis_client import key
 from worker_app.runtime import get_runtime
@@ -65,10 +66,6 @@ _ADMIN_OPERATIONS = text(
 
 def daily_key(day: date) -> str:
     return key("stats", "daily", day.isoformat())
-
-
-def midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 def _created(user: User) -> datetime | None:
@@ -158,11 +155,12 @@ def admin_operations_of(database: Database, days: list[date]) -> dict[date, dict
 
 def compute(
     database: Database, redis_client: redis.Redis, users: Iterable[User], nodes: Mapping[str, str],
-    days: list[date], *, now: datetime,
+    days: list[date], *, payments_stats: Iterable[Mapping[str, Any]], now: datetime,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """The daily stats of ``days`` (consecutive, oldest first)."""
+    """The daily stats of ``days`` (consecutive, oldest first); ``payments_stats`` are those days'
+    payments stats (:func:`actors.payments.financial_stats.compute`)."""
     user_parts = users_by_day(users, days)
-    payments = {date.fromisoformat(p["date"]): p for p in payments_of(database, days[0], days[-1], now=now)}
+    payments = {date.fromisoformat(p["date"]): p for p in payments_stats}
     operations = admin_operations_of(database, days)
     return [
         {
@@ -178,25 +176,20 @@ def compute(
 
 
 def store(redis_client: redis.Redis, stats: list[dict[str, Any]], *, ttl: timedelta) -> None:
-    with redis_client.pipeline(transaction=False) as pipe:
-        for day in stats:
-            pipe.set(daily_key(date.fromisoformat(day["date"])), json.dumps(day), ex=ttl)
-        pipe.execute()
+    store_days(redis_client, daily_key, stats, ttl=ttl)
 
 
 @dramatiq.actor(queue_name=QUEUE, store_results=True)
 def aggregate_daily_stats() -> dict[str, Any]:
     """Yesterday's (UTC) users, bandwidth, revenue and admin operations into
     ``cybervpn:stats:daily:{date}``."""
-    from actors.analytics.hourly import known_nodes
-
     runtime = get_runtime()
     now = datetime.now(UTC)
     day = now.date() - timedelta(days=1)
     nodes = known_nodes(runtime.redis, {n.uuid: n.name for n in runtime.remnawave.nodes()})
-    [stats] = compute(
-        runtime.database, runtime.redis, runtime.remnawave.stream_users(), nodes, [day], now=now
-    )
+    payments = payments_of(runtime.database, day, day, now=now)
+    users = runtime.remnawave.stream_users()
+    [stats] = compute(runtime.database, runtime.redis, users, nodes, [day], payments_stats=payments, now=now)
     store(runtime.redis, [stats], ttl=timedelta(days=runtime.settings.analytics_daily_ttl_days))
     summary = {
         "job": "aggregate_daily_stats", "date": stats["date"], "users": stats["users"]["total"],

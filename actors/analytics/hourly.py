@@ -116,12 +116,11 @@ def hours_of(first: datetime, last: datetime) -> list[datetime]:
 
 
 def run(
-    redis_client: redis.Redis, panel_nodes: Mapping[str, str], hours: list[datetime], *, now: datetime,
+    redis_client: redis.Redis, nodes: Mapping[str, str], hours: list[datetime], *, now: datetime,
     ttl: timedelta, retention: timedelta,
 ) -> HourlyRun:  # fmt: skip
-    """Aggregate ``hours``, then prune what is older than ``retention`` (after, so a backfill of old
-    hours reads them first)."""
-    nodes = known_nodes(redis_client, panel_nodes)
+    """Aggregate ``hours`` of ``nodes`` (uuid → name: :func:`known_nodes`), then prune what is older
+    than ``retention`` (after, so a backfill of old hours reads them first)."""
     kept_from = datetime.fromtimestamp(trim_before(now.timestamp(), int(retention / HOUR)), UTC)
     written, empty = aggregate_hours(redis_client, nodes, hours, ttl=ttl, kept_from=kept_from)
     pruned = prune(redis_client, nodes, older_than=kept_from)
@@ -136,8 +135,8 @@ def aggregate_bandwidth_hourly() -> dict[str, Any]:
     settings = runtime.settings
     now = datetime.now(UTC)
     last = floor_hour(now) - HOUR
-    panel_nodes = {n.uuid: n.name for n in runtime.remnawave.nodes()}
-    report = run(runtime.redis, panel_nodes, [last - HOUR, last], now=now,
+    nodes = known_nodes(runtime.redis, {n.uuid: n.name for n in runtime.remnawave.nodes()})
+    report = run(runtime.redis, nodes, [last - HOUR, last], now=now,
                  ttl=timedelta(days=settings.analytics_hourly_ttl_days),
                  retention=timedelta(hours=settings.bandwidth_retention_h))  # fmt: skip
     summary = {"job": "aggregate_bandwidth_hourly", "hour": hour_label(last), **report.summary()}

@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import text
 
 from actors.notifications.outbox import Outgoing, queue_notifications
+from actors.payments.texts import amount_text
 from actors.subscriptions import actions
 from actors.subscriptions.disable_expired import KIND as DISABLE_KIND
 from actors.subscriptions.disable_expired import period_of
@@ -128,18 +129,14 @@ def _problems(payment: Any, invoice: Invoice) -> Iterator[str]:
     if (invoiced or "").upper() != currency:
         yield f"invoice {number} is in {invoiced}, the payment in {payment.currency}"
     if Decimal(invoice.amount) != Decimal(payment.amount):
-        yield f"invoice {number} is for {_money(invoice.amount)}, the payment for {_money(payment.amount)}"
+        invoiced_amount, owed = amount_text(invoice.amount), amount_text(payment.amount)
+        yield f"invoice {number} is for {invoiced_amount}, the payment for {owed}"
     underpaid = invoice.paid_amount is None or invoice.paid_amount < Decimal(payment.amount)
     if invoice.currency_type == "crypto" and ((invoice.paid_asset or "").upper() != currency or underpaid):
-        paid = "nothing" if invoice.paid_amount is None else _money(invoice.paid_amount)
+        paid = "nothing" if invoice.paid_amount is None else amount_text(invoice.paid_amount)
         yield f"invoice {number} was paid {paid} {invoice.paid_asset or ''}".rstrip()
     if not payment.days or payment.days <= 0:
         yield "the payment has no subscription_days and no plan with a duration"
-
-
-def _money(amount: Decimal) -> str:
-    """``9.00000000`` as ``9``, ``1.50`` as ``1.5``."""
-    return f"{Decimal(amount).normalize():f}"
 
 
 def begin(

@@ -7,6 +7,7 @@ import json
 import click
 from sqlalchemy import text
 
+from actors.payments.texts import amount_text
 from worker_app.runtime import get_runtime
 from worker_app.timefmt import utc_stamp
 
@@ -46,7 +47,7 @@ def unactivated(as_json: bool) -> None:
         what = r.reason or f"to {utc_stamp(r.new_expire_at)} UTC"
         click.echo(
             f"{utc_stamp(r.created_at)}  {r.state.upper():<10} payment {r.payment_id}  user {r.user_id}  "
-            f"{r.amount.normalize():f} {r.currency}  invoice {r.invoice_id}  {what}"
+            f"{amount_text(r.amount)} {r.currency}  invoice {r.invoice_id}  {what}"
         )
     click.echo(f"{len(rows)} paid payment(s) not activated", err=True)
     if rows:

@@ -24,21 +24,20 @@ or ``worker-app payments stats --date 2026-12-01 --store``. Keys live ``PAYMENTS
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter, defaultdict
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
 import dramatiq
 import redis
-from pydantic import Field
 from sqlalchemy import text
 
 from actors.payments import QUEUE
+from actors.payments.texts import amount_text
+from worker_app.days import DayArgument, finished_day, midnight, store_days
 from worker_app.db import Database
-from worker_app.errors import PermanentError
 from worker_app.runtime import get_runtime
 
 log = logging.getLogger(__name__)
@@ -76,15 +75,6 @@ def key(day: date) -> str:
     return KEY.format(date=day.isoformat())
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
-
-
-def _amount(value: Decimal) -> str:
-    """``Decimal('150.00000000')`` → ``'150'``; never an exponent (``1E+2``)."""
-    return f"{value.normalize():f}"
-
-
 class _Day:
     def __init__(self, day: date) -> None:
         self.day = day
@@ -103,11 +93,11 @@ class _Day:
         self.unactivated: Counter[str] = Counter()
 
     def average(self, currency: str) -> str:
-        return _amount((self.revenue[currency] / self.count_by_currency[currency]).quantize(_SCALE))
+        return amount_text((self.revenue[currency] / self.count_by_currency[currency]).quantize(_SCALE))
 
     def summary(self, now: datetime) -> dict[str, Any]:
         def amounts(by_currency: dict[str, Decimal]) -> dict[str, str]:
-            return {c: _amount(v) for c, v in sorted(by_currency.items())}
+            return {c: amount_text(v) for c, v in sorted(by_currency.items())}
 
         return {
             "date": self.day.isoformat(),
@@ -129,7 +119,7 @@ def compute(database: Database, first: date, last: date, *, now: datetime) -> li
     a day without payments gets zeros, not a gap. Three grouped queries, whatever the span."""
     span = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     days = {day: _Day(day) for day in span}
-    bounds = {"start": _midnight(first), "end": _midnight(last + timedelta(days=1))}
+    bounds = {"start": midnight(first), "end": midnight(last + timedelta(days=1))}
     with database.transaction() as s:
         completed = list(s.execute(_COMPLETED, bounds))
         created = list(s.execute(_CREATED, bounds))
@@ -152,10 +142,7 @@ def compute(database: Database, first: date, last: date, *, now: datetime) -> li
 
 def store(client: redis.Redis, summaries: list[dict[str, Any]], *, ttl: timedelta) -> None:
     """Write each day's summary to its key (overwriting), with ``ttl``, in one round trip."""
-    with client.pipeline(transaction=False) as pipe:
-        for summary in summaries:
-            pipe.set(key(date.fromisoformat(summary["date"])), json.dumps(summary), ex=ttl)
-        pipe.execute()
+    store_days(client, key, summaries, ttl=ttl)
 
 
 def days_to_aggregate(requested: str | None, *, today: date, recent: int) -> tuple[date, date]:
@@ -163,18 +150,13 @@ def days_to_aggregate(requested: str | None, *, today: date, recent: int) -> tup
     ``today``. A bad date is a :class:`PermanentError` naming it."""
     if requested is None:
         return today - timedelta(days=recent), today - timedelta(days=1)
-    try:
-        day = date.fromisoformat(requested)
-    except ValueError:
-        raise PermanentError(f"day {requested!r} is not a date (YYYY-MM-DD)") from None
-    if day >= today:
-        raise PermanentError(f"day {requested} has not ended yet (today is {today} UTC)")
+    day = finished_day(requested, today=today, name="day ")
     return day, day
 
 
 @dramatiq.actor(queue_name=QUEUE, store_results=True)
 def aggregate_financial_stats(
-    day: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None,
+    day: DayArgument | None = None,
 ) -> dict[str, Any]:
     """Sum the payments of the last ``PAYMENTS_STATS_DAYS`` UTC days (or of ``day`` alone) into
     ``cybervpn:stats:payments:{date}`` (00:30 UTC)."""

@@ -24,7 +24,7 @@ from actors.reports.aggregates import Day, Users, load_days, unactivated_now
 from actors.reports.delivery import Report, deliver, finish
 from actors.reports.markup import Section, b, code, esc, i, money, size, split
 from actors.reports.nodes import Period, node_health
-from actors.reports.periods import WEEKDAYS, DayArgument, midnight, report_day
+from actors.reports.periods import WEEKDAYS, midnight, report_day
 from actors.reports.sections import (
     Options,
     health_lines,
@@ -34,6 +34,7 @@ from actors.reports.sections import (
     trend,
 )
 from worker_app.alerts import recent_alerts
+from worker_app.days import DayArgument
 from worker_app.db import Database
 from worker_app.runtime import get_runtime
 

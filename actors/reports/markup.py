@@ -18,6 +18,8 @@ import re
 from collections.abc import Sequence
 from decimal import Decimal
 
+from actors.payments.texts import amount_text
+
 MAX_CHARS = 4096
 #: Room kept in every part for the ``part i/n`` line.
 _FOOTER_ROOM = 24
@@ -86,7 +88,7 @@ def size(n_bytes: float) -> str:
 
 def amount(value: Decimal) -> str:
     """``Decimal('15.50000000')`` → ``15.5`` (never an exponent)."""
-    return f"{value.normalize():f}" if value.is_finite() else str(value)
+    return amount_text(value) if value.is_finite() else str(value)
 
 
 def money(by_currency: dict[str, Decimal]) -> str:

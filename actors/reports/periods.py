@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated
+from datetime import date, timedelta
 
-from pydantic import Field
-
+from worker_app import days
 from worker_app.errors import PermanentError
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-#: An actor's ``day`` argument, checked by the worker and the API before the actor runs.
-DayArgument = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
 
 
 def parse_day(requested: str | None, *, default: date) -> date:
@@ -26,10 +22,9 @@ def parse_day(requested: str | None, *, default: date) -> date:
 
 def report_day(requested: str | None, *, today: date) -> date:
     """The day of a daily report: ``requested``, which must have ended, else yesterday."""
-    day = parse_day(requested, default=today - timedelta(days=1))
-    if day >= today:
-        raise PermanentError(f"{day} has not ended yet (today is {today} UTC)")
-    return day
+    if requested is None:
+        return today - timedelta(days=1)
+    return days.finished_day(requested, today=today)
 
 
 def report_week(requested: str | None, *, today: date) -> tuple[date, date]:
@@ -51,4 +46,4 @@ def week_label(monday: date) -> str:
 
 def midnight(day: date) -> float:
     """The day's start, in unix seconds."""
-    return datetime.combine(day, time(), tzinfo=UTC).timestamp()
+    return days.midnight(day).timestamp()

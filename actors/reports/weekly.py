@@ -27,7 +27,7 @@ from actors.reports.aggregates import Day, Users, load_days, sum_amounts, unacti
 from actors.reports.delivery import Report, deliver, finish
 from actors.reports.markup import Section, amount, b, change, esc, i, money, size, split
 from actors.reports.nodes import Period, node_health
-from actors.reports.periods import WEEKDAYS, DayArgument, midnight, report_week, week_label
+from actors.reports.periods import WEEKDAYS, midnight, report_week, week_label
 from actors.reports.rules import WeekFacts, recommendations
 from actors.reports.sections import (
     Options,
@@ -37,6 +37,7 @@ from actors.reports.sections import (
     traffic_lines,
     trend,
 )
+from worker_app.days import DayArgument
 from worker_app.db import Database
 from worker_app.lazy import created_once
 from worker_app.runtime import get_runtime

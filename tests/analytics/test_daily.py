@@ -66,13 +66,9 @@ def seed_users(panel: Panel, rng: random.Random, now: datetime) -> list[dict[str
 
 
 def seed_nodes(panel: Panel) -> dict[str, str]:
-    panel.admin(
-        "POST",
-        "nodes",
-        {"nodes": [{"name": f"node-{i}", "countryCode": "DE", "state": "online"} for i in range(20)]},
-    )
-    listed = panel.admin("GET", "nodes")
-    return {n["uuid"]: n["name"] for n in (listed["nodes"] if isinstance(listed, dict) else listed)}
+    names = [f"node-{i}" for i in range(20)]
+    uuids = panel.add_nodes(*({"name": name, "countryCode": "DE", "state": "online"} for name in names))
+    return dict(zip(uuids, names, strict=True))
 
 
 def seed_snapshots(

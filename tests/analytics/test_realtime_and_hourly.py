@@ -20,12 +20,6 @@ from worker_app.events import new_event, publish
 from worker_app.runtime import Runtime
 
 
-def add_nodes(panel: Panel, *specs: dict[str, object]) -> list[str]:
-    panel.admin("POST", "nodes", {"nodes": list(specs)})
-    listed = panel.admin("GET", "nodes")
-    return [n["uuid"] for n in (listed["nodes"] if isinstance(listed, dict) else listed)]
-
-
 def snap(client: redis.Redis, node: str, at: float, size: int) -> None:
     member = {"at": at, "bytes": size, "since": at - 300, "reset": False}
     client.zadd(snapshots_key(node), {json.dumps(member): at})
@@ -34,8 +28,7 @@ def snap(client: redis.Redis, node: str, at: float, size: int) -> None:
 def test_the_realtime_snapshot_sums_nodes_bandwidth_and_events_and_expires(
     panel: Panel, panel_runtime: Runtime, redis_client: redis.Redis
 ) -> None:
-    a, b, _ = add_nodes(
-        panel,
+    a, b, _ = panel.add_nodes(
         {"name": "a", "countryCode": "DE", "state": "online", "usersOnline": 40},
         {"name": "b", "countryCode": "NL", "state": "online", "usersOnline": 2},
         {"name": "c", "countryCode": "FI", "state": "disabled", "usersOnline": 0},

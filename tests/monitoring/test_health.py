@@ -21,10 +21,9 @@ from worker_app.runtime import Runtime
 
 
 def add_nodes(panel: Panel, count: int, state: str = "online") -> list[str]:
-    panel.admin("POST", "nodes", {"nodes": [{"name": f"node-{i}", "countryCode": "DE", "state": state}
-                                            for i in range(count)]})  # fmt: skip
-    listed = panel.admin("GET", "nodes")
-    return [n["uuid"] for n in (listed["nodes"] if isinstance(listed, dict) else listed)]
+    return panel.add_nodes(
+        *({"name": f"node-{i}", "countryCode": "DE", "state": state} for i in range(count))
+    )
 
 
 def set_state(panel: Panel, uuid: str, state: str) -> None:

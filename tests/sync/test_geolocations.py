@@ -23,8 +23,7 @@ UNCHANGED = {"inserted": 0, "updated": 0, "removed": 0, "unknown_country": 0}
 def add_nodes(panel: Panel, *codes: str) -> list[str]:
     """One online node per country code, named ``<code>-<position>``; their uuids in order."""
     specs = [{"name": f"{code or 'none'}-{i}", "countryCode": code} for i, code in enumerate(codes)]
-    uuids: list[str] = panel.admin("POST", "nodes", {"nodes": specs})["uuids"]
-    return uuids
+    return panel.add_nodes(*specs)
 
 
 def rows(engine: sa.Engine) -> dict[str, dict[str, Any]]:

@@ -22,8 +22,7 @@ TAGS = [inbound[1] for inbound in INBOUNDS]
 
 def add_nodes(panel: Panel, *codes: str) -> list[str]:
     specs = [{"name": f"{code}-{i}", "countryCode": code} for i, code in enumerate(codes)]
-    uuids: list[str] = panel.admin("POST", "nodes", {"nodes": specs})["uuids"]
-    return uuids
+    return panel.add_nodes(*specs)
 
 
 def cached(redis_client: redis.Redis, node_uuid: str) -> dict[str, Any]:
