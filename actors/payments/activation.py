@@ -43,6 +43,7 @@ from worker_app.clients.cryptobot import Invoice
 from worker_app.clients.remnawave import RemnawaveClient, User
 from worker_app.db import Database
 from worker_app.errors import PermanentError
+from worker_app.timefmt import iso_ms
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ def apply(panel: RemnawaveClient, database: Database, plan: Plan) -> User:
     """Step 2: the panel has the plan's absolute expiry, and the user is enabled if the expiry job
     had disabled them for the expiry this payment renews. Safe to repeat."""
     held = actions.hold_off(database, DISABLE_KIND, plan.user_id, period_of(plan.base_expire_at), "renewed")
-    user = panel.update_user(plan.user_id, {"expireAt": _iso(plan.new_expire_at)})
+    user = panel.update_user(plan.user_id, {"expireAt": iso_ms(plan.new_expire_at)})
     if user.status == "DISABLED" and held == "done":
         user = panel.user_action(plan.user_id, "enable") or panel.get_user(plan.user_id)
     elif user.status == "DISABLED":
@@ -233,7 +234,3 @@ def finish(database: Database, plan: Plan, invoice: Invoice, confirmation: str |
             queue_notifications(s, [Outgoing(f"payment:{plan.payment_id}:completed", plan.telegram_id,
                                              confirmation, "payment_completed")])  # fmt: skip
         return True
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -28,9 +28,9 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import text
 
+from actors.analytics.daily import daily_key
 from actors.payments.financial_stats import key as payments_key
 from worker_app.db import Database
-from worker_app.redis_client import key
 
 log = logging.getLogger(__name__)
 _UNACTIVATED = text(
@@ -107,10 +107,6 @@ class PaymentStats(_Model):
     created_by_status: dict[str, int] = Field(default_factory=dict)
     unactivated: dict[str, int] = Field(default_factory=dict)
     generated_at: str | None = None
-
-
-def daily_key(day: dt.date) -> str:
-    return key("stats", "daily", day.isoformat())
 
 
 @dataclass(frozen=True)

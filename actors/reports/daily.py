@@ -19,8 +19,9 @@ from typing import Any
 import dramatiq
 import redis
 
+from actors.analytics.daily import daily_key
 from actors.reports import QUEUE
-from actors.reports.aggregates import Day, Users, load_days, unactivated_now
+from actors.reports.aggregates import Day, Users, load_days, sum_amounts, unactivated_now
 from actors.reports.delivery import Report, deliver, finish
 from actors.reports.markup import Section, b, code, esc, i, money, size, split
 from actors.reports.nodes import Period, node_health
@@ -84,15 +85,15 @@ def build_daily(
     ]
 
 
-def _missing(day: Day, what: str) -> str:
-    return no_data(f"cybervpn:stats:{what}:{day.date} is missing")
+def _missing(day: Day) -> str:
+    return no_data(f"{daily_key(day.date)} is missing")
 
 
 def _users(day: Day, before: Day | None) -> Section:
     title = "👥 " + b("Users")
     users = day.users
     if users is None:
-        return title, _missing(day, "daily")
+        return title, _missing(day)
     previous = before.users if before is not None else None
     lines = [f"New: {_count(users.new)} · total: {_count(users.total)}", _statuses(users, previous)]
     if previous is None:
@@ -179,7 +180,7 @@ def _bandwidth(day: Day, health: Period, options: Options) -> Section:
     title = "📶 " + b("Bandwidth")
     bandwidth = day.bandwidth
     if bandwidth is None:
-        return title, _missing(day, "daily")
+        return title, _missing(day)
     total = "unknown" if bandwidth.total_bytes is None else size(bandwidth.total_bytes)
     lines = [f"Total: {total}"]
     if bandwidth.hours_covered < 24:
@@ -194,10 +195,7 @@ def _trends(days: Sequence[Day]) -> Section:
     new = [d.users.new if d.users is not None else None for d in days]
     lines = [trend(new, "new users")]
     revenue = [d.revenue for d in days]
-    totals: dict[str, float] = {}
-    for by_currency in revenue:
-        for currency, value in (by_currency or {}).items():
-            totals[currency] = totals.get(currency, 0.0) + float(value)
+    totals = sum_amounts(revenue)
     for currency in sorted(totals, key=lambda c: -totals[c])[:3]:
         values = [float(r.get(currency, 0)) if r is not None else None for r in revenue]
         lines.append(trend(values, f"revenue, {esc(currency, 12)}"))
@@ -225,7 +223,7 @@ def _admin_operations(day: Day) -> Section:
     title = "🛠 " + b("Admin operations")
     ops = day.stats.admin_operations if day.stats is not None else None
     if ops is None:
-        return title, _missing(day, "daily")
+        return title, _missing(day)
     lines = [f"• {esc(kind)}: {n}" for kind, n in sorted(ops.by_type.items(), key=lambda kv: (-kv[1], kv[0]))]
     return title, f"Total: {ops.total}", *lines
 

@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from actors.payments.texts import amount_text
+from worker_app.telegram.text import MAX_TEXT_CHARS, plain_text
 
-MAX_CHARS = 4096
+MAX_CHARS = MAX_TEXT_CHARS
 #: Room kept in every part for the ``part i/n`` line.
 _FOOTER_ROOM = 24
-_TAG = re.compile(r"<[^<>]*>")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 BLOCKS = "▁▂▃▄▅▆▇█"
 NO_DATA_MARK = "·"
@@ -54,8 +54,7 @@ def code(markup: str) -> str:
 def visible_length(markup: str) -> int:
     """Characters Telegram counts in ``markup`` after entity parsing, in UTF-16 code units (what
     Telegram's entity offsets use; never fewer than its character count)."""
-    plain = html.unescape(_TAG.sub("", markup)).strip()
-    return len(plain.encode("utf-16-le")) // 2
+    return len(plain_text(markup, "HTML").encode("utf-16-le")) // 2
 
 
 def sparkline(values: Sequence[float | None]) -> str:

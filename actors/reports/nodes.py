@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from actors.monitoring.health import NODES_KEY, history_key, stored_states
+from actors.monitoring.health import history_key, stored_states
 from actors.monitoring.node_state import GONE, OFFLINE
 from worker_app.redis_client import key
 
@@ -82,23 +82,24 @@ class Period:
         """The whole period lies inside the kept history."""
         return self.horizon <= self.start
 
-    def most_troubled(self, limit: int) -> list[NodeHealth]:
+    def most_troubled(self) -> list[NodeHealth]:
         """The nodes with offline time or status changes, the longest offline first."""
         troubled = [n for n in self.nodes if n.troubled]
-        return sorted(troubled, key=lambda n: (-n.offline_s, -n.downs, -n.changes, n.name))[:limit]
+        return sorted(troubled, key=lambda n: (-n.offline_s, -n.downs, -n.changes, n.name))
 
 
 def node_health(client: redis.Redis, start: float, end: float, *, now: float, history_days: int) -> Period:
     """Every node's health over ``[start, end)`` from the stored health keys (a few round trips)."""
     horizon = now - history_days * 86_400
-    uuids = _known_nodes(client)
-    states = stored_states(client, sorted(uuids))
+    with_history = _nodes_with_history(client)
+    states = stored_states(client, sorted(with_history))  # and every node in the health set
+    uuids = sorted(set(states) | with_history)
     with client.pipeline(transaction=False) as pipe:
-        for uuid in sorted(uuids):
+        for uuid in uuids:
             pipe.zrangebyscore(history_key(uuid), "-inf", "+inf", withscores=True)
         histories: list[Any] = pipe.execute()
     nodes = []
-    for uuid, history in zip(sorted(uuids), histories, strict=True):
+    for uuid, history in zip(uuids, histories, strict=True):
         state = states.get(uuid)
         changes = _changes(uuid, history)
         current = (state.status, state.since) if state is not None else None
@@ -111,9 +112,9 @@ def node_health(client: redis.Redis, start: float, end: float, *, now: float, hi
     return Period(start, end, horizon, tuple(nodes))
 
 
-def _known_nodes(client: redis.Redis) -> set[str]:
-    """The nodes in the health set, and those with a history left (a node gone from the panel)."""
-    known = {str(u) for u in client.smembers(NODES_KEY)}
+def _nodes_with_history(client: redis.Redis) -> set[str]:
+    """The nodes with a history left (a node gone from the panel has one too)."""
+    known: set[str] = set()
     for name in client.scan_iter(match=_HISTORY_PATTERN, count=1000):
         parts = str(name).split(":")
         if len(parts) == 4 and parts[2] != "services":

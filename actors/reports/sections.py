@@ -56,7 +56,7 @@ def health_lines(period: Period, options: Options, *, limit: int, times: bool) -
         return [no_data(f"no node health history for this period (kept {options.history_days} days, "
                         "HEALTH_HISTORY_DAYS)")]  # fmt: skip
     offline = sum(n.offline_s for n in nodes)
-    troubled = period.most_troubled(len(nodes))
+    troubled = period.most_troubled()
     lines = [f"Uptime {(known - offline) / known * 100:.2f} % across {len(nodes)} node(s); "
              f"{len(nodes) - len(troubled)} without incident"]  # fmt: skip
     if not period.covered:

@@ -36,6 +36,7 @@ from actors.sync.metrics import job_done
 from worker_app.clients.remnawave import Node
 from worker_app.redis_client import key
 from worker_app.runtime import get_runtime
+from worker_app.timefmt import iso_ms
 
 JOB = "sync_node_configs"
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def sync_configs(
     """Write every node's config that builds; counts ``written`` and ``failed``."""
     by_uuid = {str(i["uuid"]): i for i in inbounds if isinstance(i, dict) and i.get("uuid")}
     good_hosts = [h for h in hosts if isinstance(h, dict)]
-    synced_at = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    synced_at = iso_ms(now)
     failed: list[str] = []
     with redis_client.pipeline(transaction=False) as pipe:
         for node in nodes:

@@ -32,6 +32,7 @@ from actors.sync.metrics import job_done
 from worker_app.clients.remnawave import USER_STATUSES, RemnawaveUnavailable
 from worker_app.redis_client import key
 from worker_app.runtime import get_runtime
+from worker_app.timefmt import iso_ms
 
 JOB = "sync_user_stats"
 SUMMARY_KEY = key("users", "stats", "summary")
@@ -55,7 +56,7 @@ def summary_of(stats: Mapping[str, Any], *, now: datetime) -> dict[str, Any]:
     except (KeyError, TypeError, ValueError) as e:
         raise RemnawaveUnavailable(f"remnawave: malformed system stats ({type(e).__name__}: {e})") from e
     summary["panel_timestamp"] = _panel_time(stamp)
-    summary["synced_at"] = _iso(now)
+    summary["synced_at"] = iso_ms(now)
     return summary
 
 
@@ -77,11 +78,7 @@ def _panel_time(stamp: Any) -> str | None:
     """The panel's ``timestamp`` (epoch ms) as ISO-8601; ``None`` if it sent none."""
     if isinstance(stamp, bool) or not isinstance(stamp, int | float):
         return None
-    return _iso(datetime.fromtimestamp(stamp / 1000, UTC))
-
-
-def _iso(when: datetime) -> str:
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_ms(datetime.fromtimestamp(stamp / 1000, UTC))
 
 
 @dramatiq.actor(queue_name=QUEUE, store_results=True)

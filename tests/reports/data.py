@@ -10,10 +10,10 @@ from typing import Any
 
 import redis
 
+from actors.analytics.daily import daily_key
 from actors.monitoring.health import NODES_KEY, current_key, history_key
 from actors.monitoring.node_state import NodeState
 from actors.payments.financial_stats import key as payments_key
-from actors.reports.aggregates import daily_key
 from actors.reports.sections import Options
 
 #: The synthetic week: Monday 2026-11-30 to Sunday 2026-12-06; the week before it; "now" is the

@@ -55,11 +55,16 @@ class NotificationRejected(BadMessage):
     """The text or parse mode can never be sent as given (empty, too long, unknown parse mode)."""
 
 
-def visible_length(text: str, parse_mode: str | None) -> int:
-    """Characters Telegram counts: for HTML, the text without tags and with entities decoded."""
+def plain_text(text: str, parse_mode: str | None) -> str:
+    """What Telegram shows of ``text``: for HTML, without tags and with entities decoded; stripped."""
     if parse_mode is not None and parse_mode.lower() == "html":
         text = html.unescape(_TAG.sub("", text))
-    return len(text.strip())
+    return text.strip()
+
+
+def visible_length(text: str, parse_mode: str | None) -> int:
+    """Characters Telegram counts: for HTML, the text without tags and with entities decoded."""
+    return len(plain_text(text, parse_mode))
 
 
 def check_text(text: str, parse_mode: str | None) -> str | None:
