@@ -519,11 +519,16 @@ def _duration(seconds: int) -> str:
 
 
 def recent_alerts(
-    client: redis.Redis, limit: int = 50, *, severity: str | None = None, kind: str | None = None
-) -> list[dict[str, Any]]:
+    client: redis.Redis, limit: int = 50, *, severity: str | None = None, kind: str | None = None,
+    since: float | None = None, until: float | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
     """The most recently raised alerts (newest first), one per fingerprint, with their counts,
-    optionally of one severity or kind; raises :class:`redis.RedisError` when Redis is unreachable."""
-    fingerprints = client.zrevrange(RECENT_KEY, 0, -1)  # at most ALERT_HISTORY_MAX
+    optionally of one severity or kind, or last raised within ``[since, until)`` (unix seconds: only
+    those fingerprints are read); raises :class:`redis.RedisError` when Redis is unreachable."""
+    newest = "+inf" if until is None else f"({until * 1000}"
+    oldest = "-inf" if since is None else since * 1000
+    # scored by the last raise (ms), at most ALERT_HISTORY_MAX
+    fingerprints = client.zrevrangebyscore(RECENT_KEY, newest, oldest)
     pipe = client.pipeline(transaction=False)
     for fp in fingerprints:
         pipe.hgetall(key("alerts", "fp", str(fp)))

@@ -62,7 +62,7 @@ def daily_report(
 
 def day_alerts(client: redis.Redis, start: float, end: float) -> list[dict[str, Any]]:
     """The admin alerts last raised within ``[start, end)``, the most frequent first."""
-    found = [a for a in recent_alerts(client, _ALERTS_SCANNED) if start <= a["last_at"] < end]
+    found = recent_alerts(client, _ALERTS_SCANNED, since=start, until=end)
     return sorted(found, key=lambda a: (-a["count"], -a["last_at"]))
 
 
