@@ -28,6 +28,7 @@ from actors.reports.nodes import Period, node_health
 from actors.reports.periods import WEEKDAYS, midnight, report_day
 from actors.reports.sections import (
     Options,
+    counts_line,
     health_lines,
     no_data,
     traffic_by_node,
@@ -163,11 +164,7 @@ def _revenue(day: Day, unactivated: dict[str, int] | None) -> Section:
 
 
 def _counts(label: str, counts: dict[str, int]) -> list[str]:
-    if not counts:
-        return []
-    return [
-        f"{label}: " + ", ".join(f"{esc(k)} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-    ]
+    return [counts_line(label, counts)] if counts else []
 
 
 def _provider_lines(revenue: dict[str, Any], counts: dict[str, int]) -> list[str]:
@@ -211,7 +208,7 @@ def _alerts(alerts: list[dict[str, Any]]) -> Section:
     title = "🚨 " + b("Alerts")
     if not alerts:
         return title, "none raised this day"
-    lines = [f"• [{esc(a['severity'], 10).upper()}] {esc(a['title'] or a['fingerprint'], 100)} "
+    lines = [f"• [{esc(str(a['severity']).upper(), 10)}] {esc(a['title'] or a['fingerprint'], 100)} "
              f"— ×{a['count']} since {datetime.fromtimestamp(a['first_at'], UTC):%m-%d %H:%M}"
              for a in alerts[:MAX_ALERTS]]  # fmt: skip
     if len(alerts) > MAX_ALERTS:

@@ -98,10 +98,23 @@ def traffic_lines(by_node: dict[str, tuple[str, int]], period: Period, limit: in
     silent = sorted({name for name, n_bytes in by_node.values() if n_bytes <= 0}
                     | {n.name for n in seen_nodes(period) if n.uuid not in by_node})  # fmt: skip
     if silent:
-        names = ", ".join(esc(n) for n in silent[:MAX_NAMES])
-        more = f" and {len(silent) - MAX_NAMES} more" if len(silent) > MAX_NAMES else ""
-        lines.append(f"No traffic: {names}{more}")
+        lines.append(f"No traffic: {names_line(silent)}")
     return lines
+
+
+def names_line(names: Sequence[str]) -> str:
+    """The first ``MAX_NAMES`` of ``names``, escaped, then ``and N more``: one line, never longer
+    than a message, however many names there are."""
+    shown = ", ".join(esc(n) for n in names[:MAX_NAMES])
+    return shown + (f" and {len(names) - MAX_NAMES} more" if len(names) > MAX_NAMES else "")
+
+
+def counts_line(label: str, counts: dict[str, int]) -> str:
+    """``label: a 5, b 3, … and N more``, the largest counts first (at most ``MAX_NAMES``)."""
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    shown = ", ".join(f"{esc(k)} {v}" for k, v in ranked[:MAX_NAMES])
+    more = f" and {len(ranked) - MAX_NAMES} more" if len(ranked) > MAX_NAMES else ""
+    return f"{label}: {shown}{more}"
 
 
 def trend(values: Sequence[float | None], label: str) -> str:

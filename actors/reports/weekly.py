@@ -31,6 +31,7 @@ from actors.reports.periods import WEEKDAYS, midnight, report_week, week_label
 from actors.reports.rules import WeekFacts, recommendations
 from actors.reports.sections import (
     Options,
+    counts_line,
     health_lines,
     no_data,
     traffic_by_node,
@@ -171,9 +172,7 @@ def _revenue(week: Sequence[Day], previous: Sequence[Day]) -> Section:
                  f"({_text(_sum([d.completed for d in previous]))} the week before)")  # fmt: skip
     plans = _plans(week)
     if plans:
-        lines.append(
-            "By plan: " + ", ".join(f"{esc(p)} {n}" for p, n in sorted(plans.items(), key=lambda x: -x[1]))
-        )
+        lines.append(counts_line("By plan", plans))
     return title, *lines, *_coverage("revenue", revenue, revenue_before)
 
 

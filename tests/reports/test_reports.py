@@ -115,6 +115,31 @@ def test_stored_names_reach_the_admin_escaped(
     assert "de-<b> — 5 B" in text and "vip & <u>gold</u> 3" in text and "user.<i>disable</i>: 1" in text
 
 
+def test_a_day_with_hundreds_of_plans_still_renders_its_largest_and_counts_the_rest(
+    runtime: Runtime, sandbox: RunningSandbox, clean_tables: sa.Engine
+) -> None:
+    # Given 200 plans with 64-character names: listed in full, the line alone exceeds a message
+    plans = {f"plan {n:03d} {'x' * 55}": 1000 - n for n in range(200)}
+    store(runtime.redis, daily={SUNDAY: daily_stats(SUNDAY)},
+          payments={SUNDAY: payment_stats(SUNDAY, count_by_plan=plans)})  # fmt: skip
+
+    # When the daily report is sent
+    received = send(runtime, sandbox, daily(runtime), [ADMIN_CHAT])
+
+    # Then it goes out, with the largest plans and how many more there are
+    assert [e["status"] for e in received] == [200] * len(received)
+    text = "\n".join(check(str(e["text"])).text for e in received)
+    [line] = [line for line in text.splitlines() if line.startswith("By plan: ")]
+    assert line.startswith(f"By plan: plan 000 {'x' * 55} 1000, plan 001") and line.endswith(" and 190 more")
+
+
+def test_an_alert_severity_is_escaped_after_it_is_upper_cased(runtime: Runtime) -> None:
+    from actors.reports.daily import _alerts
+
+    [line] = _alerts([{"severity": "a&b", "title": "t", "fingerprint": "f", "count": 1, "first_at": 0}])[1:]
+    assert "[A&amp;B]" in line and check(line).text.startswith("• [A&B] t")
+
+
 def test_a_missing_day_is_shown_as_missing_never_as_zero(runtime: Runtime, clean_tables: sa.Engine) -> None:
     # Given two weeks of aggregates but Thursday's and Friday's, in both stores
     thursday, friday, saturday = (MONDAY + timedelta(days=n) for n in (3, 4, 5))
