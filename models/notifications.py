@@ -26,6 +26,12 @@ class NotificationQueue(Timestamps, Base):
             "next_attempt_at",
             postgresql_where=text("status = 'pending'"),
         ),
+        # cleanup_old_notifications walks settled rows by created_at (migration 0013)
+        Index(
+            "ix_notification_queue_settled_created_at",
+            "created_at",
+            postgresql_where=text("status IN ('sent', 'failed')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=func.gen_random_uuid())

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, String, func
+from sqlalchemy import BigInteger, Index, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -17,6 +17,10 @@ class RefreshToken(CreatedAt, Base):
     """A JWT refresh token (hash only); expired or revoked ones are purged by cleanup."""
 
     __tablename__ = "refresh_tokens"
+    __table_args__ = (
+        # cleanup_expired_tokens walks revoked tokens by revoked_at (migration 0013)
+        Index("ix_refresh_tokens_revoked_at", "revoked_at", postgresql_where=text("revoked_at IS NOT NULL")),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=func.gen_random_uuid())
     user_id: Mapped[int] = mapped_column(BigInteger, index=True)

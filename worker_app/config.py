@@ -149,6 +149,42 @@ class Settings(BaseSettings):
     analytics_hourly_ttl_days: int = Field(default=30, ge=1, le=3660)
     #: cybervpn:dashboard:realtime expires this long after update_realtime_metrics last wrote it.
     analytics_realtime_ttl_s: int = Field(default=120, ge=30, le=86_400)
+    #: cleanup_old_notifications deletes sent/failed notification_queue rows created longer ago than
+    #: this (never pending ones).
+    cleanup_notification_retention_days: int = Field(default=7, ge=1, le=3660)
+    #: The PostgreSQL cleanup jobs delete this many rows per batch, each batch its own transaction,
+    #: pausing this long between batches; a run stops between batches once its budget is spent (the
+    #: next run continues) — at most TIME_LIMIT_MS - CLEANUP_STATEMENT_TIMEOUT_MS.
+    cleanup_batch_size: int = Field(default=1000, ge=1, le=50_000)
+    cleanup_batch_pause_ms: int = Field(default=0, ge=0, le=60_000)
+    cleanup_time_budget_s: float = Field(default=300.0, gt=0, le=86_400)
+    #: The cleanup session's statement_timeout and lock_timeout: a batch over either is rolled back
+    #: and the run stops (the backend keeps its locks; the next run continues).
+    cleanup_statement_timeout_ms: int = Field(default=5000, ge=100, le=600_000)
+    cleanup_lock_timeout_ms: int = Field(default=1000, ge=10, le=600_000)
+    #: ``jsonl:<absolute directory>``: cleanup_audit_logs archives each batch there (gzip JSONL per
+    #: day, fsynced) before deleting it; unset: no archive.
+    cleanup_audit_archive: str | None = None
+
+    @field_validator("cleanup_audit_archive")
+    @classmethod
+    def _check_cleanup_audit_archive(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        kind, colon, directory = value.partition(":")
+        if kind != "jsonl" or not colon or not directory.startswith("/"):
+            raise ValueError("expected jsonl:<absolute directory>, e.g. jsonl:/var/lib/cybervpn/audit")
+        return value
+
+    @model_validator(mode="after")
+    def _cleanup_statement_timeout_below_time_limit(self) -> Settings:
+        if self.cleanup_statement_timeout_ms >= self.time_limit_ms:
+            raise ValueError(
+                f"CLEANUP_STATEMENT_TIMEOUT_MS ({self.cleanup_statement_timeout_ms}) must be below "
+                f"TIME_LIMIT_MS ({self.time_limit_ms}), or the time limit kills a cleanup batch"
+            )
+        return self
+
     #: check_anomalies' thresholds (each rule alerts once when it trips and once when it clears).
     anomaly_node_offline_s: int = Field(default=300, ge=0, le=86_400)
     anomaly_error_rate_pct: float = Field(default=5.0, gt=0, le=100)
