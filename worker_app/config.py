@@ -176,15 +176,6 @@ class Settings(BaseSettings):
             raise ValueError("expected jsonl:<absolute directory>, e.g. jsonl:/var/lib/cybervpn/audit")
         return value
 
-    @model_validator(mode="after")
-    def _cleanup_statement_timeout_below_time_limit(self) -> Settings:
-        if self.cleanup_statement_timeout_ms >= self.time_limit_ms:
-            raise ValueError(
-                f"CLEANUP_STATEMENT_TIMEOUT_MS ({self.cleanup_statement_timeout_ms}) must be below "
-                f"TIME_LIMIT_MS ({self.time_limit_ms}), or the time limit kills a cleanup batch"
-            )
-        return self
-
     #: check_anomalies' thresholds (each rule alerts once when it trips and once when it clears).
     anomaly_node_offline_s: int = Field(default=300, ge=0, le=86_400)
     anomaly_error_rate_pct: float = Field(default=5.0, gt=0, le=100)
@@ -323,6 +314,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"NOTIFICATION_DRAIN_BUDGET_S ({self.notification_drain_budget_s}) must be below "
                 f"TIME_LIMIT_MS ({self.time_limit_ms} ms), or the time limit kills a drain mid-batch"
+            )
+        if self.cleanup_statement_timeout_ms >= self.time_limit_ms:
+            raise ValueError(
+                f"CLEANUP_STATEMENT_TIMEOUT_MS ({self.cleanup_statement_timeout_ms}) must be below "
+                f"TIME_LIMIT_MS ({self.time_limit_ms}), or the time limit kills a cleanup batch"
             )
         if self.delay_max_hold_ms >= bound:
             raise ValueError(

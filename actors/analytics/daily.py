@@ -64,8 +64,12 @@ _ADMIN_OPERATIONS = text(
 )
 
 
+#: ``cybervpn:stats:daily:{date}``.
+DAILY_KEY = key("stats", "daily", "{date}")
+
+
 def daily_key(day: date) -> str:
-    return key("stats", "daily", day.isoformat())
+    return DAILY_KEY.format(date=day.isoformat())
 
 
 def _created(user: User) -> datetime | None:

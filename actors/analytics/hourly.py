@@ -37,13 +37,19 @@ log = logging.getLogger(__name__)
 HOUR = timedelta(hours=1)
 
 
+#: An hour as its key names it: ``2026-12-06T13``.
+HOUR_FORMAT = "%Y-%m-%dT%H"
+#: ``cybervpn:bandwidth:hourly:{node}:{hour}``.
+HOURLY_KEY = key("bandwidth", "hourly", "{node}", "{hour}")
+
+
 def hour_label(hour: datetime) -> str:
     """``2026-12-06T13`` for the hour starting 13:00 UTC."""
-    return hour.astimezone(UTC).strftime("%Y-%m-%dT%H")
+    return hour.astimezone(UTC).strftime(HOUR_FORMAT)
 
 
 def hourly_key(node_uuid: str, hour: datetime) -> str:
-    return key("bandwidth", "hourly", node_uuid, hour_label(hour))
+    return HOURLY_KEY.format(node=node_uuid, hour=hour_label(hour))
 
 
 def floor_hour(moment: datetime) -> datetime:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from actors.cleanup.archive import JsonlArchive
@@ -34,11 +34,18 @@ def run_job(runtime: Runtime, job: str, targets: Sequence[Target], *,
     summary = summarise(job, targets, deleted, started)
     if archive is not None:
         summary["archived"] = archive.rows
-    if deleted.stopped:
-        log.warning("cleanup job stopped: %s (%s) after %d row(s); the next run continues",
-                    job, deleted.stopped, sum(deleted.counts.values()))  # fmt: skip
-    log.info("cleanup job done: %s %s", job, deleted.counts, extra=summary)
+    log_done(job, deleted.counts, summary, stopped=deleted.stopped, what="row(s)", then="continues")
     return summary
+
+
+def log_done(job: str, counts: Mapping[str, int], summary: dict[str, Any], *, stopped: str | None, what: str,
+             then: str) -> None:  # fmt: skip
+    """Every cleanup job's end: a WARNING when it stopped early (``after <n> <what>; the next run
+    <then>``), then the one line ``cleanup job done: <job> <counts>`` with the summary."""
+    if stopped:
+        log.warning("cleanup job stopped: %s (%s) after %d %s; the next run %s",
+                    job, stopped, sum(counts.values()), what, then)  # fmt: skip
+    log.info("cleanup job done: %s %s", job, dict(counts), extra=summary)
 
 
 def summarise(job: str, targets: Sequence[Target], deleted: Deleted, started: float) -> dict[str, Any]:

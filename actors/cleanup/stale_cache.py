@@ -25,7 +25,6 @@ slowest call is reported. A run stops at CLEANUP_TIME_BUDGET_S; the next one sta
 from __future__ import annotations
 
 import json
-import logging
 import re
 import threading
 import time
@@ -37,21 +36,24 @@ from typing import Any, Literal, TypeVar
 import dramatiq
 import redis
 
+from actors.analytics.daily import DAILY_KEY
+from actors.analytics.hourly import HOUR_FORMAT, HOURLY_KEY
+from actors.cleanup import QUEUE
 from actors.cleanup.metrics import deleted_total
-from actors.monitoring.bandwidth import trim_before
-from actors.monitoring.health import GONE_TTL_S, NODES_KEY
+from actors.cleanup.run import log_done
+from actors.monitoring.bandwidth import last_key, snapshots_key, trim_before
+from actors.monitoring.health import GONE_TTL_S, NODES_KEY, current_key, history_key
+from actors.payments.financial_stats import KEY as PAYMENTS_KEY
 from worker_app.config import Settings
 from worker_app.redis_client import PREFIX
 from worker_app.runtime import get_runtime
 from worker_app.timefmt import utc_stamp
 
-QUEUE = "cleanup"
 JOB = "cleanup_stale_cache"
 SCAN_COUNT = 500
 UNLINK_BATCH = 500
 TRIM_BATCH = 500
 DAY_S = 86_400
-log = logging.getLogger("actors.cleanup")
 T = TypeVar("T")
 Kind = Literal["keys", "members", "orphans"]
 COUNTS = ("unlinked", "trimmed", "kept", "unparsed")
@@ -74,23 +76,18 @@ class Cutoff:
 
 @dataclass(frozen=True)
 class Rule:
-    """One key pattern (``head*tail`` under the prefix) and how its data is judged."""
+    """One key pattern (one ``*``, built by the key's owner) and how its data is judged."""
 
     name: str
-    head: str
-    tail: str
+    pattern: str
     kind: Kind
     cutoff: Cutoff
     dated: Callable[[str], tuple[float, str] | None] | None = None  # keys: the name's period
     time_field: str = ""  # orphans: the value's field recording when it was written
 
-    @property
-    def pattern(self) -> str:
-        return f"{PREFIX}{self.head}*{self.tail}"
-
     def middle(self, name: str) -> str | None:
         """What ``*`` matched, or ``None``."""
-        head, tail = PREFIX + self.head, self.tail
+        head, _, tail = self.pattern.partition("*")
         fits = name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail)
         return name[len(head) : len(name) - len(tail)] if fits else None
 
@@ -120,7 +117,7 @@ def _hourly_end(middle: str) -> tuple[float, str] | None:
     if not node or ":" in node or not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}", label):
         return None
     try:
-        hour = datetime.strptime(label, "%Y-%m-%dT%H").replace(tzinfo=UTC)
+        hour = datetime.strptime(label, HOUR_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
     return hour.timestamp() + 3600, label
@@ -134,16 +131,17 @@ def rules(settings: Settings, now: float) -> list[Rule]:
         return Cutoff(now - days * DAY_S)
 
     return [
-        Rule("stats:daily", "stats:daily:", "", "keys", ended(s.analytics_daily_ttl_days), _day_end),
-        Rule("stats:payments", "stats:payments:", "", "keys", ended(s.payments_stats_ttl_days), _day_end),
-        Rule("bandwidth:hourly", "bandwidth:hourly:", "", "keys", ended(s.analytics_hourly_ttl_days),
-             _hourly_end),
-        Rule("health:history", "health:", ":history", "members", ended(s.health_history_days)),
-        Rule("bandwidth:snapshots", "bandwidth:", ":snapshots", "members",
+        Rule("stats:daily", DAILY_KEY.format(date="*"), "keys", ended(s.analytics_daily_ttl_days), _day_end),
+        Rule("stats:payments", PAYMENTS_KEY.format(date="*"), "keys", ended(s.payments_stats_ttl_days),
+             _day_end),
+        Rule("bandwidth:hourly", HOURLY_KEY.partition("{node}")[0] + "*", "keys",
+             ended(s.analytics_hourly_ttl_days), _hourly_end),
+        Rule("health:history", history_key("*"), "members", ended(s.health_history_days)),
+        Rule("bandwidth:snapshots", snapshots_key("*"), "members",
              Cutoff(trim_before(now, s.bandwidth_retention_h), inclusive=False)),
-        Rule("health:current", "health:", ":current", "orphans", Cutoff(now - GONE_TTL_S),
+        Rule("health:current", current_key("*"), "orphans", Cutoff(now - GONE_TTL_S),
              time_field="checked_at"),
-        Rule("bandwidth:last", "bandwidth:", ":last", "orphans", Cutoff(now - s.bandwidth_retention_h * 3600),
+        Rule("bandwidth:last", last_key("*"), "orphans", Cutoff(now - s.bandwidth_retention_h * 3600),
              time_field="at"),
     ]  # fmt: skip
 
@@ -291,7 +289,7 @@ class _Sweep:
         apply: bool,
         stop: threading.Event | None,
     ) -> None:
-        self.redis = _Calls(client, float(getattr(settings, "cleanup_time_budget_s", 300)), stop)
+        self.redis = _Calls(client, float(settings.cleanup_time_budget_s), stop)
         self.rules = rules(settings, now)
         self.apply = apply
         self.nodes: set[str] = set()
@@ -462,8 +460,5 @@ def cleanup_stale_cache() -> dict[str, Any]:
     removed = report.removed()
     if sum(removed.values()):
         deleted_total().labels(JOB).inc(sum(removed.values()))
-    if report.stopped:
-        log.warning("cleanup job stopped: %s (%s) after %d key(s) or member(s); the next run starts over",
-                    JOB, report.stopped, sum(removed.values()))  # fmt: skip
-    log.info("cleanup job done: %s %s", JOB, removed, extra=summary)
+    log_done(JOB, removed, summary, stopped=report.stopped, what="key(s) or member(s)", then="starts over")
     return summary

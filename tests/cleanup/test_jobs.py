@@ -35,15 +35,19 @@ MakeRuntime = Callable[..., Runtime]
 def make_runtime(database: Database) -> Iterator[MakeRuntime]:
     """Install a runtime on the test database; keyword arguments override settings (by env name)."""
     previous = get_runtime()
+    made: list[Runtime] = []
 
     def make(**overrides: Any) -> Runtime:
         runtime = Runtime(cleanup_settings(**overrides))
+        made.append(runtime)
         set_runtime(runtime)
         return runtime
 
     yield make
-    get_runtime().database.dispose()
     set_runtime(previous)
+    for runtime in made:  # every one made, not only the last: their pools and Redis connections
+        runtime.database.dispose()
+        runtime.redis.close()
 
 
 def now_minus(**delta: float) -> datetime:
