@@ -171,21 +171,26 @@ class _Run:
     deleted: Deleted = field(default_factory=Deleted)
 
     def walk(self, target: Target) -> str | None:
-        """Batches of one target until none is due; the reason if it stopped before that."""
+        """Batches of one target until none is due; the reason if it stopped before that. A statement
+        or lock timeout — in a batch, or in the walk's own queries between batches — stops the run
+        cleanly (``timeout``), as the budget does; the next run goes on."""
+        try:
+            return self._walk(target)
+        except OperationalError as e:
+            if getattr(e.orig, "sqlstate", None) not in TIMEOUT_SQLSTATES:
+                raise
+            log.warning("cleanup: a batch of %s (%s) gave up: %s; the next run goes on",
+                        target.table, target.name, str(e.orig).strip().splitlines()[0])  # fmt: skip
+            return "timeout"
+
+    def _walk(self, target: Target) -> str | None:
         walk = walk_of(self.conn, target, self.limits.batch_size)
         while not walk.done:
             if self.stop is not None and self.stop.is_set():
                 return "shutdown"
             if self.out_of_time():
                 return "time budget"
-            try:
-                deleted, last = self.batch(target, walk)
-            except OperationalError as e:
-                if getattr(e.orig, "sqlstate", None) not in TIMEOUT_SQLSTATES:
-                    raise
-                log.warning("cleanup: a batch of %s (%s) gave up: %s; the next run goes on",
-                            target.table, target.name, str(e.orig).strip().splitlines()[0])  # fmt: skip
-                return "timeout"
+            deleted, last = self.batch(target, walk)
             walk.advance(self.conn, deleted, last)
             if self.limits.pause_s and not walk.done and _paused(self.stop, self.limits.pause_s):
                 return "shutdown"

@@ -39,6 +39,7 @@ import redis
 from actors.analytics.daily import DAILY_KEY
 from actors.analytics.hourly import HOUR_FORMAT, HOURLY_KEY
 from actors.cleanup import QUEUE
+from actors.cleanup.batches import Limits
 from actors.cleanup.metrics import deleted_total
 from actors.cleanup.run import log_done
 from actors.monitoring.bandwidth import last_key, snapshots_key, trim_before
@@ -289,7 +290,7 @@ class _Sweep:
         apply: bool,
         stop: threading.Event | None,
     ) -> None:
-        self.redis = _Calls(client, float(settings.cleanup_time_budget_s), stop)
+        self.redis = _Calls(client, Limits.of(settings).budget_s, stop)
         self.rules = rules(settings, now)
         self.apply = apply
         self.nodes: set[str] = set()

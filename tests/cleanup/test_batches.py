@@ -116,6 +116,23 @@ def test_a_batch_that_waits_on_a_table_lock_gives_up_at_the_lock_timeout_and_del
     assert ids(clean_tables, "audit_logs") == set(due)
 
 
+def test_a_walk_whose_own_query_waits_on_a_lock_stops_cleanly_too(
+    database: Database, clean_tables: sa.Engine, old: Target
+) -> None:
+    # Given old rows and a lock that even a read waits for (a migration's ALTER TABLE holds one)
+    due = audit_logs(clean_tables, days_ago(*[100 + n for n in range(5)]))
+    with clean_tables.connect() as other:
+        other.execute(sa.text("LOCK TABLE audit_logs IN ACCESS EXCLUSIVE MODE"))
+
+        # When a run with a 200 ms lock timeout starts its walk (the key range's min/max, or a batch)
+        deleted = delete_in_batches(database, JOB, [old], Limits(lock_timeout_ms=200))
+        other.rollback()
+
+    # Then it stopped as the budget would, nothing deleted, instead of failing the job
+    assert (deleted.counts, deleted.batches, deleted.stopped) == ({"deleted": 0}, 0, "timeout")
+    assert ids(clean_tables, "audit_logs") == set(due)
+
+
 def test_a_second_run_of_the_same_job_does_nothing_while_the_first_holds_its_lock(
     database: Database, clean_tables: sa.Engine, old: Target
 ) -> None:
