@@ -39,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -180,9 +180,8 @@ def cleanup(args: argparse.Namespace, now: datetime, archive_dir: Path) -> Delet
     from worker_app.db import Database
 
     settings = load_settings({"DATABASE_URL": DB_URL})
-    limits = Limits(batch_size=args.batch_size, budget_s=3600, pause_s=args.pause_ms / 1000,
-                    statement_timeout_ms=settings.cleanup_statement_timeout_ms,
-                    lock_timeout_ms=settings.cleanup_lock_timeout_ms)  # fmt: skip
+    limits = replace(Limits.of(settings), batch_size=args.batch_size, budget_s=3600,
+                     pause_s=args.pause_ms / 1000)  # fmt: skip
     database = Database(DB_URL)
     archive = JsonlArchive(archive_dir, audit_logs.TABLE) if args.archive else None
     try:

@@ -43,8 +43,8 @@ log = logging.getLogger("actors.cleanup")
 
 #: SQLSTATEs of a batch given up by its own session's limits: query_canceled (statement_timeout),
 #: lock_not_available (lock_timeout).
-TIMEOUT_SQLSTATES = ("57014", "55P03")
-LOCK_NOT_AVAILABLE = "55P03"
+QUERY_CANCELED, LOCK_NOT_AVAILABLE = "57014", "55P03"  # statement_timeout, lock_timeout
+TIMEOUT_SQLSTATES = (QUERY_CANCELED, LOCK_NOT_AVAILABLE)
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,7 @@ class _Run:
         started = time.perf_counter()
         try:
             with self.conn.begin():
-                deleted, last = self._delete(target, window, plain)
+                deleted, last = delete_batch(self.conn, target, window, plain=plain, archive=self.archive)
         except OperationalError as e:
             if not plain or getattr(e.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                 raise
@@ -212,7 +212,7 @@ class _Run:
                 "cleanup: a row of %s (%s) is held; its batch again, skipping it", target.table, target.name
             )
             with self.conn.begin():
-                deleted, last = self._delete(target, window, False)
+                deleted, last = delete_batch(self.conn, target, window, plain=False, archive=self.archive)
         if deleted:
             if self.archive is not None:
                 self.archive.committed()
@@ -220,11 +220,6 @@ class _Run:
             if self.progress is not None:
                 self.progress(target.name, deleted)
         return deleted, last
-
-    def _delete(
-        self, target: Target, window: tuple[str, dict[str, Any]], plain: bool
-    ) -> tuple[int, Last | None]:
-        return delete_batch(self.conn, target, window, plain=plain, archive=self.archive)
 
 
 def _paused(stop: threading.Event | None, seconds: float) -> bool:

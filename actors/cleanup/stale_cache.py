@@ -191,10 +191,6 @@ class Report:
     slowest_call: str = ""
     slowest_call_ms: float = 0.0
 
-    @property
-    def complete(self) -> bool:
-        return self.stopped is None
-
     def counts(self) -> dict[str, dict[str, int]]:
         """Per pattern: ``unlinked``, ``trimmed``, ``kept``, ``unparsed``."""
         return {t.rule: t.counts() for t in self.tallies}
