@@ -35,6 +35,7 @@ def test_retry_delayed_beyond_consumer_timeout_runs_exactly_once_without_channel
         "TIME_LIMIT_MS": "4000",
         "DELAY_MAX_HOLD_MS": "2000",
         "NOTIFICATION_DRAIN_BUDGET_S": "2",  # must stay below TIME_LIMIT_MS
+        "CLEANUP_STATEMENT_TIMEOUT_MS": "2000",  # so must this
     }
     with run_worker(tmp_path / "worker.log", env=env) as worker:
         # When an actor fails and its retry is delayed by 15 s (three times the timeout)
