@@ -11,6 +11,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -29,6 +30,7 @@ SECRET_TOKEN_NAMES = (
     "CRYPTOBOT_TOKEN",
     "SENTRY_DSN",
     "API_TOKEN",
+    "EXPORT_LINK_SECRET",
 )
 #: Settings whose value may instead be read from the file named by ``<NAME>_FILE``.
 SECRET_NAMES = SECRET_URL_NAMES + SECRET_TOKEN_NAMES
@@ -208,7 +210,24 @@ class Settings(BaseSettings):
     api_events_keepalive_s: float = Field(default=15.0, ge=0.5, le=300)
     cleanup_audit_retention_days: int = Field(default=90, ge=1)
     cleanup_webhook_retention_days: int = Field(default=30, ge=1)
-    bulk_batch_size: int = Field(default=50, ge=1, le=1000)
+    #: Users per panel call and per progress update of a bulk user operation (the panel takes ≤ 500).
+    bulk_batch_size: int = Field(default=50, ge=1, le=500)
+    #: Errors listed in a bulk operation's Telegram summary (all of them are in the job's result).
+    bulk_summary_errors: int = Field(default=5, ge=0, le=50)
+    #: Where exports are written: a local directory (the default), or S3-compatible object storage
+    #: when EXPORT_S3_URL is set (``s3://bucket/prefix``, or ``http(s)://endpoint/bucket/prefix`` for
+    #: MinIO and the like; credentials from boto3's usual sources, e.g. AWS_ACCESS_KEY_ID).
+    export_dir: Path = Path("/tmp/cybervpn-exports")
+    export_s3_url: str | None = None
+    #: An export is kept (and its link works) this long, then deleted.
+    export_ttl_h: int = Field(default=24, ge=1, le=24 * 30)
+    #: Rows per database fetch and per write of an export.
+    export_batch_rows: int = Field(default=1000, ge=10, le=100_000)
+    #: Base of the download links sent to admins: where ``worker-app serve`` is reachable for them.
+    export_public_url: str = "http://127.0.0.1:8000"
+    #: HMAC key of the signed download links; unset: API_TOKEN (on loopback without one, a fixed
+    #: development key).
+    export_link_secret: SecretStr | None = None
     #: A broadcast's cap on (distinct) chat ids; larger audiences go through the bulk domain.
     broadcast_max_recipients: int = Field(default=100_000, ge=1, le=10_000_000)
 
@@ -295,7 +314,23 @@ class Settings(BaseSettings):
             raise ValueError("expected a URL like amqp://user:password@host:5672/%2F")
         return value
 
-    @field_validator("remnawave_url", "telegram_api_url", "cryptobot_api_url", "rabbitmq_management_url")
+    @field_validator("export_s3_url")
+    @classmethod
+    def _check_export_s3_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parsed = urlsplit(value)
+        bucket = parsed.netloc if parsed.scheme == "s3" else parsed.path.strip("/").split("/", 1)[0]
+        if parsed.scheme not in ("s3", "http", "https") or not parsed.netloc or not bucket:
+            raise ValueError(
+                "expected s3://bucket[/prefix] or http(s)://endpoint/bucket[/prefix] (an S3-compatible store)"
+            )
+        return value.rstrip("/")
+
+    @field_validator(
+        "remnawave_url", "telegram_api_url", "cryptobot_api_url", "rabbitmq_management_url",
+        "export_public_url",
+    )  # fmt: skip
     @classmethod
     def _check_http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
