@@ -12,12 +12,13 @@ from models.notifications import NotificationBroadcast, NotificationBroadcastIte
 from models.scheduler import SchedulerFire, SchedulerJob
 from models.security import AuditLog, RefreshToken
 from models.servers import ServerGeolocation
-from models.worker import DeadLetter, Job, PaymentActivation, SubscriptionAction
+from models.worker import BulkBatch, DeadLetter, Job, PaymentActivation, SubscriptionAction
 
 __all__ = [
     "AuditLog",
     "AutoRenewSetting",
     "Base",
+    "BulkBatch",
     "DeadLetter",
     "Job",
     "NotificationBroadcast",

@@ -182,3 +182,31 @@ class PaymentActivation(Base):
     attempts: Mapped[int] = mapped_column(server_default="0")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     completed_at: Mapped[datetime | None]
+
+
+class BulkBatch(Base):
+    """One batch of a bulk user operation (worker-owned): its journal, so a worker killed mid-job
+    resumes from its last completed batch instead of doing the job again.
+
+    Inserted (``finished_at`` null) and committed *before* the batch's panel calls; completed with
+    its outcome after them. A row found unfinished on redelivery is the batch the worker died in:
+    its users are read back from the panel first, and only those not yet done are sent again (the
+    panel's bulk answers carry no per-user result, and ``extend`` is relative). ``operation_id`` is
+    the job id (the first message's id: a replay of its dead letter continues the same journal).
+    ``failed`` lists ``{"user_id", "error"}``; ``verified`` counts users found done on resumption;
+    ``expire_before`` (``extend`` only) holds each user's expiry before the batch, by id, so a user
+    read back after a crash shows whether the relative extension was applied.
+    """
+
+    __tablename__ = "bulk_batches"
+
+    operation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    batch_no: Mapped[int] = mapped_column(primary_key=True)
+    size: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    finished_at: Mapped[datetime | None]
+    succeeded: Mapped[int] = mapped_column(server_default="0")
+    failed: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    verified: Mapped[int] = mapped_column(server_default="0")
+    calls: Mapped[int] = mapped_column(server_default="0")
+    expire_before: Mapped[dict[str, str] | None] = mapped_column(JSONB)

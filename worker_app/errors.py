@@ -15,6 +15,8 @@ Third-party errors are wrapped at the boundary with ``raise ... from e``.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class WorkerError(Exception):
     """Root of every error this project raises on purpose."""
@@ -38,7 +40,10 @@ class TransientError(WorkerError):
 
 
 class UpstreamUnavailable(TransientError):
-    """An external dependency did not answer or answered with a server error."""
+    """An external dependency did not answer or answered with a server error; ``body`` is that
+    error's JSON body when it had one (the service's own error envelope), else ``None``."""
+
+    body: Any = None
 
 
 class RateLimited(TransientError):

@@ -28,6 +28,7 @@ from dramatiq.common import q_name
 from worker_app.alerts import AdminAlerts, AlertEvent, fingerprint
 from worker_app.dead_letters import DeadLetterRecord, Recorded, describe_exception
 from worker_app.errors import JobCancelled, TransientError
+from worker_app.jobs import initiator_chat_id
 from worker_app.middleware.retries import is_permanent
 from worker_app.policies import Alert, Defer, ExhaustionAction, Report, Severity, Skip, Warn
 
@@ -114,7 +115,7 @@ def _defer(action: Defer, rec: DeadLetterRecord, recorded: Recorded, deps: Deps)
 
 
 def _report(action: Report, rec: DeadLetterRecord, recorded: Recorded, deps: Deps) -> None:
-    initiator = _telegram_id(((rec.options or {}).get("job") or {}).get("initiated_by"))
+    initiator = initiator_chat_id(((rec.options or {}).get("job") or {}).get("initiated_by"))
     event = dead_letter_alert(rec, recorded, "info", deps.dashboard_url, kind="report")
     if initiator is not None:
         # one report per job: a job is its own fingerprint, never folded into another's
@@ -209,14 +210,6 @@ def _error(rec: DeadLetterRecord) -> str:
 
 def _stamp(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _telegram_id(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)
-    return None
 
 
 def _transient_types() -> tuple[type[BaseException], ...]:

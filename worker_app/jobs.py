@@ -29,7 +29,7 @@ from dramatiq.middleware import CurrentMessage
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from models import Job
+from models import DeadLetter, Job
 from worker_app import context
 from worker_app.db import Database
 from worker_app.errors import JobCancelled
@@ -96,11 +96,12 @@ _PROGRESS = text(
 )
 
 
-def report_progress(processed: int, total: int, failed: int = 0) -> None:
+def report_progress(processed: int, total: int, failed: int = 0, *, throttle: bool = True) -> None:
     """Record the running job's progress (no-op outside a tracked job).
 
     Raises :class:`JobCancelled` when the job was cancelled and the work is not finished, so the
-    actor stops here (a throttled call that writes nothing does not check).
+    actor stops here (a throttled call that writes nothing does not check; ``throttle=False``
+    always writes, for an actor whose steps are slow enough to record each).
     """
     message = CurrentMessage.get_current_message()
     if message is None or job_of(message) is None:
@@ -108,7 +109,7 @@ def report_progress(processed: int, total: int, failed: int = 0) -> None:
     now = time.monotonic()
     with _lock:
         last = _last_write.get(message.message_id, 0.0)
-        if processed < total and now - last < PROGRESS_EVERY_S:
+        if throttle and processed < total and now - last < PROGRESS_EVERY_S:
             return
         _last_write[message.message_id] = now
         if processed >= total:
@@ -182,6 +183,37 @@ def list_jobs(
 def as_dict(job: Job) -> dict[str, Any]:
     data = {c.name: getattr(job, c.name) for c in Job.__table__.columns}
     return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in data.items()}
+
+
+def original_message_id(database: Database, message: Any) -> str:
+    """The id of the message ``message`` stands for: its own, or — for a replay of a dead letter
+    (``worker-app dlq replay`` stamps ``replay_of``) — the id of the message first sent, through any
+    chain of replays. A job that keeps a journal keys it so, and its replay continues it."""
+    message_id = str(message.message_id)
+    dead_letter_id = message.options.get("replay_of")
+    with database.new_session() as s:
+        for _ in range(100):  # a chain of replays; bounded against a corrupt cycle
+            if not isinstance(dead_letter_id, int) or isinstance(dead_letter_id, bool):
+                break
+            row = s.get(DeadLetter, dead_letter_id)
+            if row is None:
+                break
+            message_id, dead_letter_id = row.message_id, (row.options or {}).get("replay_of")
+    return message_id
+
+
+def initiator_chat_id(initiated_by: Any) -> int | None:
+    """The Telegram chat of the admin who started a job, when ``initiated_by`` names one: a Telegram
+    id (``123456``, ``"123456"``) or ``"admin:123456"`` as the admin SPA sends it; else ``None``."""
+    if isinstance(initiated_by, int) and not isinstance(initiated_by, bool):
+        return initiated_by or None
+    if not isinstance(initiated_by, str):
+        return None
+    value = initiated_by.strip().removeprefix("admin:")
+    digits = value.removeprefix("-")
+    if not digits.isdigit() or not digits.isascii() or len(digits) > 19 or int(digits) == 0:
+        return None
+    return int(value)
 
 
 def cli_user() -> str:

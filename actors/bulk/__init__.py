@@ -10,3 +10,13 @@ from worker_app.heartbeat import declare_heartbeat
 QUEUE = "bulk"
 
 heartbeat = declare_heartbeat(QUEUE)
+
+from actors.bulk.broadcast import execute_bulk_broadcast  # noqa: E402  (needs QUEUE)
+from actors.bulk.users import execute_bulk_user_operation  # noqa: E402
+
+__all__ = [
+    "QUEUE",
+    "execute_bulk_broadcast",
+    "execute_bulk_user_operation",
+    "heartbeat",
+]

@@ -8,21 +8,19 @@ Telegram id gets the message alone; anything else (``api``, ``cli:alice``, none)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from actors.notifications.outbox import Outgoing, queue_notifications
 from worker_app.config import Settings
 from worker_app.db import Database
-
-_ADMIN = re.compile(r"(?:admin:)?(-?\d{1,19})")
+from worker_app.jobs import initiator_chat_id
 
 
 def recipients(settings: Settings, initiated_by: str | None) -> list[int]:
     """The chats a job's notice goes to: the initiating admin, or every configured admin."""
-    found = _ADMIN.fullmatch((initiated_by or "").strip())
-    if found is not None and int(found.group(1)) != 0:
-        return [int(found.group(1))]
+    chat = initiator_chat_id(initiated_by)
+    if chat is not None:
+        return [chat]
     return list(dict.fromkeys(settings.admin_telegram_ids))
 
 

@@ -20,7 +20,9 @@ a bad request gets 400 ``{"ok": false, "error": "..."}`` (helpers shared with th
   clears it. Answers the steps still to come (``at_ms``, ``state``).
 * ``POST /_sandbox/faults`` (``GET`` reads) — ``{"server_error": {"count": N, "status": 502}}``,
   ``{"latency_ms": M}``, ``{"token_rejected": true}``, ``{"down": true}``, ``{"proxy_check": false}``,
-  ``{"auto_expire": false}``, ``{"version": "2.8.1"}``; null puts one back to its default.
+  ``{"auto_expire": false}``, ``{"version": "2.8.1"}``, ``{"failing_users": {"ids": [7, 9], "code":
+  "A001"}}`` (every write touching one of them fails whole with that panel error); null puts one back
+  to its default.
 * ``POST /_sandbox/tokens`` ``{"token": "...", "scopes": ["users", "nodes:read"] | null}``.
 * ``GET /_sandbox/calls[?since=<seq>&path_prefix=/api/users]`` — every ``/api`` call, oldest first.
 * ``GET /_sandbox/stats`` — counts by route template and status.
@@ -34,7 +36,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from sandbox.remnawave.format import PANEL_VERSION, USER_STATUSES
+from sandbox.remnawave.format import ERRORS, PANEL_VERSION, USER_STATUSES
 from sandbox.remnawave.seeding import generated_node_fields
 from sandbox.remnawave.state import RemnawaveState
 from sandbox.server import (
@@ -199,6 +201,18 @@ def _version(value: Any) -> dict[str, Any]:
     return {"version": PANEL_VERSION if value is None else value}
 
 
+def _failing_users(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {"failing_users": frozenset(), "failing_users_code": "A001"}
+    ids = value.get("ids") if isinstance(value, dict) else None
+    code = value.get("code", "A001") if isinstance(value, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ValueError('failing_users takes {"ids": [user id, ...], "code"?: "A001"} (or null for none)')
+    if code not in ERRORS:
+        raise ValueError(f"failing_users.code must be one of {sorted(ERRORS)}")
+    return {"failing_users": frozenset(ids), "failing_users_code": code}
+
+
 _FAULT_PARSERS: dict[str, Callable[[Any], FaultSettings | dict[str, Any]]] = {
     "server_error": _server_error,
     "latency_ms": _latency,
@@ -207,4 +221,5 @@ _FAULT_PARSERS: dict[str, Callable[[Any], FaultSettings | dict[str, Any]]] = {
     "proxy_check": _flag("proxy_check", True),
     "auto_expire": _flag("auto_expire", True),
     "version": _version,
+    "failing_users": _failing_users,
 }

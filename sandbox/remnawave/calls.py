@@ -56,6 +56,7 @@ class CallLog:
                 "forwarded_for": request.headers.get("x-forwarded-for"),
                 "forwarded_proto": request.headers.get("x-forwarded-proto"),
                 "user_ids": len(ids) if isinstance(ids, list) else None,
+                "ids": list(ids) if isinstance(ids, list) else None,
                 "at": request.arrived,
             }
         )

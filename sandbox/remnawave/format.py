@@ -37,6 +37,7 @@ BAD_JSON = object()
 """The body the HTTP layer passes when the request body is not JSON (Express answers 400)."""
 
 ERRORS: dict[str, tuple[int, str]] = {
+    "A001": (500, "Server error"),
     "A011": (404, "Node not found"),
     "A019": (400, "User username already exists"),
     "A020": (400, "User short UUID already exists"),
@@ -44,6 +45,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "A029": (400, "User already disabled"),
     "A030": (400, "User already enabled"),
     "A063": (404, "User with specified params not found"),
+    "A056": (500, "Reset user traffic error"),
     "A089": (400, "LIMITED and EXPIRED statuses are not allowed to be set manually."),
     "A149": (400, "Node is disabled"),
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sandbox.remnawave.format import PANEL_VERSION
 from sandbox.remnawave.routes import Route
@@ -20,7 +21,9 @@ class Faults:
     ``token_rejected`` makes every call 401; ``down`` closes every ``/api`` connection unanswered;
     ``proxy_check`` (on, as in production) closes it when the proxy headers are wrong;
     ``auto_expire`` off emulates a panel whose expiry job lags; ``version`` is what
-    ``/api/system/metadata`` reports.
+    ``/api/system/metadata`` reports. A write that touches one of ``failing_users`` (a bulk call
+    naming it, its own action, PATCH or DELETE, a ``bulk/all`` call) fails whole with the panel error
+    ``failing_users_code`` and changes nothing, as the panel's one SQL statement per call would.
     """
 
     server_error_count: int = 0
@@ -31,6 +34,8 @@ class Faults:
     proxy_check: bool = True
     auto_expire: bool = True
     version: str = PANEL_VERSION
+    failing_users: frozenset[int] = frozenset()
+    failing_users_code: str = "A001"
 
 
 def dropped(faults: Faults, head: Mapping[str, str]) -> bool:
@@ -38,6 +43,22 @@ def dropped(faults: Faults, head: Mapping[str, str]) -> bool:
     no ``X-Forwarded-For`` or an ``X-Forwarded-Proto`` other than exactly ``https``."""
     proxied = bool(head.get("x-forwarded-for")) and head.get("x-forwarded-proto") == "https"
     return faults.down or (faults.proxy_check and not proxied)
+
+
+def touched_users(route: Route, params: Mapping[str, str], body: Any) -> set[int] | None:
+    """The user ids a ``users`` write names (``None``: every user, a ``bulk/all`` call)."""
+    if route.resource != "users" or route.kind != "write":
+        return set()
+    if "/bulk/all/" in route.template or route.template.endswith("/delete-by-status"):
+        return None
+    found: set[int] = set()
+    if isinstance(body, dict):
+        found.update(i for i in body.get("userIds") or [] if isinstance(i, int))
+        if isinstance(body.get("id"), int):
+            found.add(body["id"])
+    if params.get("id", "").isdigit():
+        found.add(int(params["id"]))
+    return found
 
 
 def scope_set(scopes: Iterable[str] | None) -> frozenset[str] | None:

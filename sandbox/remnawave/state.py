@@ -34,7 +34,7 @@ from sandbox.remnawave.format import (
     RwReply,
     now_ms,
 )
-from sandbox.remnawave.guards import Faults, allows, dropped, scope_set
+from sandbox.remnawave.guards import Faults, allows, dropped, scope_set, touched_users
 from sandbox.remnawave.nodes import advance_timelines, set_state
 from sandbox.remnawave.panel import Call, Panel
 from sandbox.remnawave.records import UserRecord, node_json, user_json
@@ -93,7 +93,9 @@ class RemnawaveState:
     def faults(self) -> dict[str, Any]:
         """The current fault settings (counts show what is left)."""
         with self._lock:
-            return dict(vars(self._faults))
+            found = dict(vars(self._faults))
+        found["failing_users"] = sorted(found["failing_users"])
+        return found
 
     # --- seeding (the admin API and the demo call these) ---
 
@@ -236,11 +238,21 @@ class RemnawaveState:
         with self._lock:
             self._expire_due()
             try:
+                self._fail_touched(route, call)
                 return route.answer(self._panel, call)
             except PanelError as e:
                 return e.reply(request.full_path)
             except Invalid as e:
                 return e.reply()
+
+    def _fail_touched(self, route: Route, call: Call) -> None:
+        """The ``failing_users`` fault: a write touching one of them fails whole (lock held)."""
+        failing = self._faults.failing_users
+        if not failing:
+            return
+        touched = touched_users(route, call.params, call.body)
+        if touched is None or touched & failing:
+            raise PanelError(self._faults.failing_users_code)
 
     def _refused(self, request: Request, route: Route | None) -> RwReply | None:
         """What answers before the route does: body parser, injected 5xx, unknown route, guards."""

@@ -132,7 +132,9 @@ class JsonHttpClient:
     def _parse(self, response: requests.Response) -> JsonReply:
         status = response.status_code
         if status >= 500:
-            raise self._fail(f"HTTP {status}: {_snippet(response)}", status)
+            error = self._fail(f"HTTP {status}: {_snippet(response)}", status)
+            error.body = _json_or_none(response)
+            raise error
         if not response.content:
             return JsonReply(status, None, response.headers)
         try:
@@ -169,6 +171,13 @@ def _new_session(base_url: str, headers: Mapping[str, str], pool_maxsize: int) -
     session.mount("https://", adapter)
     session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT, **headers})
     return session
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json() if response.content else None
+    except ValueError:
+        return None
 
 
 def _snippet(response: requests.Response) -> str:

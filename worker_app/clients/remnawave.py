@@ -7,7 +7,9 @@ the calls in flight (the panel has no rate limiter of its own: be gentle). Failu
 the error tree the retry middleware acts on:
 
 * 5xx, connection refused or dropped, timeouts, malformed replies, the breaker open →
-  :class:`RemnawaveUnavailable` (transient: retried per the domain's policy). A connection closed
+  :class:`RemnawaveUnavailable` (transient: retried per the domain's policy). A 5xx that carries the
+  panel's own error envelope (``A001``, ``A056``: the panel answered, so it is up) keeps its
+  ``error_code`` and does not count towards the breaker. A connection closed
   without any answer names the likely cause: the panel, in production mode, drops every request
   lacking ``X-Forwarded-For`` / ``X-Forwarded-Proto: https`` (REMNAWAVE_PROXY_HEADERS);
 * 401, and 403 for a token missing a scope or role → :class:`RemnawaveAuthError` (permanent: a
@@ -341,7 +343,13 @@ class RemnawaveClient:
             try:
                 reply = self._http.request(method, path, params=params, json=json)
             except UpstreamUnavailable as e:
-                self.breaker.record_failure(str(e))
+                code = _error_code(e.body)
+                if code is None:
+                    self.breaker.record_failure(str(e))
+                else:  # the panel itself answered, with its error envelope: it is up
+                    self.breaker.record_success()
+                    if isinstance(e, RemnawaveError):
+                        e.error_code = code
                 _count(route, getattr(e, "status", None) or "error")
                 raise
             except BaseException:
@@ -399,6 +407,12 @@ def _classify(method: str, path: str, reply: JsonReply) -> RemnawaveError | None
     if code in NOT_FOUND:
         return RemnawaveNotFound(where, status=reply.status, error_code=code)
     return RemnawaveRejected(where, status=reply.status, error_code=code)
+
+
+def _error_code(body: Any) -> str | None:
+    """The panel's ``errorCode`` in an error body (``None``: not the panel's envelope)."""
+    code = body.get("errorCode") if isinstance(body, dict) else None
+    return str(code) if isinstance(code, str) and code else None
 
 
 def _scope_of(method: str, path: str) -> str:

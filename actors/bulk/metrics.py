@@ -1,0 +1,26 @@
+"""The bulk domain's metrics, created on first use: ``cybervpn_bulk_users_total{operation,result}``
+(users a bulk operation applied, ``succeeded`` or ``failed``) and
+``cybervpn_bulk_panel_calls_total{operation}`` (panel calls it made, narrowing and read-backs
+included)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker_app.lazy import created_once
+
+
+@created_once
+def users_total() -> Any:
+    import prometheus_client as prom
+
+    return prom.Counter("cybervpn_bulk_users", "Users bulk user operations processed, by result.",
+                        ("operation", "result"), registry=None)  # fmt: skip
+
+
+@created_once
+def calls_total() -> Any:
+    import prometheus_client as prom
+
+    return prom.Counter("cybervpn_bulk_panel_calls", "Remnawave calls of bulk user operations.",
+                        ("operation",), registry=None)  # fmt: skip
