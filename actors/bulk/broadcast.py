@@ -30,6 +30,8 @@ import redis
 from pydantic import Discriminator, Field, Tag
 from sqlalchemy.orm import Session
 
+from actors.bulk import QUEUE
+from actors.bulk.metrics import recipients_total
 from actors.notifications import queue as notification_queue
 from actors.notifications.broadcast import (
     BroadcastCreated,
@@ -44,7 +46,6 @@ from worker_app.clients.remnawave import RemnawaveClient, RemnawaveError, Remnaw
 from worker_app.context import current_message_id, current_trace_id
 from worker_app.db import Database
 from worker_app.errors import BadMessage
-from worker_app.lazy import created_once
 from worker_app.runtime import get_runtime
 from worker_app.telegram.text import (
     CHAT_ID_MAX,
@@ -57,7 +58,6 @@ from worker_app.telegram.text import (
     check_type,
 )
 
-QUEUE = "bulk"
 ALL = "all"
 log = logging.getLogger("actors.bulk")
 
@@ -228,18 +228,6 @@ def _done(broadcast_id: str, audience: Audience, started: float) -> None:
     summary = {"broadcast_id": broadcast_id, "audience": audience.source, "counts": counts,
                "redelivered": False, "duration_s": round(time.monotonic() - started, 3)}  # fmt: skip
     log.info("bulk broadcast %s to %s: %s", broadcast_id, audience.source, counts, extra=summary)
-
-
-@created_once
-def recipients_total() -> Any:
-    """``cybervpn_bulk_broadcast_recipients_total{audience,outcome}``: recipients of bulk broadcasts
-    (``audience`` all | list) by ``outcome``: queued, duplicate (removed), without_telegram_id."""
-    import prometheus_client as prom
-
-    return prom.Counter(
-        "cybervpn_bulk_broadcast_recipients", "Recipients of bulk broadcasts by audience (all, list) and "
-        "outcome (queued, duplicate, without_telegram_id).", ("audience", "outcome"), registry=None,
-    )  # fmt: skip
 
 
 @dramatiq.actor(queue_name=QUEUE, store_results=True)

@@ -1,7 +1,8 @@
 """The bulk domain's metrics, created on first use: ``cybervpn_bulk_users_total{operation,result}``
 (users a bulk operation applied, ``succeeded`` or ``failed``) and
 ``cybervpn_bulk_panel_calls_total{operation}`` (panel calls it made, narrowing and read-backs
-included)."""
+included), ``cybervpn_bulk_broadcast_recipients_total{audience,outcome}`` (recipients of bulk
+broadcasts)."""
 
 from __future__ import annotations
 
@@ -24,3 +25,15 @@ def calls_total() -> Any:
 
     return prom.Counter("cybervpn_bulk_panel_calls", "Remnawave calls of bulk user operations.",
                         ("operation",), registry=None)  # fmt: skip
+
+
+@created_once
+def recipients_total() -> Any:
+    """``cybervpn_bulk_broadcast_recipients_total{audience,outcome}``: recipients of bulk broadcasts
+    (``audience`` all | list) by ``outcome``: queued, duplicate (removed), without_telegram_id."""
+    import prometheus_client as prom
+
+    return prom.Counter(
+        "cybervpn_bulk_broadcast_recipients", "Recipients of bulk broadcasts by audience (all, list) and "
+        "outcome (queued, duplicate, without_telegram_id).", ("audience", "outcome"), registry=None,
+    )  # fmt: skip

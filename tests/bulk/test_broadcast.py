@@ -15,11 +15,8 @@ import pytest
 import sqlalchemy as sa
 from dramatiq.brokers.stub import StubBroker
 
-from actors.bulk.broadcast import (
-    execute_bulk_broadcast,
-    queue_bulk_broadcast,
-    recipients_total,
-)
+from actors.bulk.broadcast import execute_bulk_broadcast, queue_bulk_broadcast
+from actors.bulk.metrics import recipients_total
 from actors.notifications import broadcast, broadcast_message
 from sandbox.server import RunningSandbox
 from tests.fixtures.notifications import ADMIN_CHAT, MakeRuntime, rows
