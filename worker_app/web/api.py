@@ -12,6 +12,8 @@
 * ``GET /api/v1/jobs/<id>``, ``GET /api/v1/queues``, ``GET /api/v1/dead-letters`` (the CLI's
   filters as query parameters), ``GET /api/v1/dead-letters/<id>``, ``POST
   /api/v1/dead-letters/replay`` and ``/discard`` (``{ids}`` or filters, or ``{"all": true}``).
+* ``POST /api/v1/bulk/users``, ``/api/v1/bulk/broadcast``, ``/api/v1/exports``: the bulk domain's
+  jobs, their bodies the actors' arguments (:mod:`worker_app.web.bulk`) → 202 ``{job_id}``.
 * ``GET /healthz`` (the process answers), ``GET /readyz`` (PostgreSQL, Redis and RabbitMQ answer),
   ``GET /api/v1/openapi.json`` (generated from :mod:`worker_app.web.models`) — no token needed.
 
@@ -126,6 +128,10 @@ def create_app(runtime: Runtime, broker: dramatiq.Broker) -> Flask:
     _health_routes(app, runtime, broker)
     _job_routes(app, runtime, broker)
     _dead_letter_routes(app, runtime, broker)
+    from worker_app.web.bulk import add_bulk_routes
+
+    add_bulk_routes(app, runtime, broker, header=_header, check=check_arguments, responses=_responses,
+                    security=BEARER)  # fmt: skip
     from worker_app.web.dashboard import create_dashboard
     from worker_app.web.events import add_events_route
     from worker_app.web.webhooks import add_webhook_routes
