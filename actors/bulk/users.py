@@ -305,14 +305,16 @@ def execute(run: Run, operation_id: str, operation: str, user_ids: Sequence[Any]
     batches = plan.batches(size)
     unfinished = any(not (b in stored and stored[b].finished) for b in range(len(batches)))
     expiries = _expiries(sender, set(plan.user_ids)) if op.name == "extend" and unfinished else {}
+    finished = {n for n, b in stored.items() if b.finished and n < len(batches)}
+    for batch_no in sorted(finished):  # a redelivery: what earlier runs did counts from the start
+        progress.add(len(batches[batch_no]), stored[batch_no].failed)
+        result.verified += stored[batch_no].verified
     run.progress.write(operation_id, progress, "running")
     try:
         for batch_no, batch in enumerate(batches):
-            done = stored.get(batch_no)
-            if done is not None and done.finished:
-                progress.add(len(batch), done.failed)
-                result.verified += done.verified
+            if batch_no in finished:
                 continue
+            done = stored.get(batch_no)
             before = {u: expiries[u] for u in batch if u in expiries}
             outcome, verified = _run_batch(journal, sender, op, batch_no, batch, stored=done, before=before,
                                            days=checked.get("days", 0))  # fmt: skip
