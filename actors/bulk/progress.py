@@ -26,7 +26,7 @@ import redis
 
 from worker_app import events
 from worker_app.redis_client import key
-from worker_app.redis_fallback import RedisFallback
+from worker_app.redis_fallback import RETRY_REDIS_S, RedisFallback
 
 log = logging.getLogger("actors.bulk")
 
@@ -65,10 +65,13 @@ class Progress:
 class ProgressWriter:
     """Writes progress to Redis (key and event) without ever failing the job."""
 
-    def __init__(self, client: redis.Redis, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, client: redis.Redis, *, sleep: Callable[[float], None] = time.sleep,
+                 retry_s: float = RETRY_REDIS_S) -> None:  # fmt: skip
         self.client = client
         self.sleep = sleep
-        self.fallback = RedisFallback("bulk progress", "progress kept in the job, written when Redis answers")
+        self.fallback = RedisFallback(
+            "bulk progress", "progress kept in the job, written when Redis answers", retry_s=retry_s
+        )
 
     def write(self, job_id: str, progress: Progress, status: str, *, final: bool = False) -> bool:
         """Write it; whether Redis took it. ``final`` waits for Redis up to FINAL_WAIT_S."""

@@ -16,6 +16,7 @@ import redis
 from actors.bulk.narrowing import apply_batch
 from actors.bulk.progress import EVENT_TYPE, Progress, ProgressWriter, progress_key
 from actors.bulk.users import Result, Run, check_params, execute, plan_ids, summary_text
+from tests.fixtures.notifications import PrivateRedis
 from tests.fixtures.remnawave import Panel, user_spec
 from worker_app import events
 from worker_app.errors import JobCancelled, PermanentError
@@ -334,6 +335,34 @@ def test_a_panel_refusing_the_operation_for_everyone_stops_the_job_after_one_bat
     assert result.status == "stopped" and "refused every user of batch 1" in (result.stopped or "")
     assert result.progress.processed == 50 and result.progress.failed == 50
     assert len(write_calls(panel)) <= 70
+
+
+@pytest.mark.parametrize("back", ["mid-job", "after-the-last-batch"])
+def test_redis_down_the_job_goes_on_and_the_progress_is_written_when_redis_returns(
+    panel: Panel, panel_runtime: Runtime, private_redis: PrivateRedis, back: str
+) -> None:
+    ids = panel.add_users(*[user_spec() for _ in range(400)])  # 8 batches
+    client = private_redis.client()
+    restarted: list[threading.Thread] = []
+
+    def outage(progress: Progress) -> None:
+        if progress.processed == 100:
+            private_redis.kill()
+        if back == "mid-job" and progress.processed == 250:
+            private_redis.start()
+        if back == "after-the-last-batch" and progress.processed == 400:
+            restarted.append(threading.Timer(1.5, private_redis.start))
+            restarted[0].start()
+
+    writer = ProgressWriter(client, retry_s=0)
+    run = Run(panel_runtime.database, panel_runtime.remnawave, panel_runtime.settings, writer, report=outage)
+    result = execute(run, "op-redis", "disable", ids, None)
+    for thread in restarted:
+        thread.join()
+    assert result.status == "completed"
+    assert all(panel.user(u)["status"] == "DISABLED" for u in ids)
+    stored = json.loads(client.get(progress_key("op-redis")) or "{}")
+    assert (stored["processed"], stored["total"], stored["failed"]) == (400, 400, 0)
 
 
 def test_summary_lists_the_counts_and_the_first_errors() -> None:
