@@ -169,13 +169,16 @@ def get_job(database: Database, job_id: str) -> Job | None:
 
 
 def list_jobs(
-    database: Database, *, status: str | None = None, actor: str | None = None, limit: int = 20
-) -> list[Job]:
+    database: Database, *, status: str | None = None, actor: str | None = None, queue: str | None = None,
+    limit: int = 20,
+) -> list[Job]:  # fmt: skip
     query = select(Job).order_by(Job.created_at.desc()).limit(limit)
     if status:
         query = query.where(Job.status == status)
     if actor:
         query = query.where(Job.actor_name == actor)
+    if queue:
+        query = query.where(Job.queue_name == queue)
     with database.new_session() as s:
         return list(s.scalars(query))
 

@@ -22,7 +22,7 @@ from worker_app.web.api import create_app
 from worker_app.web.dashboard import render_error
 
 TOKEN = "dash-token-456"
-PAGES = ("/queues", "/dead-letters", "/jobs", "/schedules", "/workers", "/alerts")
+PAGES = ("/queues", "/dead-letters", "/jobs", "/bulk", "/schedules", "/workers", "/alerts")
 
 
 @pytest.fixture
@@ -280,6 +280,31 @@ def test_a_job_is_cancelled_from_its_page_after_a_confirmation(
     assert done.status_code == 200 and "cancelled" in done.text
     assert tracking.get_job(get_runtime().database, job_id).status == "cancelled"
     assert client.get("/jobs/%00").status_code == 404 and client.get("/jobs?status=nope").status_code == 400
+
+
+def test_the_bulk_page_shows_progress_a_cancel_button_and_an_export_link(
+    client: FlaskClient, clean_tables: sa.Engine
+) -> None:
+    with clean_tables.begin() as conn:
+        conn.execute(sa.text("""
+            INSERT INTO jobs (job_id, actor_name, queue_name, args, kwargs, status, progress, result,
+                              initiated_by)
+            VALUES ('bulk-run', 'execute_bulk_user_operation', 'bulk', '[]', '{"operation": "disable"}',
+                    'running', '{"processed": 400, "total": 1000, "failed": 3}', NULL, 'admin:1'),
+                   ('bulk-exp', 'generate_data_export', 'bulk', '[]', '{"export_type": "payments"}',
+                    'succeeded', '{"processed": 10, "total": 10}',
+                    '{"url": "http://127.0.0.1:8000/exports/bulk-exp?expires=1&sig=ab"}', 'admin:1'),
+                   ('other', 'send_notification', 'notifications', '[]', '{}', 'running', NULL, NULL, NULL)
+        """))
+    log_in(client)
+    page = client.get("/bulk").text
+    running = page[page.index('id="bulk-bulk-run"') :].split("</tr>")[0]
+    assert "disable" in running and '<progress value="400" max="1000">' in running and "3 failed" in running
+    assert 'class="cancel" href="/jobs/bulk-run/cancel"' in running and "Download" not in running
+    export = page[page.index('id="bulk-bulk-exp"') :].split("</tr>")[0]
+    assert 'class="download" href="http://127.0.0.1:8000/exports/bulk-exp?expires=1&amp;sig=ab"' in export
+    assert "Cancel" not in export and "bulk-other" not in page
+    assert 'id="download"' in client.get("/jobs/bulk-exp").text
 
 
 def test_odd_ids_in_a_replay_form_select_nothing_instead_of_failing(

@@ -2,7 +2,9 @@
 
 Pages (templates in ``worker_app/dashboard_templates/dashboard``): queues (auto-refresh; open dead
 letters per queue), dead letters (filters, status, detail with traceback, replay/discard one or
-every match), jobs (progress bars, auto-refresh), schedules (from ``worker-app schedules``), workers
+every match), jobs (progress bars, auto-refresh), bulk (the ``bulk`` queue's jobs — user
+operations, broadcasts, exports — with progress bars, a cancel button while they run and an
+export's download link once it is ready), schedules (from ``worker-app schedules``), workers
 (from their heartbeats). With ``API_TOKEN`` set the dashboard asks for it on a login page, or as the
 password of HTTP basic auth; every state-changing request carries the session's CSRF token.
 
@@ -37,6 +39,8 @@ from worker_app.web.models import DeadLetterQuery, JobPath, problems
 FILTER_FIELDS = ("queue", "actor", "error", "since", "until")
 SELECTION_FIELDS = ("ids", "all", *FILTER_FIELDS)  # what a replay/discard confirmation posts again
 FINISHED = FINISHED_JOB_STATUSES
+ACTIVE = ("queued", "running", "sending", "deferred")
+"""A job in these can still be cancelled."""
 
 
 def _bar(job: Any) -> Markup:
@@ -48,6 +52,13 @@ def _bar(job: Any) -> Markup:
     return Markup(
         '<progress value="{}" max="{}"></progress> <span class="percent">{} %</span> ({}/{}, {} failed)'
     ).format(processed, total, percent, processed, total, int(progress.get("failed") or 0))
+
+
+def _download(job: Any) -> str | None:
+    """A finished export's link (``result.url``), if it has one."""
+    result = job.result if isinstance(job.result, dict) else {}
+    url = result.get("url")
+    return url if job.status == "succeeded" and isinstance(url, str) and url.startswith("http") else None
 
 
 def _plausible_id(job_id: str) -> bool:
@@ -68,6 +79,7 @@ def _csrf() -> str:
 def _page(template: str, title: str, refresh: int = 0, **context: Any) -> str:
     return render_template(
         f"dashboard/{template}", title=title, refresh=refresh, csrf=_csrf, when=utc_stamp, bar=_bar,
+        download=_download,
         rate=lambda r: "?" if r is None else f"{r:.1f}", **context,
     )  # fmt: skip
 
@@ -210,6 +222,11 @@ def _queue_and_job_pages(pages: Blueprint, runtime: Runtime) -> None:
             abort(400, description=f"status: expected one of {', '.join(JOB_STATUSES)}")
         rows = tracking.list_jobs(runtime.database, status=status, limit=100)
         return _page("jobs.html", "Jobs", refresh=3, rows=rows)
+
+    @pages.get("/bulk")
+    def bulk() -> str:
+        rows = tracking.list_jobs(runtime.database, queue="bulk", limit=100)
+        return _page("bulk.html", "Bulk jobs and exports", refresh=3, rows=rows, active=ACTIVE)
 
     def find_job(job_id: str) -> Any:
         job = tracking.get_job(runtime.database, job_id) if _plausible_id(job_id) else None
