@@ -67,6 +67,8 @@ def test_a_bulk_broadcast_to_all_is_accepted(client: FlaskClient, clean_tables: 
         ("/api/v1/bulk/users", {"operation": "disable", "user_ids": [1], "extra": 1}, "extra"),
         ("/api/v1/bulk/users", {"operation": "disable", "user_ids": [1], "initiated_by": "a\x00"},
          "initiated_by"),
+        ("/api/v1/bulk/users", {"operation": "delete", "user_ids": [1, {"k\x00": 1}]},
+         "must not contain NUL"),
         ("/api/v1/bulk/broadcast", {"telegram_ids": "everyone", "message": "x", "notification_type": "t"},
          "telegram_ids"),
         ("/api/v1/bulk/broadcast", {"telegram_ids": [1], "message": " ", "notification_type": "t"},

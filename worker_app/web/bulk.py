@@ -26,10 +26,10 @@ from typing import Annotated, Any
 import dramatiq
 from flask import Response, jsonify, request
 from flask_openapi3.openapi import OpenAPI
-from pydantic import Field, create_model
+from pydantic import Field, create_model, model_validator
 
 from worker_app import jobs as tracking
-from worker_app.arguments import NO_NUL_SCHEMA, NoNul
+from worker_app.arguments import NO_NUL_SCHEMA, NoNul, nul_path
 from worker_app.runtime import Runtime
 from worker_app.web import models as m
 
@@ -42,6 +42,20 @@ ROUTES = (
     ),
     ("/api/v1/exports", "generate_data_export", "Export users, payments, servers or audit logs to a file."),
 )
+
+
+class ActorBody(m.StrictBody):
+    """An actor's arguments as a JSON body: no NUL character anywhere (PostgreSQL's ``jsonb`` of the
+    job row cannot store one), as ``POST /api/v1/jobs`` checks too."""
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> ActorBody:
+        where = nul_path(self.model_dump(mode="json"))
+        if where:
+            raise ValueError(f"{where.lstrip('.')}: must not contain NUL (\\u0000) characters")
+        return self
+
+
 InitiatedBy = Annotated[str, Field(min_length=1, max_length=128, json_schema_extra=NO_NUL_SCHEMA), NoNul]
 
 
@@ -54,7 +68,7 @@ def body_model(name: str, fn: Callable[..., Any]) -> type[m.StrictBody]:
     }
     fields["initiated_by"] = (InitiatedBy | None, None)  # the job's, checked as /api/v1/jobs does
     title = "".join(part.title() for part in name.split("_")) + "Request"
-    model: type[m.StrictBody] = create_model(title, __base__=m.StrictBody, **fields)
+    model: type[m.StrictBody] = create_model(title, __base__=ActorBody, **fields)
     return model
 
 
