@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
+from tests.fixtures.api import api_client
 from tests.fixtures.notifications import MakeRuntime
-from tests.fixtures.scheduler import purge, ready_count
-from worker_app.web.api import create_app
+from tests.fixtures.scheduler import ready_count
 
 TOKEN = "api-test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -19,12 +19,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def client(make_runtime: MakeRuntime, no_leftover_messages: None) -> Iterator[FlaskClient]:
-    import worker_app
-
-    runtime = make_runtime(API_TOKEN=TOKEN)
-    worker_app.broker.declare_queue("bulk", ensure=True)
-    purge("bulk")
-    yield create_app(runtime, worker_app.broker).test_client()
+    yield api_client(make_runtime, TOKEN, "bulk")
 
 
 def job_row(engine: sa.Engine, job_id: str) -> Any:
