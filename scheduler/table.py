@@ -90,6 +90,7 @@ JOBS: tuple[Job, ...] = (
     Job("cleanup_audit_logs",            "0 3 * * sun"),
     Job("cleanup_webhook_logs",          "0 3 * * mon"),
     Job("cleanup_stale_cache",           "0 4 * * *"),
+    Job("cleanup_expired_exports",       "15 * * * *"),
     # sync
     Job("sync_server_geolocations",      "every 6h",            jitter_s=120),
     Job("sync_user_stats",               "every 10m",           jitter_s=30),

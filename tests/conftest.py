@@ -64,6 +64,7 @@ pytest_plugins = [
     "tests.fixtures.scheduler",
     "tests.fixtures.chaos",
     "tests.fixtures.secrets",
+    "tests.fixtures.s3",
 ]
 
 

@@ -2,7 +2,8 @@
 (users a bulk operation applied, ``succeeded`` or ``failed``) and
 ``cybervpn_bulk_panel_calls_total{operation}`` (panel calls it made, narrowing and read-backs
 included), ``cybervpn_bulk_broadcast_recipients_total{audience,outcome}`` (recipients of bulk
-broadcasts)."""
+broadcasts), ``cybervpn_export_rows_total{export_type}`` (rows in finished exports) and
+``cybervpn_exports_total{export_type,result}`` (export runs: ``succeeded``, ``failed``, ``cancelled``)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,19 @@ def recipients_total() -> Any:
         "cybervpn_bulk_broadcast_recipients", "Recipients of bulk broadcasts by audience (all, list) and "
         "outcome (queued, duplicate, without_telegram_id).", ("audience", "outcome"), registry=None,
     )  # fmt: skip
+
+
+@created_once
+def rows_total() -> Any:
+    import prometheus_client as prom
+
+    return prom.Counter("cybervpn_export_rows", "Rows written by finished data exports.", ("export_type",),
+                        registry=None)  # fmt: skip
+
+
+@created_once
+def exports_total() -> Any:
+    import prometheus_client as prom
+
+    return prom.Counter("cybervpn_exports", "Data export runs, by result (succeeded, failed, cancelled).",
+                        ("export_type", "result"), registry=None)  # fmt: skip

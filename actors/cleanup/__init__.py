@@ -15,6 +15,7 @@ heartbeat = declare_heartbeat(QUEUE)
 register_cli("actors.cleanup.cli:cleanup")
 
 from actors.cleanup.audit_logs import cleanup_audit_logs  # noqa: E402  (needs QUEUE)
+from actors.cleanup.exports import cleanup_expired_exports  # noqa: E402
 from actors.cleanup.notifications import cleanup_old_notifications  # noqa: E402
 from actors.cleanup.stale_cache import cleanup_stale_cache  # noqa: E402
 from actors.cleanup.tokens import cleanup_expired_tokens  # noqa: E402
@@ -23,6 +24,7 @@ from actors.cleanup.webhook_logs import cleanup_webhook_logs  # noqa: E402
 __all__ = [
     "QUEUE",
     "cleanup_audit_logs",
+    "cleanup_expired_exports",
     "cleanup_expired_tokens",
     "cleanup_old_notifications",
     "cleanup_stale_cache",

@@ -286,7 +286,8 @@ def test_the_bulk_page_shows_progress_a_cancel_button_and_an_export_link(
     client: FlaskClient, clean_tables: sa.Engine
 ) -> None:
     with clean_tables.begin() as conn:
-        conn.execute(sa.text("""
+        conn.execute(
+            sa.text("""
             INSERT INTO jobs (job_id, actor_name, queue_name, args, kwargs, status, progress, result,
                               initiated_by)
             VALUES ('bulk-run', 'execute_bulk_user_operation', 'bulk', '[]', '{"operation": "disable"}',
@@ -295,7 +296,8 @@ def test_the_bulk_page_shows_progress_a_cancel_button_and_an_export_link(
                     'succeeded', '{"processed": 10, "total": 10}',
                     '{"url": "http://127.0.0.1:8000/exports/bulk-exp?expires=1&sig=ab"}', 'admin:1'),
                    ('other', 'send_notification', 'notifications', '[]', '{}', 'running', NULL, NULL, NULL)
-        """))
+        """)
+        )
     log_in(client)
     page = client.get("/bulk").text
     running = page[page.index('id="bulk-bulk-run"') :].split("</tr>")[0]

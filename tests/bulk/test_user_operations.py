@@ -187,7 +187,7 @@ def test_ten_thousand_users_disabled_with_fifty_failing_in_the_panel(
         50,
         55,
     )
-    seen = event_log.close()
+    seen = [e for e in event_log.close() if e["job_id"] == "op-10k"]  # pub/sub spans every Redis db
     running = [e["processed"] for e in seen if e["status"] == "running" and e["processed"]]
     assert running == list(range(50, 10_001, 50))
     assert seen[-1]["status"] == "completed" and seen[-1]["job_id"] == "op-10k"

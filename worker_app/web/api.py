@@ -14,6 +14,8 @@
   /api/v1/dead-letters/replay`` and ``/discard`` (``{ids}`` or filters, or ``{"all": true}``).
 * ``POST /api/v1/bulk/users``, ``/api/v1/bulk/broadcast``, ``/api/v1/exports``: the bulk domain's
   jobs, their bodies the actors' arguments (:mod:`worker_app.web.bulk`) → 202 ``{job_id}``.
+* ``GET /exports/<job_id>?expires=&sig=``: an export's file behind a signed, expiring link
+  (:mod:`worker_app.web.downloads`; no bearer token).
 * ``GET /healthz`` (the process answers), ``GET /readyz`` (PostgreSQL, Redis and RabbitMQ answer),
   ``GET /api/v1/openapi.json`` (generated from :mod:`worker_app.web.models`) — no token needed.
 
@@ -53,7 +55,7 @@ from worker_app.web.events import PATH as EVENTS_PATH
 log = logging.getLogger(__name__)
 BEARER: list[dict[str, list[Any]]] = [{"bearer": []}]
 #: Paths that answer JSON errors (the rest is the dashboard, which answers HTML pages).
-JSON_PATHS = ("/api/", "/webhooks/", "/healthz", "/readyz")
+JSON_PATHS = ("/api/", "/webhooks/", "/exports/", "/healthz", "/readyz")
 
 
 class ApiError(Exception):
@@ -133,11 +135,13 @@ def create_app(runtime: Runtime, broker: dramatiq.Broker) -> Flask:
     add_bulk_routes(app, runtime, broker, header=_header, check=check_arguments, responses=_responses,
                     security=BEARER)  # fmt: skip
     from worker_app.web.dashboard import create_dashboard
+    from worker_app.web.downloads import add_download_route
     from worker_app.web.events import add_events_route
     from worker_app.web.webhooks import add_webhook_routes
 
     add_events_route(app, runtime)
     add_webhook_routes(app, runtime, broker)
+    add_download_route(app, runtime)
 
     create_dashboard(app, runtime, broker)
     return app
