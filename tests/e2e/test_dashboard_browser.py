@@ -34,7 +34,9 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 @pytest.fixture
 def server(tmp_path: Path, rabbitmq_vhost: str, clean_tables: sa.Engine) -> Iterator[str]:
-    with serving(tmp_path / "serve.log", {"API_TOKEN": TOKEN}) as base:
+    with serving(
+        tmp_path / "serve.log", {"API_TOKEN": TOKEN, "EXPORT_DIR": str(tmp_path / "exports")}
+    ) as base:
         yield base
 
 
@@ -48,6 +50,9 @@ def browser(tmp_path: Path) -> Iterator[Any]:
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chromium'}"):  # fmt: skip
         options.add_argument(flag)
+    options.add_experimental_option("prefs", {
+        "download.default_directory": str(tmp_path / "downloads"), "download.prompt_for_download": False,
+    })  # fmt: skip
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.implicitly_wait(2)
     try:
@@ -108,7 +113,8 @@ def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_
 
     worker_app.broker.declare_queue("sync", ensure=True)
     purge("sync")
-    with run_worker(tmp_path / "worker.log", queues=("payments", "bulk")):
+    exports = {"EXPORT_DIR": str(tmp_path / "exports"), "EXPORT_PUBLIC_URL": server, "API_TOKEN": TOKEN}
+    with run_worker(tmp_path / "worker.log", env=exports, queues=("payments", "bulk")):
         # Log in
         browser.get(f"{server}/queues")
         assert "/login" in browser.current_url
@@ -190,11 +196,30 @@ def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_
         shows("#job-status", "succeeded")
         shot("11-job-done")
 
+        # Export payments and download the file from the Bulk page; a tampered link is refused
+        exporter = worker_app.broker.get_actor("generate_data_export")
+        export_id = tracking.enqueue_job(
+            get_runtime().database, exporter, ("payments", None, "csv"), initiated_by="dashboard-test"
+        ).message_id
+        browser.get(f"{server}/bulk")
+        wait_for(
+            lambda: text(f"#bulk-{export_id} a.download") == "Download", 60, "the export's Download link"
+        )
+        shot("12-bulk")
+        link = browser.find_element(By.CSS_SELECTOR, f"#bulk-{export_id} a.download").get_attribute("href")
+        assert link.startswith(f"{server}/exports/{export_id}?expires=")
+        browser.find_element(By.CSS_SELECTOR, f"#bulk-{export_id} a.download").click()  # stays on the page
+        downloads = tmp_path / "downloads"
+        done = wait_for(lambda: [f for f in downloads.glob("payments-*.csv")], 30, "the download")
+        assert done[0].read_text().startswith("id,"), done[0].read_text()[:200]
+        browser.get(link.replace("sig=", "sig=0"))
+        assert "bad link signature" in browser.page_source or "malformed link" in browser.page_source
+
         for page in ("jobs", "schedules", "workers"):
             browser.get(f"{server}/{page}")
-            shot(f"12-{page}")
+            shot(f"13-{page}")
         assert "payments" in text("#workers"), "the worker's heartbeat lists its queues"
-    assert len(list(shots.glob("*.png"))) == 14
+    assert len(list(shots.glob("*.png"))) == 15
 
 
 def follow(browser: Any, css: str) -> None:
