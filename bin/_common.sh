@@ -14,9 +14,9 @@ ensure_venv() {
     "$python" -m venv "$VENV"
   fi
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-    say "installing the project and its dev/test/bench extras into .venv"
+    say "installing the project and its dev/test/bench/deploy extras into .venv"
     "$PY" -m pip install --quiet --upgrade pip
-    "$PY" -m pip install --quiet -e "$ROOT[dev,bench]"
+    "$PY" -m pip install --quiet -e "$ROOT[dev,bench,deploy]"
     touch "$stamp"
   fi
 }
@@ -83,4 +83,18 @@ ensure_browser() {  # Debian's Chromium and ChromeDriver, for the dashboard's br
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
     || { $sudo apt-get update -q >/dev/null && $sudo env DEBIAN_FRONTEND=noninteractive \
            apt-get install -y -q chromium chromium-driver >/dev/null; }
+}
+
+ensure_prometheus() {  # Debian's prometheus (the server and promtool), for the rules and the e2e test
+  if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+    return 0
+  fi
+  say "installing Debian's prometheus (promtool and the server, for the alert rules' tests)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus \
+    >/dev/null || { $sudo apt-get update -q >/dev/null && $sudo env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -q --no-install-recommends prometheus >/dev/null; }
+  # the package starts a system service on :9090 on some systems: the tests run their own
+  $sudo systemctl disable --now prometheus >/dev/null 2>&1 || $sudo pkill -x prometheus || true
 }
