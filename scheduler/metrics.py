@@ -8,16 +8,21 @@ free port when it is in use).
   the job's grace), ``error`` (PostgreSQL or RabbitMQ failed; logged);
 * ``cybervpn_scheduler_leader`` — 1 while this process holds the lock;
 * ``cybervpn_scheduler_last_fire_timestamp_seconds{job}`` — when this process last enqueued the job.
+
+The same port answers the pod-local probes ``/healthz`` and ``/readyz`` (:mod:`worker_app.health`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from wsgiref.simple_server import WSGIServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
+from worker_app.health import Health, probe
 from worker_app.middleware.metrics import bind_free_port
 
 log = logging.getLogger(__name__)
@@ -28,7 +33,7 @@ class SchedulerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.server: WSGIServer | None = None  # while serving
+        self.server: ThreadingHTTPServer | None = None  # while serving
         self.fires = Counter(
             "cybervpn_scheduler_fires",
             "Scheduled messages enqueued.",
@@ -55,18 +60,40 @@ class SchedulerMetrics:
     def skipped(self, job: str, reason: str) -> None:
         self.skips.labels(job, reason).inc()
 
-    def serve(self, port: int) -> int | None:
-        """Expose the metrics on ``port``, or the next free port when it is in use (a second
-        scheduler on the host); the port served, ``None`` when off or none is free. Logged, never
-        fatal."""
+    def serve(self, port: int, health: Health | None = None) -> int | None:
+        """Expose the metrics (and, with ``health``, the pod-local ``/healthz`` and ``/readyz``) on
+        ``port``, or the next free port when it is in use (a second scheduler on the host); the port
+        served, ``None`` when off or none is free. Logged, never fatal."""
         if port == 0:
             return None
+        handler = _handler(self.registry, health)
         served = bind_free_port(
-            port, lambda p: start_http_server(p, registry=self.registry), "scheduler metrics"
+            port, lambda p: ThreadingHTTPServer(("0.0.0.0", p), handler), "scheduler metrics"
         )
         if served is None:
             return None
-        self.server = served[0]
-        used = int(self.server.server_address[1])
+        self.server = served
+        threading.Thread(target=served.serve_forever, name="scheduler-metrics", daemon=True).start()
+        used = int(served.server_address[1])
         log.info("scheduler metrics on http://0.0.0.0:%d/metrics", used)
         return used
+
+
+def _handler(registry: CollectorRegistry, health: Health | None) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            probed = probe(health, self.path) if health is not None else None
+            if probed is not None:
+                status, body, kind = *probed, "application/json"
+            else:
+                status, body, kind = 200, generate_latest(registry), CONTENT_TYPE_LATEST
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug(format, *args)
+
+    return Handler

@@ -38,7 +38,8 @@ from scheduler.metrics import SchedulerMetrics
 from scheduler.table import FireTrigger, ScheduledJob, resolve_jobs
 from worker_app.config import Settings
 from worker_app.errors import ConfigurationError
-from worker_app.publishing import pump_interval, service_idle
+from worker_app.health import Health
+from worker_app.publishing import check_connection, pump_interval, service_idle
 
 log = logging.getLogger("scheduler")
 
@@ -142,6 +143,7 @@ class SchedulerService:
             conninfo(settings.database_url.get_secret_value()), settings.scheduler_lock_name, self.fired_by
         )
         self.metrics = metrics or SchedulerMetrics()
+        self.health = Health()
         self.started_at = _utcnow()
         self.stopping = threading.Event()
         self.exit_code = 0
@@ -183,6 +185,7 @@ class SchedulerService:
         """Stop ticking and firing (safe from a signal handler and from other threads)."""
         if exit_code is not None:
             self.exit_code = exit_code
+        self.health.stopping = True
         self.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
@@ -223,6 +226,8 @@ class SchedulerService:
             elif unreachable and not self.lock.last_error:
                 log.info("PostgreSQL reachable again")
             unreachable = self.lock.last_error is not None
+            self.health.beat("elector")
+            self.health.report("postgresql", self.lock.last_error and f"leader lock: {self.lock.last_error}")
             self.metrics.leader.set(1 if leader else 0)
             if leader and not was_leader:
                 log.info("became leader (%s): firing", self.fired_by)
@@ -238,6 +243,7 @@ class SchedulerService:
 
     def _publisher(self) -> None:
         while True:
+            self.health.beat("publisher")
             try:
                 item = self._inbox.get(timeout=self._pump_interval())
             except queue.Empty:
@@ -262,8 +268,17 @@ class SchedulerService:
         return pump_interval(self.broker)
 
     def _pump(self) -> None:
-        """Service the idle publisher connection (heartbeats) so the broker never drops it."""
-        service_idle(self.broker)
+        """Service the idle publisher connection (heartbeats) so the broker never drops it; a leader
+        keeps one open, so its readiness says whether it could fire now."""
+        if not self.lock.is_leader:
+            service_idle(self.broker)
+            self.health.forget("rabbitmq")  # a standby publishes nothing
+            return
+        try:
+            check_connection(self.broker)
+            self.health.report("rabbitmq", None)
+        except Exception as e:
+            self.health.report("rabbitmq", f"cannot publish: {_one_line(e)}")
 
     def _tick(self, tick: _Tick) -> None:
         if not self.lock.is_leader or self.stopping.is_set():
@@ -418,7 +433,7 @@ def main() -> int:
         print(f"scheduler: {e}", file=sys.stderr)
         return 2
     service = SchedulerService(settings, worker_app.broker, jobs)
-    service.metrics.serve(settings.scheduler_metrics_port)
+    service.metrics.serve(settings.scheduler_metrics_port, service.health)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("scheduler: %s received, stopping", signal.Signals(signum).name)

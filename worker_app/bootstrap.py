@@ -35,6 +35,7 @@ from worker_app.middleware.guards import ArgumentCheck, RedeliveryLimit
 from worker_app.middleware.jobs import JobTracking
 from worker_app.middleware.lifecycle import StopFlag
 from worker_app.middleware.metrics import Metrics
+from worker_app.middleware.pod_health import PodHealth
 from worker_app.middleware.replays import ReplayClaims
 from worker_app.middleware.retries import PolicyRetries
 from worker_app.middleware.scheduled import ScheduledFires
@@ -54,7 +55,8 @@ def build_middleware(runtime: Runtime, *, with_metrics: bool = True) -> list[Mid
     alerting = Alerting(runtime)
     middleware: list[Middleware] = [TraceContext(), EventLog()]
     if with_metrics:
-        middleware.append(Metrics(settings.metrics_dir, settings.metrics_port))
+        middleware += [Metrics(settings.metrics_dir, settings.metrics_port),
+                       PodHealth(runtime.database, settings.metrics_dir)]  # fmt: skip
     middleware += [
         AgeLimit(),
         TimeLimit(time_limit=settings.time_limit_ms),

@@ -21,7 +21,8 @@ import logging
 import threading
 import uuid
 from collections import deque
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import pika
 from dramatiq import Middleware
@@ -35,6 +36,7 @@ from worker_app.dispatch import HookDispatch
 from worker_app.publishing import PublisherThreads
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 MAX_PARK_ATTEMPTS = 6
 
 
@@ -71,6 +73,12 @@ class CyberRabbitmqBroker(HookDispatch, RabbitmqBroker):
         the calling thread — for a process whose threads come and go (``worker-app serve``): Dramatiq
         keeps one AMQP connection per thread, and never forgets it. ``None``: the calling thread."""
         self._publisher = publisher
+
+    def on_publisher(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on one of the publisher threads when publishing through them (so it sees their
+        connection: serve's health check), else on the calling thread."""
+        publisher = self._publisher
+        return fn() if publisher is None else publisher.run(fn)
 
     def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
         publisher = self._publisher

@@ -130,6 +130,16 @@ def service_idle(broker: Any) -> None:
     drop_connection(broker)
 
 
+def check_connection(broker: Any) -> None:
+    """Service the calling thread's connection of ``broker`` (heartbeats) and open one if it has
+    none: raises when RabbitMQ cannot be reached. A process's health checker calls it, so "connected
+    to RabbitMQ" is the state of a connection it keeps, not a new one per probe."""
+    service_idle(broker)
+    if not broker.connection.is_open:
+        drop_connection(broker)
+        raise ConnectionError("the AMQP connection is closed")
+
+
 def drop_connection(broker: Any) -> None:
     """Close and forget the calling thread's connection (Dramatiq's deleter closes it)."""
     if thread_connection(broker) is not None:

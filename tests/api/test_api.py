@@ -119,6 +119,7 @@ def test_dead_letters_listed_shown_replayed_and_discarded(
 def test_health_readiness_queues_and_openapi(client: FlaskClient) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
     ready = client.get("/readyz")
+    client.application.extensions["health"].stop()  # its checker thread would outlive the test's vhost
     assert ready.status_code == 200 and ready.json["checks"] == {
         "postgresql": "ok",
         "redis": "ok",

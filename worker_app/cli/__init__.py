@@ -105,6 +105,30 @@ def ping(queues: tuple[str, ...], timeout_s: float) -> None:
 
 
 @main.command()
+@click.option("--port", type=int, default=None, help="The process's port (default METRICS_PORT: a worker; "
+              "the scheduler's is SCHEDULER_METRICS_PORT, serve's API_PORT).")  # fmt: skip
+@click.option("--ready", is_flag=True, help="Ask /readyz (ready for work) instead of /healthz (alive).")
+@click.option("--timeout", "timeout_s", type=float, default=3.0, show_default=True)
+def health(port: int | None, ready: bool, timeout_s: float) -> None:
+    """The pod-local probe of a process on this host (Docker's HEALTHCHECK): exit 0 if it answers 200,
+    1 otherwise (its checks are printed). No broker round trip: the process answers from its own state."""
+    import urllib.error
+    import urllib.request
+
+    port = port or get_runtime().settings.metrics_port
+    url = f"http://127.0.0.1:{port}/{'readyz' if ready else 'healthz'}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as reply:
+            click.echo(reply.read().decode(errors="replace"))
+    except urllib.error.HTTPError as e:
+        click.echo(e.read().decode(errors="replace"), err=True)
+        raise SystemExit(1) from None
+    except OSError as e:
+        click.echo(f"{url}: {e}", err=True)
+        raise SystemExit(1) from None
+
+
+@main.command()
 def seed() -> None:
     """Insert demo data for a local run: plans and nodes once, five demo notifications unless some wait."""
     from worker_app.seed import seed_demo
@@ -160,11 +184,16 @@ def serve(host: str | None, port: int | None) -> None:
         check_serving(host, settings.api_token is not None)
     except ConfigurationError as e:
         raise BadInput(str(e)) from None
+    from worker_app.middleware.metrics import prepare_own_metrics_dir
+
+    prepare_own_metrics_dir(settings.metrics_dir, "serve")  # GET /metrics: this process's counters
     # werkzeug runs each HTTP connection on a new thread: publish from a few long-lived ones instead
     publisher = PublisherThreads(worker_app.broker, threads=settings.api_publisher_threads,
                                  timeout_s=settings.api_publish_timeout_s)  # fmt: skip
     worker_app.broker.publish_through(publisher)
-    server = make_server(host, port, create_app(runtime, worker_app.broker), threaded=True)
+    app = create_app(runtime, worker_app.broker)
+    app.extensions["health"].start()  # /readyz answers from these background checks
+    server = make_server(host, port, app, threaded=True)
     logging.getLogger(__name__).info(
         "API on http://%s:%d/api/v1 (OpenAPI: /api/v1/openapi.json), dashboard on http://%s:%d/",
         host, port, host, port,

@@ -74,11 +74,11 @@ def run_directory(base: Path) -> Path:
     return base / f"run-{parent}-{_process_start_ticks(parent) or 0}"
 
 
-def wipe_stale_runs(base: Path, keep: Path) -> None:
-    """Remove the directories of runs whose main process is gone."""
+def wipe_stale_runs(base: Path, keep: Path, prefix: str = "run") -> None:
+    """Remove the directories of runs (``<prefix>-<pid>-<start ticks>``) whose process is gone."""
     if not base.exists():
         return
-    for entry in base.glob("run-*"):
+    for entry in base.glob(f"{prefix}-*"):
         if entry == keep:
             continue
         _, pid, ticks = entry.name.split("-", 2)
@@ -96,6 +96,29 @@ def prepare_multiprocess_dir(base: Path) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir)
     return run_dir
+
+
+def prepare_own_metrics_dir(base: Path, prefix: str) -> Path:
+    """A single process's multiprocess directory (``worker-app serve``): ``<prefix>-<pid>-<ticks>``
+    under ``base``, stale ones of gone processes wiped. Before ``prometheus_client`` is imported."""
+    pid = os.getpid()
+    own = base / f"{prefix}-{pid}-{_process_start_ticks(pid) or 0}"
+    wipe_stale_runs(base, keep=own, prefix=prefix)
+    own.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(own)
+    return own
+
+
+def exposition() -> tuple[bytes, str]:
+    """This process's metrics (every process of its multiprocess directory, when it has one)."""
+    import prometheus_client as prom
+    from prometheus_client import multiprocess
+
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return prom.generate_latest(prom.REGISTRY), prom.CONTENT_TYPE_LATEST
+    registry = prom.CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return prom.generate_latest(registry), prom.CONTENT_TYPE_LATEST
 
 
 class Metrics(dramatiq.Middleware):
@@ -336,6 +359,18 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         import prometheus_client as prom
         from prometheus_client import multiprocess
+
+        from worker_app.health import HEALTH_DIR, fleet_answer
+
+        probed = fleet_answer(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]) / HEALTH_DIR, self.path)
+        if probed is not None:  # /healthz, /readyz: the worker processes' own snapshots
+            status, answer = probed
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+            return
 
         registry = prom.CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

@@ -16,7 +16,9 @@
   jobs, their bodies the actors' arguments (:mod:`worker_app.web.bulk`) → 202 ``{job_id}``.
 * ``GET /exports/<job_id>?expires=&sig=``: an export's file behind a signed, expiring link
   (:mod:`worker_app.web.downloads`; no bearer token).
-* ``GET /healthz`` (the process answers), ``GET /readyz`` (PostgreSQL, Redis and RabbitMQ answer),
+* ``GET /healthz`` (the process answers), ``GET /readyz`` (PostgreSQL, Redis and RabbitMQ answered
+  this process's last background check: pod-local, no round trip per probe), ``GET /metrics``
+  (this process's Prometheus metrics),
   ``GET /api/v1/openapi.json`` (generated from :mod:`worker_app.web.models`) — no token needed.
 
 Every other ``/api/`` route needs ``Authorization: Bearer <API_TOKEN>`` (``/api/v1/events`` also takes
@@ -32,6 +34,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import dramatiq
@@ -47,7 +50,9 @@ from worker_app import dlq as dead_letters
 from worker_app import jobs as tracking
 from worker_app.arguments import mismatch
 from worker_app.errors import ConfigurationError
+from worker_app.health import DependencyChecker, Health, ping_database
 from worker_app.outages import outage_of
+from worker_app.publishing import check_connection
 from worker_app.runtime import Runtime
 from worker_app.web import models as m
 from worker_app.web.events import PATH as EVENTS_PATH
@@ -55,7 +60,9 @@ from worker_app.web.events import PATH as EVENTS_PATH
 log = logging.getLogger(__name__)
 BEARER: list[dict[str, list[Any]]] = [{"bearer": []}]
 #: Paths that answer JSON errors (the rest is the dashboard, which answers HTML pages).
-JSON_PATHS = ("/api/", "/webhooks/", "/exports/", "/healthz", "/readyz")
+#: How long the first ``/readyz`` waits for the first round of checks (later ones answer at once).
+FIRST_CHECK_WAIT_S = 5.0
+JSON_PATHS = ("/api/", "/webhooks/", "/exports/", "/healthz", "/readyz", "/metrics")
 
 
 class ApiError(Exception):
@@ -208,23 +215,31 @@ def _health_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> N
         """Liveness: the process answers."""
         return jsonify(status="ok")
 
+    health = Health()
+    checker = DependencyChecker(health, {
+        "postgresql": lambda: ping_database(runtime.database),
+        "redis": runtime.redis.ping,
+        "rabbitmq": lambda: _on_publisher(broker, lambda: check_connection(broker)),
+    }, name="serve-health")  # fmt: skip
+    app.extensions["health"] = checker  # `worker-app serve` starts it; else the first /readyz does
+
     @app.get("/readyz", responses={200: m.Readiness, 503: m.Readiness}, security=[])
     def readyz() -> tuple[Response, int]:
-        """Readiness: PostgreSQL, Redis and RabbitMQ answer."""
-        probes: dict[str, Any] = {
-            "postgresql": lambda: runtime.database.engine.connect().close(),
-            "redis": runtime.redis.ping,
-            "rabbitmq": lambda: broker.declare_queue("monitoring", ensure=True),  # type: ignore[call-arg]
-        }
-        checks: dict[str, str] = {}
-        for name, probe in probes.items():
-            try:
-                probe()
-                checks[name] = "ok"
-            except Exception as e:
-                checks[name] = type(e).__name__
-        ready = all(v == "ok" for v in checks.values())
+        """Readiness, from this process's own checks (every 2 s, in the background): PostgreSQL, Redis
+        and RabbitMQ answered the last one."""
+        checker.start()
+        checker.first_round.wait(FIRST_CHECK_WAIT_S)
+        checks = health.readiness()
+        ready = bool(checks) and all(v == "ok" for v in checks.values())
         return jsonify(ready=ready, checks=checks), 200 if ready else 503
+
+    @app.get("/metrics", doc_ui=False)
+    def metrics() -> Response:
+        """This process's Prometheus metrics (webhooks, publishes, …); no token, as Prometheus scrapes."""
+        from worker_app.middleware.metrics import exposition
+
+        body, content_type = exposition()
+        return Response(body, content_type=content_type)
 
     @app.get("/api/v1/openapi.json", doc_ui=False)
     def openapi() -> Response:
@@ -306,6 +321,15 @@ def _job_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None
         from worker_app.queues import queue_report
 
         return jsonify(queue_report(settings, database=runtime.database).as_dict())
+
+
+def _on_publisher(broker: dramatiq.Broker, fn: Callable[[], None]) -> None:
+    """``fn`` where serve publishes: on a publisher thread, whose connection it checks (no extra one)."""
+    run = getattr(broker, "on_publisher", None)
+    if run is None:
+        fn()
+    else:
+        run(fn)
 
 
 def _header(name: str, max_length: int) -> str | None:
