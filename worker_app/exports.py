@@ -37,6 +37,7 @@ from typing import Any, BinaryIO, Protocol, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from worker_app.config import Settings
+from worker_app.durable import fsync_dir
 from worker_app.errors import PermanentError, UpstreamUnavailable
 
 T = TypeVar("T")
@@ -179,7 +180,7 @@ class LocalStorage:
             os.fsync(file.fileno())
             final = temp.with_name(file_name)
             os.replace(temp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         with os.scandir(final.parent) as entries:
             earlier = [e.path for e in entries if e.name != file_name and FILE_NAME.fullmatch(e.name)]
         for path in earlier:
@@ -248,14 +249,6 @@ def _unlink(path: str) -> int:
     except FileNotFoundError:
         return 0
     return 1
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
