@@ -37,6 +37,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, text
 
+from worker_app.durable import fsync_dir
+
 log = logging.getLogger("actors.cleanup")
 
 
@@ -116,7 +118,7 @@ class JsonlArchive:
         finally:
             os.close(fd)
         if new:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -133,7 +135,7 @@ def _append(path: Path, data: bytes, *, new: bool) -> None:
     finally:
         os.close(fd)
     if new:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def _truncate(path: Path, size: int) -> None:
@@ -144,11 +146,3 @@ def _truncate(path: Path, size: int) -> None:
         f.truncate(size)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
