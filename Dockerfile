@@ -26,6 +26,7 @@ COPY actors ./actors
 COPY scheduler ./scheduler
 COPY models ./models
 COPY sandbox ./sandbox
+COPY worker_app_entry.py ./
 # The scheduler re-executes itself with -OO: both optimisation levels are compiled, as a pod's root
 # filesystem is read-only.
 RUN pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \

@@ -364,8 +364,9 @@ def ignored(path: str, patterns: list[str]) -> bool:
 def test_the_image_copies_every_package_the_wheel_includes() -> None:
     included = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
     packages = {pattern.rstrip("*") for pattern in included}
+    modules = {f"{name}.py" for name in PYPROJECT["tool"]["setuptools"].get("py-modules", [])}
     sources = set(copied_sources(DOCKERFILE.read_text()))
-    assert packages <= sources
+    assert packages | modules <= sources
     assert {"pyproject.toml", "README.md", "requirements.lock"} <= sources  # README: pyproject's readme
 
 

@@ -111,21 +111,17 @@ def ping(queues: tuple[str, ...], timeout_s: float) -> None:
 @click.option("--timeout", "timeout_s", type=float, default=3.0, show_default=True)
 def health(port: int | None, ready: bool, timeout_s: float) -> None:
     """The pod-local probe of a process on this host (Docker's HEALTHCHECK): exit 0 if it answers 200,
-    1 otherwise (its checks are printed). No broker round trip: the process answers from its own state."""
-    import urllib.error
-    import urllib.request
+    1 otherwise (its checks are printed). No broker round trip: the process answers from its own state,
+    and the command itself imports nothing of the app (worker_app_entry.py)."""
+    from worker_app_entry import health as probe
 
-    port = port or get_runtime().settings.metrics_port
-    url = f"http://127.0.0.1:{port}/{'readyz' if ready else 'healthz'}"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as reply:
-            click.echo(reply.read().decode(errors="replace"))
-    except urllib.error.HTTPError as e:
-        click.echo(e.read().decode(errors="replace"), err=True)
-        raise SystemExit(1) from None
-    except OSError as e:
-        click.echo(f"{url}: {e}", err=True)
-        raise SystemExit(1) from None
+    argv = [
+        *(["--port", str(port)] if port else []),
+        *(["--ready"] if ready else []),
+        "--timeout",
+        str(timeout_s),
+    ]
+    raise SystemExit(probe(argv))
 
 
 @main.command()
