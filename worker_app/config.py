@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     rabbitmq_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F")
     rabbitmq_management_url: str = "http://127.0.0.1:15672"
+    #: ``classic`` (one node) or ``quorum`` (a cluster: Raft-replicated queues, at-least-once
+    #: dead-lettering). Queues cannot change type in place: ``worker-app queues migrate``.
+    rabbitmq_queue_type: Literal["classic", "quorum"] = "classic"
 
     remnawave_url: str = "http://127.0.0.1:8082"
     remnawave_api_token: SecretStr = SecretStr("sandbox-remnawave-token")
