@@ -96,7 +96,7 @@ def build_broker(runtime: Runtime) -> CyberRabbitmqBroker:
     middleware = build_middleware(runtime)
     dead_letters = next(m for m in middleware if isinstance(m, DeadLetters))
     return CyberRabbitmqBroker(
-        url=settings.rabbitmq_url.get_secret_value(),
+        url=";".join(settings.rabbitmq_urls),  # Dramatiq's list form: pika tries the nodes in order
         middleware=middleware,
         max_hold_ms=settings.delay_max_hold_ms,
         dead_message_ttl_ms=settings.dead_letter_retention_days * DAY_MS,

@@ -313,9 +313,20 @@ class Settings(BaseSettings):
     @field_validator("rabbitmq_url")
     @classmethod
     def _check_rabbitmq_url(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith(("amqp://", "amqps://")):
-            raise ValueError("expected a URL like amqp://user:password@host:5672/%2F")
+        urls = split_urls(value.get_secret_value())
+        if not urls or not all(u.startswith(("amqp://", "amqps://")) for u in urls):
+            raise ValueError(
+                "expected a URL like amqp://user:password@host:5672/%2F, or several separated by commas "
+                "(the nodes of a cluster)"
+            )
+        if len({urlsplit(u).path or "/" for u in urls}) > 1:
+            raise ValueError("every URL must name the same vhost (the nodes of one cluster)")
         return value
+
+    @property
+    def rabbitmq_urls(self) -> list[str]:
+        """RABBITMQ_URL's nodes, in the order connections try them (the next when one is down)."""
+        return split_urls(self.rabbitmq_url.get_secret_value())
 
     @field_validator("export_s3_url")
     @classmethod
@@ -386,12 +397,21 @@ class Settings(BaseSettings):
         return [v for v in values if len(v) >= 4]
 
 
+def split_urls(value: str) -> list[str]:
+    """``a,b;c`` → ``[a, b, c]``: a setting naming several nodes (commas, or Dramatiq's semicolons)."""
+    return [u.strip() for u in value.replace(";", ",").split(",") if u.strip()]
+
+
 def _url_password(value: str) -> list[str]:
-    try:
-        password = make_url(value).password
-    except ArgumentError:
-        return []
-    return [str(password)] if password else []
+    found: list[str] = []
+    for url in split_urls(value):
+        try:
+            password = make_url(url).password
+        except ArgumentError:
+            continue
+        if password:
+            found.append(str(password))
+    return found
 
 
 def _read_secret_files(environ: dict[str, str]) -> dict[str, Any]:

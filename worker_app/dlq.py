@@ -29,6 +29,7 @@ from dramatiq.errors import DecodeError
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 
 from models import DeadLetter
+from worker_app import amqp
 from worker_app.db import Database
 from worker_app.dead_letters import DeadLetterRecord, DeadLetterStore, clean_options, undecodable_message_id
 
@@ -329,7 +330,7 @@ def _unrecorded(database: Database, queue: str, records: list[DeadLetterRecord])
     return [r for r in distinct if r.message_id not in ids and r.raw_body not in known_bodies]
 
 
-def adopt_xq(store: DeadLetterStore, amqp_url: str, queues: list[str]) -> AdoptReport:
+def adopt_xq(store: DeadLetterStore, amqp_urls: list[str], queues: list[str]) -> AdoptReport:
     """Record every message in ``<queue>.XQ`` that has no dead-letter record yet ("adopted").
 
     Idempotent: run it any number of times over the same .XQ and each message is recorded once.
@@ -341,7 +342,7 @@ def adopt_xq(store: DeadLetterStore, amqp_url: str, queues: list[str]) -> AdoptR
     The messages are read without acking and requeued afterwards, so ``.XQ`` depths stay as they were.
     """
     report = AdoptReport()
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    connection = amqp.connect(amqp_urls)
     try:
         for queue in queues:
             channel = connection.channel()

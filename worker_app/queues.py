@@ -25,6 +25,7 @@ import pika
 import requests
 from dramatiq.common import dq_name, xq_name
 
+from worker_app import amqp
 from worker_app.config import Settings
 from worker_app.db import Database
 from worker_app.dlq import open_counts_by_queue
@@ -70,7 +71,7 @@ def _rate(stats: dict[str, Any] | None, name: str) -> float | None:
 
 def from_management(settings: Settings, queues: list[str]) -> QueueReport:
     """Depths from the management API; raises ``requests.RequestException`` when it is unreachable."""
-    vhost, auth = _vhost_and_auth(settings.rabbitmq_url.get_secret_value())
+    vhost, auth = _vhost_and_auth(settings.rabbitmq_urls[0])
     response = requests.get(
         f"{settings.rabbitmq_management_url}/api/queues/{quote(vhost, safe='')}",
         params={"columns": "name,messages_ready,messages_unacknowledged,consumers,message_stats"},
@@ -104,7 +105,7 @@ def from_management(settings: Settings, queues: list[str]) -> QueueReport:
 
 def from_amqp(settings: Settings, queues: list[str], why: str) -> QueueReport:
     """Depths from passive declares: ready messages and consumers; a queue never declared counts 0."""
-    connection = pika.BlockingConnection(pika.URLParameters(settings.rabbitmq_url.get_secret_value()))
+    connection = amqp.connect(settings.rabbitmq_urls)
     try:
 
         def declare(name: str) -> tuple[int, int]:

@@ -262,3 +262,16 @@ def test_metrics_of_every_worker_process_are_served_on_metrics_port(e2e: sa.Engi
             return text if all(line in text for line in expected) else None
 
         wait_for(scrape, 30, "the metrics endpoint to show the processed and the dead message")
+
+
+def test_a_worker_given_several_nodes_skips_one_that_is_down(e2e: sa.Engine, tmp_path: Path) -> None:
+    # Given RABBITMQ_URL naming first a node that is down, then the real one (a cluster's list)
+    real = get_settings().rabbitmq_urls[0]
+    down = real.replace("127.0.0.1:5672", f"127.0.0.1:{free_port()}")
+    key = f"urls-{uuid.uuid4().hex[:8]}"
+    with run_worker(tmp_path / "worker.log", env={"RABBITMQ_URL": f"{down},{real}"}, queues=("analytics",)):
+        # When a message fails once (analytics: one retry, enqueued again by the worker itself)
+        e2e_actors.e2e_transient.send(key)
+        # Then the worker consumed it and published its retry through the node that is up
+        redis_client = redis.Redis.from_url(os.environ["REDIS_URL"])
+        wait_for(lambda: redis_client.get(key) == b"2", 60, "the message and its retry to run")

@@ -94,3 +94,20 @@ def test_secrets_are_never_shown_by_repr() -> None:
     assert "very-secret" not in repr(settings)
     assert "pw1234" not in repr(settings)
     assert {"777:very-secret", "pw1234"} <= set(settings.secret_values())
+
+
+def test_rabbitmq_url_may_name_every_node_of_a_cluster() -> None:
+    from worker_app.config import load_settings
+
+    urls = "amqp://u:secret-1@n1:5672/cv, amqp://u:secret-2@n2:5672/cv;amqp://u:secret-3@n3:5672/cv"
+    settings = load_settings({"RABBITMQ_URL": urls})
+    assert settings.rabbitmq_urls == [
+        "amqp://u:secret-1@n1:5672/cv",
+        "amqp://u:secret-2@n2:5672/cv",
+        "amqp://u:secret-3@n3:5672/cv",
+    ]
+    assert {"secret-1", "secret-2", "secret-3"} <= set(settings.secret_values())
+    with pytest.raises(ConfigurationError, match="every URL must name the same vhost"):
+        load_settings({"RABBITMQ_URL": "amqp://n1:5672/a,amqp://n2:5672/b"})
+    with pytest.raises(ConfigurationError, match="several separated by commas"):
+        load_settings({"RABBITMQ_URL": "amqp://n1:5672/a,http://n2"})

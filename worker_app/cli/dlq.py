@@ -208,9 +208,7 @@ def dlq_adopt(queues: tuple[str, ...]) -> None:
     from worker_app.policies import DOMAINS
 
     runtime = get_runtime()
-    report = ops.adopt_xq(
-        runtime.dead_letters, runtime.settings.rabbitmq_url.get_secret_value(), list(queues or DOMAINS)
-    )
+    report = ops.adopt_xq(runtime.dead_letters, runtime.settings.rabbitmq_urls, list(queues or DOMAINS))
     for xq, seen in report.seen.items():
         click.echo(f"{xq:<18} {seen:>6} message(s), {report.adopted.get(xq, 0):>6} adopted")
     click.echo(f"adopted {sum(report.adopted.values())} dead letter(s)")

@@ -9,6 +9,7 @@ import pika
 from dramatiq.common import dq_name, xq_name
 from sqlalchemy.exc import SQLAlchemyError
 
+from worker_app import amqp
 from worker_app.policies import DOMAINS
 from worker_app.queues import QueueReport, queue_report, with_dead_letters
 from worker_app.runtime import get_runtime
@@ -64,9 +65,7 @@ def purge(queue: str, yes: bool) -> None:
     (unacked) are not touched. Dead-letter records in PostgreSQL are kept."""
     if queue not in _our_queues():
         raise click.BadParameter(f"{queue!r} is not a queue of this app (domain queues and their .DQ/.XQ)")
-    connection = pika.BlockingConnection(
-        pika.URLParameters(get_runtime().settings.rabbitmq_url.get_secret_value())
-    )
+    connection = amqp.connect(get_runtime().settings.rabbitmq_urls)
     try:
         channel = connection.channel()
         ready = int(channel.queue_declare(queue, passive=True).method.message_count)
