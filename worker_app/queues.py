@@ -7,7 +7,9 @@ passive declares instead — ready messages and consumers only, unacked and rate
 
 ``dead`` counts the messages in ``<queue>.XQ`` (RabbitMQ's copies, expired after the retention);
 ``dead_letters`` counts the ``dead_letters`` rows still ``dead`` (neither replayed nor discarded) —
-what an operator has left to handle. A replayed or discarded dead letter stays in ``.XQ``.
+what an operator has left to handle. A replayed or discarded dead letter stays in ``.XQ``. From the
+management API each queue also has its type (``classic``/``quorum``) and where it lives: a classic
+queue's node as ``leader``, a quorum queue's leader, members and the members online.
 
 Used by ``worker-app queues``, ``GET /api/v1/queues``, the dashboard's Queues page and the worker's
 Prometheus exposition (``cybervpn_queue_depth{queue,state}``).
@@ -46,6 +48,10 @@ class QueueDepth:
     publish_rate: float | None
     deliver_rate: float | None
     dead_letters: int | None = None  # open dead-letter records (PostgreSQL); None = not counted
+    queue_type: str | None = None  # classic | quorum (management API only)
+    leader: str | None = None  # a quorum queue's leader node (a classic queue's node)
+    members: list[str] | None = None  # a quorum queue's member nodes
+    online: list[str] | None = None  # its members that are up
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,17 @@ def _vhost_and_auth(amqp_url: str) -> tuple[str, tuple[str, str]]:
     return vhost, (unquote(parts.username or "guest"), unquote(parts.password or "guest"))
 
 
+def _placement(queue: dict[str, Any]) -> dict[str, Any]:
+    """A queue's type and where it lives: a quorum queue's leader, members and online members."""
+    if not queue:
+        return {}
+    kind = str(queue.get("type") or "classic")
+    if kind != "quorum":
+        return {"queue_type": kind, "leader": queue.get("node")}
+    return {"queue_type": kind, "leader": queue.get("leader"), "members": list(queue.get("members") or []),
+            "online": list(queue.get("online") or [])}  # fmt: skip
+
+
 def _rate(stats: dict[str, Any] | None, name: str) -> float | None:
     details = (stats or {}).get(f"{name}_details")
     return float(details["rate"]) if isinstance(details, dict) and "rate" in details else None
@@ -74,7 +91,10 @@ def from_management(settings: Settings, queues: list[str]) -> QueueReport:
     vhost, auth = _vhost_and_auth(settings.rabbitmq_urls[0])
     response = requests.get(
         f"{settings.rabbitmq_management_url}/api/queues/{quote(vhost, safe='')}",
-        params={"columns": "name,messages_ready,messages_unacknowledged,consumers,message_stats"},
+        params={
+            "columns": "name,messages_ready,messages_unacknowledged,consumers,message_stats,type,node,"
+            "leader,members,online"
+        },
         auth=auth,
         timeout=MANAGEMENT_TIMEOUT_S,
     )
@@ -98,6 +118,7 @@ def from_management(settings: Settings, queues: list[str]) -> QueueReport:
                 consumers=get(queue, "consumers"),
                 publish_rate=_rate(stats, "publish"),
                 deliver_rate=_rate(stats, "deliver_get"),
+                **_placement(by_name.get(queue, {})),
             )
         )
     return QueueReport("management", "management API stats refresh about every 5 s", depths)

@@ -144,3 +144,24 @@ def test_open_dead_letters_are_counted_beside_the_xq_and_unknown_while_postgresq
     assert down.returncode == 0, down.stderr
     assert "open dead letters unknown (PostgreSQL: OperationalError)" in down.stderr
     assert next(r for r in down.stdout.splitlines() if r.startswith("sync ")).split()[4] == "?"
+
+
+def test_a_quorum_queue_shows_its_type_leader_and_members(sync_queue: str) -> None:
+    import pika
+
+    from worker_app.config import get_settings
+    from worker_app.queues import from_management
+
+    settings = get_settings()
+    name = "zz-quorum-probe"
+    with pika.BlockingConnection(pika.URLParameters(settings.rabbitmq_urls[0])) as conn:
+        channel = conn.channel()
+        channel.queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
+        try:
+            found = wait_for(lambda: from_management(settings, [name, "sync"]).queues, 30, "the queues")
+        finally:
+            channel.queue_delete(name)
+    quorum, classic = found
+    assert (quorum.queue_type, classic.queue_type) == ("quorum", "classic")
+    assert quorum.leader and quorum.members == [quorum.leader] and quorum.online == [quorum.leader]
+    assert classic.members is None

@@ -38,6 +38,10 @@ def queues(ctx: click.Context, as_json: bool) -> None:
             f"{q.queue:<14} {q.ready:>7} {_num(q.unacked):>8} {q.delayed:>8} {_num(q.dead_letters):>6} "
             f"{q.dead:>6} {q.consumers:>9} {_num(q.publish_rate, '.1f'):>7} {_num(q.deliver_rate, '.1f'):>7}"
         )
+    for q in report.queues:
+        if q.queue_type == "quorum":
+            online = f"{len(q.online or [])}/{len(q.members or [])} members online"
+            click.echo(f"{q.queue:<14} quorum, leader {q.leader}, {online}: {', '.join(q.members or [])}")
     click.echo(f"source: {report.source}" + (f" ({report.note})" if report.note else ""), err=True)
 
 

@@ -351,6 +351,10 @@ class QueueDepth(BaseModel):
     dead: int = Field(description="messages in the queue's .XQ")
     dead_letters: int | None = Field(description="open dead letters (recorded, status dead)")
     consumers: int
+    queue_type: str | None = Field(default=None, description="classic or quorum (management API only)")
+    leader: str | None = Field(default=None, description="the quorum queue's leader (a classic queue's node)")
+    members: list[str] | None = Field(default=None, description="a quorum queue's member nodes")
+    online: list[str] | None = Field(default=None, description="its members that are up")
 
 
 class QueueReport(BaseModel):
