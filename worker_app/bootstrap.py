@@ -101,6 +101,7 @@ def build_broker(runtime: Runtime) -> CyberRabbitmqBroker:
         max_hold_ms=settings.delay_max_hold_ms,
         dead_message_ttl_ms=settings.dead_letter_retention_days * DAY_MS,
         undecodable_sink=dead_letters,
+        queue_type=settings.rabbitmq_queue_type,
     )
 
 

@@ -11,6 +11,9 @@ messages, plus three fixes for RabbitMQ's ``consumer_timeout`` and for dead lett
 * **undecodable bodies** are recorded as dead letters (Dramatiq only logs and nacks them).
 * ``<queue>.XQ`` keeps dead messages for ``DEAD_LETTER_RETENTION_DAYS`` (Dramatiq: 7 days).
 
+Every queue is declared classic (as Dramatiq does) or quorum (``RABBITMQ_QUEUE_TYPE``), with the
+arguments of :func:`worker_app.queue_arguments.queue_arguments`.
+
 Acks and nacks are also coalesced (:class:`_Consumer`): a worker thread queues its settlement and
 wakes the consumer's I/O loop only when no wake-up is already pending.
 """
@@ -28,12 +31,13 @@ import pika
 from dramatiq import Middleware
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer, _RabbitmqMessage
-from dramatiq.common import current_millis, q_name, xq_name
+from dramatiq.common import current_millis, dq_name, q_name, xq_name
 from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
 from worker_app.dispatch import HookDispatch
 from worker_app.publishing import PublisherThreads
+from worker_app.queue_arguments import QueueKind, QueueType, queue_arguments
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,7 +52,8 @@ class UndecodableSink(Protocol):
 
 
 class CyberRabbitmqBroker(HookDispatch, RabbitmqBroker):
-    """Dramatiq's RabbitMQ broker with bounded in-memory delays and recorded undecodable bodies."""
+    """Dramatiq's RabbitMQ broker with bounded in-memory delays, recorded undecodable bodies and
+    classic or quorum queues."""
 
     def __init__(
         self,
@@ -58,10 +63,12 @@ class CyberRabbitmqBroker(HookDispatch, RabbitmqBroker):
         max_hold_ms: int,
         dead_message_ttl_ms: int,
         undecodable_sink: UndecodableSink | None = None,
+        queue_type: QueueType = "classic",
     ) -> None:
         super().__init__(url=url, middleware=middleware, confirm_delivery=True)
         self.max_hold_ms = max_hold_ms
         self.dead_message_ttl_ms = dead_message_ttl_ms
+        self.queue_type: QueueType = queue_type
         self.undecodable_sink = undecodable_sink
         self.hold_name = f"cybervpn.hold.{max_hold_ms}ms"
         self._hold_declared = False
@@ -98,19 +105,32 @@ class CyberRabbitmqBroker(HookDispatch, RabbitmqBroker):
     def consumer_class(self) -> type[_RabbitmqConsumer]:
         return _Consumer
 
-    def _declare_xq_queue(self, queue_name: str) -> Any:
-        return self.channel.queue_declare(
-            queue=xq_name(queue_name), durable=True, arguments={"x-message-ttl": self.dead_message_ttl_ms}
+    def arguments_for(self, kind: QueueKind, queue_name: str = "") -> dict[str, object]:
+        """The declaration arguments of this broker's ``kind`` queue for the domain ``queue_name``."""
+        return queue_arguments(
+            kind,
+            self.queue_type,
+            queue_name=queue_name,
+            dead_message_ttl_ms=self.dead_message_ttl_ms,
+            max_hold_ms=self.max_hold_ms,
         )
+
+    def _declare_queue(self, queue_name: str) -> Any:
+        return self._declare(queue_name, self.arguments_for(QueueKind.DOMAIN, queue_name))
+
+    def _declare_dq_queue(self, queue_name: str) -> Any:
+        return self._declare(dq_name(queue_name), self.arguments_for(QueueKind.DELAY, queue_name))
+
+    def _declare_xq_queue(self, queue_name: str) -> Any:
+        return self._declare(xq_name(queue_name), self.arguments_for(QueueKind.DEAD, queue_name))
+
+    def _declare(self, name: str, arguments: dict[str, object]) -> Any:
+        return self.channel.queue_declare(queue=name, durable=True, arguments=arguments)
 
     def _declare_hold(self) -> None:
         channel = self.channel
         channel.exchange_declare(self.hold_name, exchange_type="fanout", durable=True)
-        channel.queue_declare(
-            self.hold_name,
-            durable=True,
-            arguments={"x-message-ttl": self.max_hold_ms, "x-dead-letter-exchange": ""},
-        )
+        self._declare(self.hold_name, self.arguments_for(QueueKind.HOLD))
         channel.queue_bind(self.hold_name, self.hold_name)
         self._hold_declared = True
 

@@ -243,7 +243,8 @@ class Settings(BaseSettings):
     time_limit_ms: int = Field(default=600_000, ge=1000)
     delay_max_hold_ms: int = Field(default=300_000, ge=500)
     dead_letter_retention_days: int = Field(default=30, ge=30)
-    max_redeliveries: int = Field(default=5, ge=2)
+    #: At most 100: a quorum queue's own delivery limit (1000) is only a backstop behind it.
+    max_redeliveries: int = Field(default=5, ge=2, le=100)
 
     scheduler_metrics_port: int = Field(default=9091, ge=0, le=65535)
     scheduler_leader_poll_s: float = Field(default=1.0, ge=0.1, le=5)
