@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from dramatiq.common import dq_name, xq_name
 
 from tests import e2e_actors
-from tests.fixtures.services import MANAGEMENT
+from tests.fixtures.services import MANAGEMENT, create_vhost, delete_vhost
 from tests.fixtures.worker import WorkerProcess, run_worker, wait_for
 from worker_app.bootstrap import DAY_MS
 from worker_app.broker import CyberRabbitmqBroker
@@ -55,16 +55,9 @@ def retention_ms() -> int:
 def quorum_vhost(rabbitmq_vhost: str) -> Iterator[Vhost]:
     """A vhost of its own for this test (deleted after)."""
     name = f"{rabbitmq_vhost}-quorum-{uuid.uuid4().hex[:6]}"
-    api = f"{MANAGEMENT}/api"
-    requests.put(f"{api}/vhosts/{quote(name, safe='')}", auth=AUTH, timeout=10).raise_for_status()
-    requests.put(
-        f"{api}/permissions/{quote(name, safe='')}/guest",
-        json={"configure": ".*", "write": ".*", "read": ".*"},
-        auth=AUTH,
-        timeout=10,
-    ).raise_for_status()
+    create_vhost(name)
     yield Vhost(name, f"amqp://guest:guest@127.0.0.1:5672/{quote(name, safe='')}")
-    requests.delete(f"{api}/vhosts/{quote(name, safe='')}", auth=AUTH, timeout=10)
+    delete_vhost(name)
 
 
 @pytest.fixture
