@@ -243,7 +243,9 @@ class SchedulerService:
 
     def _publisher(self) -> None:
         while True:
-            self.health.beat("publisher")
+            # readiness, not liveness: a publish may block on a dead broker for a while (connect
+            # timeouts), which is RabbitMQ being down, not this process hanging
+            self.health.report("publisher", None)
             try:
                 item = self._inbox.get(timeout=self._pump_interval())
             except queue.Empty:
@@ -326,8 +328,11 @@ class SchedulerService:
                     )
                     return None
                 log.warning("publishing %s @ %s failed (%s); retrying", job.name, slot.isoformat(), e)
+                self.health.report("publisher", None)  # retrying on purpose is progress, not a hang
+                self.health.report("rabbitmq", f"cannot publish: {_one_line(e)}")
                 self.stopping.wait(PUBLISH_RETRY_S)
                 continue
+            self.health.report("rabbitmq", None)
             self._report(result)
             return result
 

@@ -72,7 +72,8 @@ def test_probes_answer_from_local_state_fast_while_rabbitmq_is_stopped(processes
             wait_for(lambda b=base: status(f"{b}/readyz") == 503, 60, f"the {name} to turn not ready")
             _, body, _ = probe(f"{base}/readyz")
             failing = {k: v for k, v in body["checks"].items() if v != "ok"}
-            assert failing and all("rabbitmq" in k for k in failing), (name, body)
+            # (the scheduler's publisher may also be stuck in a connect to the dead broker: not ready)
+            assert failing and all("rabbitmq" in k or k == "publisher" for k in failing), (name, body)
         # Then every probe still answers at once: alive 200, ready 503
         for _ in range(20):
             for name, base in processes.items():
