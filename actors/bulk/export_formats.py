@@ -17,7 +17,7 @@ import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal, Protocol
+from typing import Any, BinaryIO, Literal
 
 #: How a column is written in JSON: a string, a number, ``true``/``false``, or embedded JSON text.
 Kind = Literal["text", "number", "bool", "json"]
@@ -32,17 +32,21 @@ class Column:
     kind: Kind = "text"
 
 
-class Writer(Protocol):
-    """Writes an export's rows to a binary file: :meth:`begin`, :meth:`rows` per batch, :meth:`end`."""
+class Writer:
+    """Writes an export's rows to a binary file: :meth:`begin`, :meth:`rows` per batch, :meth:`end`.
+    A format with nothing to write before the first row or after the last keeps those two as they are."""
 
-    def begin(self) -> None: ...
+    def begin(self) -> None:
+        """What comes before the first row (a header, an opening bracket): nothing here."""
 
-    def rows(self, rows: Sequence[Row]) -> None: ...
+    def rows(self, rows: Sequence[Row]) -> None:
+        raise NotImplementedError
 
-    def end(self) -> None: ...
+    def end(self) -> None:
+        """What comes after the last row (a closing bracket): nothing here."""
 
 
-class CsvWriter:
+class CsvWriter(Writer):
     """RFC 4180 CSV; each batch is formatted in memory, then written to the file in one call."""
 
     def __init__(self, out: BinaryIO, columns: Sequence[Column]) -> None:
@@ -61,9 +65,6 @@ class CsvWriter:
             rows = [_csv_bools(row, self.bools) for row in rows]
         self.csv.writerows(rows)
         self._flush()
-
-    def end(self) -> None:
-        pass
 
     def _flush(self) -> None:
         self.out.write(self.buffer.getvalue().encode("utf-8", "replace"))
@@ -112,25 +113,19 @@ class _Objects:
         return "{" + ",".join(pairs) + "}"
 
 
-class JsonLinesWriter:
+class JsonLinesWriter(Writer):
     """JSON Lines: one object per line."""
 
     def __init__(self, out: BinaryIO, columns: Sequence[Column]) -> None:
         self.out = out
         self.objects = _Objects(columns)
 
-    def begin(self) -> None:
-        pass
-
     def rows(self, rows: Sequence[Row]) -> None:
         text = "".join(self.objects.line(row) + "\n" for row in rows)
         self.out.write(text.encode("utf-8", "replace"))
 
-    def end(self) -> None:
-        pass
 
-
-class JsonArrayWriter:
+class JsonArrayWriter(Writer):
     """One JSON array, streamed: ``[``, the objects one per line separated by commas, ``]``."""
 
     def __init__(self, out: BinaryIO, columns: Sequence[Column]) -> None:

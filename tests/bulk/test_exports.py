@@ -488,7 +488,7 @@ def test_a_run_that_fails_midway_leaves_no_file_at_all(
 
 
 KILLED_RUN = """
-import sys, time
+import signal, sys
 import worker_app
 from datetime import UTC, datetime
 from actors.bulk.exports import ExportRequest, Sources, export_data
@@ -497,7 +497,7 @@ from worker_app.runtime import get_runtime
 
 def stall(processed, total):
     print("wrote", processed, flush=True)
-    time.sleep(120)  # the parent SIGKILLs this process here
+    signal.pause()  # the parent SIGKILLs this process here (nothing else wakes it)
 
 runtime = get_runtime()
 settings = runtime.settings
