@@ -276,6 +276,8 @@ class Result:
     duration_s: float = 0.0
     stopped: str | None = None
     error: RemnawaveError | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    """The operation's checked params (``{"days": n}`` for ``extend``)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -297,7 +299,7 @@ def execute(run: Run, operation_id: str, operation: str, user_ids: Sequence[Any]
     checked = check_params(operation, params)
     plan = plan_ids(user_ids)
     progress = Progress(total=len(plan.user_ids), errors=list(plan.invalid))
-    result = Result(operation, "running", progress, plan.duplicates, len(plan.invalid))
+    result = Result(operation, "running", progress, plan.duplicates, len(plan.invalid), params=checked)
     sender = Sender(run.client, op, checked, sleep=run.sleep)
     journal = Journal(run.database, operation_id)
     stored = journal.stored()
@@ -386,10 +388,11 @@ _OPERATION_WORDS = {"disable": "Disable", "enable": "Enable", "reset_traffic": "
                     "delete": "Delete", "extend": "Extend"}  # fmt: skip
 
 
-def summary_text(result: Result, operation_id: str, *, first_errors: int, params: Mapping[str, Any]) -> str:
+def summary_text(result: Result, operation_id: str, *, first_errors: int) -> str:
     """The admin's Telegram summary (HTML): counts, duration, the first few errors."""
     p = result.progress
-    what = _OPERATION_WORDS[result.operation] + (f" +{params['days']} d" if "days" in params else "")
+    days = result.params.get("days")
+    what = _OPERATION_WORDS[result.operation] + (f" +{days} d" if days else "")
     head = "done" if result.status == "completed" else result.status
     lines = [
         f"<b>Bulk operation {escape(head)}</b>: {escape(what)}",
@@ -440,8 +443,7 @@ def execute_bulk_user_operation(
     data = result.as_dict()
     chats = admins.recipients(runtime.settings, initiated_by)
     if result.status != "stopped":  # a stopped job is reported by its dead letter; its replay sends this
-        text = summary_text(result, operation_id, first_errors=runtime.settings.bulk_summary_errors,
-                            params=check_params(operation, params))  # fmt: skip
+        text = summary_text(result, operation_id, first_errors=runtime.settings.bulk_summary_errors)
         data["summary_queued"] = admins.notify(runtime.database, f"bulk:{operation_id}:summary", text, chats)
     log.info(
         "bulk operation done: %s %s: %d/%d processed, %d failed, %d calls, %.1f s",

@@ -299,7 +299,7 @@ def test_cancel_stops_after_the_current_batch(panel: Panel, panel_runtime: Runti
     result = execute(run_of(panel_runtime, report=cancel_after_two), "op-cancel", "disable", ids, None)
     assert result.status == "cancelled" and result.progress.processed == 100
     assert sum(panel.user(u)["status"] == "DISABLED" for u in ids) == 100
-    text = summary_text(result, "op-cancel", first_errors=5, params={})
+    text = summary_text(result, "op-cancel", first_errors=5)
     assert "cancelled" in text and "not processed 100" in text
 
 
@@ -368,8 +368,9 @@ def test_redis_down_the_job_goes_on_and_the_progress_is_written_when_redis_retur
 def test_summary_lists_the_counts_and_the_first_errors() -> None:
     progress = Progress(total=100, processed=100, failed=7,
                         errors=[{"user_id": i, "error": f"A001 <boom> {i}"} for i in range(7)])  # fmt: skip
-    result = Result("extend", "completed", progress, duplicates_removed=2, invalid=0, duration_s=3.21)
-    text = summary_text(result, "job-1", first_errors=3, params={"days": 30})
+    result = Result("extend", "completed", progress, duplicates_removed=2, invalid=0, duration_s=3.21,
+                    params={"days": 30})  # fmt: skip
+    text = summary_text(result, "job-1", first_errors=3)
     assert "<b>Bulk operation done</b>: Extend +30 d" in text
     assert "succeeded 93 · failed 7" in text and "duplicates removed 2" in text
     assert "A001 &lt;boom&gt; 0" in text and "A001 &lt;boom&gt; 3" not in text
