@@ -88,7 +88,8 @@ def check_arguments(actor: dramatiq.Actor[..., Any], args: list[Any], kwargs: di
         raise ApiError(422, reason)
 
 
-def _responses(ok: int, model: type[BaseModel], *errors: int) -> ResponseDict:
+def statuses(ok: int, model: type[BaseModel], *errors: int) -> ResponseDict:
+    """A route's documented answers: ``ok`` with ``model``, each of ``errors`` and 503 as errors."""
     return {ok: model, **{status: m.Error for status in (*errors, 503)}}
 
 
@@ -139,8 +140,7 @@ def create_app(runtime: Runtime, broker: dramatiq.Broker) -> Flask:
     _dead_letter_routes(app, runtime, broker)
     from worker_app.web.bulk import add_bulk_routes
 
-    add_bulk_routes(app, runtime, broker, header=_header, check=check_arguments, responses=_responses,
-                    security=BEARER)  # fmt: skip
+    add_bulk_routes(app, runtime, broker)
     from worker_app.web.dashboard import create_dashboard
     from worker_app.web.downloads import add_download_route
     from worker_app.web.events import add_events_route
@@ -260,8 +260,8 @@ def _job_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None
         check_arguments(actor, body.args, body.kwargs)
         message = tracking.enqueue_job(
             runtime.database, actor, body.args, body.kwargs,
-            initiated_by=body.initiated_by or _header("X-Initiated-By", 128) or "api",
-            trace_id=_header("X-Request-ID", 64),
+            initiated_by=body.initiated_by or request_header("X-Initiated-By", 128) or "api",
+            trace_id=request_header("X-Request-ID", 64),
         )  # fmt: skip
         return jsonify(job_id=message.message_id), 202
 
@@ -269,11 +269,11 @@ def _job_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None
     create_job.__annotations__["body"] = m.job_request_for(
         {a: broker.get_actor(a).fn for a in callable_actors()}
     )
-    app.post("/api/v1/jobs", responses=_responses(202, m.JobCreated, 401, 404, 413, 422), security=BEARER)(
+    app.post("/api/v1/jobs", responses=statuses(202, m.JobCreated, 401, 404, 413, 422), security=BEARER)(
         create_job
     )
 
-    @app.get("/api/v1/jobs/<job_id>", responses=_responses(200, m.Job, 401, 404, 422), security=BEARER)
+    @app.get("/api/v1/jobs/<job_id>", responses=statuses(200, m.Job, 401, 404, 422), security=BEARER)
     def get_job(path: m.JobPath) -> Response:
         """A job's status, progress, result or error."""
         job = tracking.get_job(runtime.database, path.job_id)
@@ -282,13 +282,13 @@ def _job_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None
         return jsonify(tracking.as_dict(job))
 
     @app.post(
-        "/api/v1/jobs/<job_id>/cancel", responses=_responses(200, m.CancelResult, 401, 404, 409, 422),
+        "/api/v1/jobs/<job_id>/cancel", responses=statuses(200, m.CancelResult, 401, 404, 409, 422),
         security=BEARER,
     )  # fmt: skip
     def cancel_job(path: m.JobPath) -> tuple[Response, int]:
         """Cancel a job or a broadcast: a queued job never runs, a running one stops at its next
         progress report, a broadcast's pending rows are withdrawn. 409 when it is over already."""
-        by = _header("X-Initiated-By", 128) or "api"
+        by = request_header("X-Initiated-By", 128) or "api"
         result = tracking.cancel_job(runtime.database, path.job_id, by=by, redis_client=runtime.redis)
         if result.outcome == "unknown":
             raise ApiError(404, f"no job or broadcast with id {path.job_id!r}")
@@ -296,7 +296,7 @@ def _job_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None
             raise ApiError(409, f"nothing to cancel: job {path.job_id!r} is {result.status}", result.detail)
         return jsonify(result.as_dict()), 200
 
-    @app.get("/api/v1/alerts", responses=_responses(200, m.AlertList, 401, 422), security=BEARER)
+    @app.get("/api/v1/alerts", responses=statuses(200, m.AlertList, 401, 422), security=BEARER)
     def alerts(query: m.AlertQuery) -> Response:
         """Recent alerts, one per fingerprint, newest first, with how often each occurred."""
         from worker_app.alerts import recent_alerts
@@ -305,7 +305,7 @@ def _job_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None
             items=recent_alerts(runtime.redis, query.limit, severity=query.severity, kind=query.kind)
         )
 
-    @app.get("/api/v1/alerts/open", responses=_responses(200, m.OpenAlertList, 401, 422), security=BEARER)
+    @app.get("/api/v1/alerts/open", responses=statuses(200, m.OpenAlertList, 401, 422), security=BEARER)
     def open_alerts(query: m.OpenAlertQuery) -> Response:
         """Open alerts (conditions true now), oldest first."""
         from dataclasses import asdict
@@ -315,7 +315,7 @@ def _job_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None
         found = OpenAlerts(runtime.redis).all()
         return jsonify(items=[asdict(a) for a in found if query.severity in (None, a.severity)])
 
-    @app.get("/api/v1/queues", responses=_responses(200, m.QueueReport, 401), security=BEARER)
+    @app.get("/api/v1/queues", responses=statuses(200, m.QueueReport, 401), security=BEARER)
     def queues() -> Response:
         """Depths, consumers and rates of every domain queue."""
         from worker_app.queues import queue_report
@@ -332,7 +332,7 @@ def _on_publisher(broker: dramatiq.Broker, fn: Callable[[], None]) -> None:
         run(fn)
 
 
-def _header(name: str, max_length: int) -> str | None:
+def request_header(name: str, max_length: int) -> str | None:
     """An optional header's value; 422 when it is too long or holds a control character."""
     value = request.headers.get(name)
     if not value:
@@ -345,7 +345,7 @@ def _header(name: str, max_length: int) -> str | None:
 def _dead_letter_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None:
     database = runtime.database
 
-    @app.get("/api/v1/dead-letters", responses=_responses(200, m.DeadLetterList, 401, 422), security=BEARER)
+    @app.get("/api/v1/dead-letters", responses=statuses(200, m.DeadLetterList, 401, 422), security=BEARER)
     def list_dead(query: m.DeadLetterQuery) -> Response:
         """Dead letters matching the filters, the most recent first (no tracebacks)."""
         where = query.where(status=query.status)
@@ -357,7 +357,7 @@ def _dead_letter_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker)
 
     @app.get(
         "/api/v1/dead-letters/<int:dead_letter_id>",
-        responses=_responses(200, m.DeadLetter, 401, 404, 422), security=BEARER,
+        responses=statuses(200, m.DeadLetter, 401, 404, 422), security=BEARER,
     )  # fmt: skip
     def show_dead(path: m.DeadLetterPath) -> Response:
         """One dead letter with its traceback."""
@@ -370,7 +370,7 @@ def _dead_letter_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker)
 
     @app.post(
         "/api/v1/dead-letters/replay",
-        responses=_responses(200, m.ReplayResult, 401, 413, 422),
+        responses=statuses(200, m.ReplayResult, 401, 413, 422),
         security=BEARER,
     )
     def replay(body: m.Selection) -> Response:
@@ -383,7 +383,7 @@ def _dead_letter_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker)
         )  # fmt: skip
 
     @app.post(
-        "/api/v1/dead-letters/discard", responses=_responses(200, m.DiscardResult, 401, 413, 422),
+        "/api/v1/dead-letters/discard", responses=statuses(200, m.DiscardResult, 401, 413, 422),
         security=BEARER,
     )  # fmt: skip
     def discard(body: m.Selection) -> Response:

@@ -72,39 +72,33 @@ def body_model(name: str, fn: Callable[..., Any]) -> type[m.StrictBody]:
     return model
 
 
-def add_bulk_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker, *,
-                    header: Callable[[str, int], str | None], check: Callable[..., None],
-                    responses: Callable[..., Any], security: Any) -> None:  # fmt: skip
-    """Register the routes whose actor is loaded (``header``, ``check``, ``responses`` and
-    ``security`` are the API's own helpers, so every route behaves as ``/api/v1/jobs`` does)."""
+def add_bulk_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None:
+    """Register the routes whose actor is loaded; each behaves as ``POST /api/v1/jobs`` does."""
     for path, name, summary in ROUTES:
-        if name not in broker.actors:
-            continue
-        actor = broker.get_actor(name)
-        _route(app, runtime, actor, path, summary, header=header, check=check, responses=responses,
-               security=security)  # fmt: skip
+        if name in broker.actors:
+            _route(app, runtime, broker.get_actor(name), path, summary)
 
 
-def _route(app: OpenAPI, runtime: Runtime, actor: dramatiq.Actor[..., Any], path: str, summary: str, *,
-           header: Callable[[str, int], str | None], check: Callable[..., None],
-           responses: Callable[..., Any], security: Any) -> None:  # fmt: skip
+def _route(app: OpenAPI, runtime: Runtime, actor: dramatiq.Actor[..., Any], path: str, summary: str) -> None:
+    from worker_app.web.api import BEARER, check_arguments, request_header, statuses
+
     takes_initiator = "initiated_by" in inspect.signature(actor.fn).parameters
 
     def create(body: Any) -> tuple[Response, int]:
         kwargs = dict(request.get_json())
-        initiated_by = kwargs.get("initiated_by") or header("X-Initiated-By", 128) or "api"
+        initiated_by = kwargs.get("initiated_by") or request_header("X-Initiated-By", 128) or "api"
         if takes_initiator:
             kwargs["initiated_by"] = initiated_by
         else:
             kwargs.pop("initiated_by", None)
-        check(actor, [], kwargs)
+        check_arguments(actor, [], kwargs)
         message = tracking.enqueue_job(
             runtime.database, actor, (), kwargs, initiated_by=initiated_by,
-            trace_id=header("X-Request-ID", 64),
+            trace_id=request_header("X-Request-ID", 64),
         )  # fmt: skip
         return jsonify(job_id=message.message_id), 202
 
     create.__name__ = f"create_{actor.actor_name}"
     create.__doc__ = summary
     create.__annotations__["body"] = body_model(actor.actor_name, actor.fn)
-    app.post(path, responses=responses(202, m.JobCreated, 401, 413, 422), security=security)(create)
+    app.post(path, responses=statuses(202, m.JobCreated, 401, 413, 422), security=BEARER)(create)
