@@ -1,4 +1,4 @@
-"""``worker-app queues``: per-queue depths and consumers; ``queues purge QUEUE``."""
+"""``worker-app queues``: per-queue depths and consumers; ``queues purge QUEUE``; ``queues migrate``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from dramatiq.common import dq_name, xq_name
 from sqlalchemy.exc import SQLAlchemyError
 
 from worker_app import amqp
+from worker_app import queue_migration as qm
+from worker_app.cli.errors import BadInput
 from worker_app.policies import DOMAINS
 from worker_app.queues import QueueReport, queue_report, with_dead_letters
 from worker_app.runtime import get_runtime
@@ -84,3 +86,81 @@ def purge(queue: str, yes: bool) -> None:
     finally:
         connection.close()
     click.echo(f"purged {purged} message(s) from {queue}")
+
+
+@queues.command("migrate")
+@click.option("--to", "to_type", type=click.Choice(["quorum"]), required=True, help="The new queue type.")
+@click.option(
+    "--target-vhost", required=True, help="The vhost to move to (created if missing); not the source."
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan only: nothing is declared, moved or deleted.")
+@click.option("--delete-old", is_flag=True, help="Then delete the source queues that are empty and unused.")
+@click.option(
+    "--force", is_flag=True, help="Move even while source queues have consumers or unacked messages."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan and the result as JSON.")
+def migrate(
+    *, to_type: str, target_vhost: str, dry_run: bool, delete_old: bool, force: bool, as_json: bool
+) -> None:
+    """Move this app's queues (domain queues, .DQ, .XQ, hold queues) from classic to quorum: declared
+    under the same names in the --target-vhost (same nodes and user as RABBITMQ_URL), then every message moved
+    there with publisher confirms. Refuses while a source queue has consumers or unacked messages (stop
+    the workers first) unless --force. Run it again to sweep what arrived since. Exit 1 when the counts
+    do not add up or a message was refused. See docs/quorum.md."""
+    import worker_app
+
+    settings, broker = get_runtime().settings, worker_app.broker
+    deployment = qm.Deployment(settings.rabbitmq_urls, settings.rabbitmq_management_url,
+                               broker.dead_message_ttl_ms, broker.max_hold_ms)  # fmt: skip
+    try:
+        plan = qm.plan_migration(deployment, target_vhost, sorted(_our_queues()))
+    except qm.InvalidTarget as e:
+        raise BadInput(str(e)) from None
+    if not as_json:
+        _print_plan(plan)
+    result = None if dry_run else _run_migration(deployment, plan, force=force, delete_old=delete_old)
+    if as_json:
+        click.echo(json.dumps({"plan": plan.as_dict(), "result": result and result.as_dict()}, indent=2))
+    elif result is not None and result.queues:
+        _print_result(result, plan)
+    if result is not None and not result.ok:
+        raise click.ClickException("; ".join([*result.imbalances(), *(f"kept {k}" for k in result.kept)]))
+
+
+def _run_migration(deployment: qm.Deployment, plan: qm.MigrationPlan, *, force: bool,
+                   delete_old: bool) -> qm.MigrationResult:  # fmt: skip
+    try:
+        return qm.migrate(deployment, plan, force=force, delete_old=delete_old)
+    except qm.MigrationError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _print_plan(plan: qm.MigrationPlan) -> None:
+    state = "exists" if plan.target_exists else "will be created"
+    click.echo(f"source vhost {plan.source_vhost!r} -> target vhost {plan.target_vhost!r} ({state})")
+    click.echo(f"{'QUEUE':<24} {'TYPE':<8} {'READY':>7} {'UNACKED':>8} {'CONSUMERS':>9}  PLAN")
+    for q in plan.queues:
+        action = {qm.MOVE: "move", qm.QUORUM: "already quorum: nothing to do"}.get(
+            q.action, "missing: nothing to do"
+        )
+        counts = f"{q.ready:>7} {_num(q.unacked):>8} {q.consumers:>9}"
+        click.echo(
+            f"{q.name:<24} {q.source_type or '-':<8} {counts}  {action}{'  (IN USE)' if q.busy else ''}"
+        )
+    for q in plan.to_move:
+        exchange = f"; behind fanout exchange {q.name}" if q.kind == "hold" else ""
+        click.echo(f"declare {q.name} (durable, {q.target}{exchange}): {json.dumps(q.arguments)}")
+    moving = sum(q.ready for q in plan.to_move)
+    click.echo(
+        f"{moving} message(s) in {len(plan.to_move)} queue(s) to move" if plan.to_move else "nothing to move"
+    )
+
+
+def _print_result(result: qm.MigrationResult, plan: qm.MigrationPlan) -> None:
+    click.echo(f"{'QUEUE':<24} {'PLANNED':>8} {'MOVED':>8} {'SOURCE NOW':>10} {'TARGET NOW':>10}")
+    for q in result.queues:
+        click.echo(f"{q.name:<24} {q.planned:>8} {q.moved:>8} {q.source_now:>10} {q.target_now:>10}")
+    click.echo(f"moved {result.moved} message(s) from {plan.source_vhost!r} to {plan.target_vhost!r}"
+               + (" (vhost created)" if result.created_vhost else ""))  # fmt: skip
+    if result.deleted:
+        click.echo(f"deleted {len(result.deleted)} old queue(s): {', '.join(result.deleted)}")
