@@ -58,14 +58,20 @@ def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through the runners' finally blocks
 
 
-def run_all(contenders: list[Contender], config: Config, rabbit: Rabbit, rounds: int) -> list[RunResult]:
-    """Every contender once per round (interleaved), with one progress line each on stderr."""
+def run_all(
+    contenders: list[Contender], config: Config, rabbit: Rabbit, rounds: int, *, cluster: Rabbit | None = None
+) -> list[RunResult]:
+    """Every contender once per round (interleaved), with one progress line each on stderr.
+    Classic contenders run on ``rabbit``, quorum ones on ``cluster``."""
+    if cluster is None and any(c.queue_type != "classic" for c in contenders):
+        raise ValueError("quorum contenders need a cluster")
     results: list[RunResult] = []
     for round_no in range(1, rounds + 1):
         for contender in contenders:
-            print(f"[round {round_no}/{rounds}] {contender.key}: ", end="", file=sys.stderr, flush=True)
+            print(f"[round {round_no}/{rounds}] {contender.tag}: ", end="", file=sys.stderr, flush=True)
+            server = rabbit if contender.queue_type == "classic" or cluster is None else cluster
             try:
-                result = run_once(contender, config, rabbit, round_no)
+                result = run_once(contender, config, server, round_no)
             except BenchError as e:
                 result = RunResult(contender, "error", detail=str(e))
             results.append(result)
@@ -76,7 +82,8 @@ def run_all(contenders: list[Contender], config: Config, rabbit: Rabbit, rounds:
 def _progress(result: RunResult, messages: int) -> str:
     if result.status != "ok":
         return f"{result.status.upper()}: {result.detail}"
+    queue = f"; {result.queue}" if result.queue else ""
     return (
         f"loaded in {result.load_s:.1f}s; {messages} done in {result.seconds:.2f}s "
-        f"({result.rate(messages):,.0f} msg/s, first completion {result.startup_s:.2f}s after start)"
+        f"({result.rate(messages):,.0f} msg/s, first completion {result.startup_s:.2f}s after start{queue})"
     )

@@ -6,6 +6,10 @@ thread counts. Celery's prefork pool has no threads, so it runs once per ``--cel
 value (by default 2 processes, the same process count, and 16, the same number of concurrent
 slots as 2 x 8 threads) and per ``--celery-prefetch`` multiplier (by default 1, the usual advice
 with acks_late, and 4, Celery's default); the best Celery figure is the baseline.
+
+With ``queue_type="quorum"`` (on a cluster) the Dramatiq contenders declare quorum queues: ours
+through the product's own ``RABBITMQ_QUEUE_TYPE=quorum``, bare Dramatiq through the smallest
+change that makes it do so (:class:`bench.apps.bare.QuorumRabbitmqBroker`); Celery is left out.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Role = Literal["ours", "bare", "celery"]
+QueueType = Literal["classic", "quorum"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class Options:
     celery_concurrency: tuple[int, ...] = (2, 16)
     celery_prefetch: tuple[int, ...] = (1, 4)
     ours_queues: Literal["all", "bench"] = "all"
+    queue_type: QueueType = "classic"
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,12 @@ class Contender:
     argv: tuple[str, ...]
     shape: str  # processes x threads, for the table
     env: dict[str, str] = field(default_factory=dict)
+    queue_type: QueueType = "classic"
+
+    @property
+    def tag(self) -> str:
+        """The key, with the queue type when it is not classic (progress lines, vhost names)."""
+        return self.key if self.queue_type == "classic" else f"{self.key}-{self.queue_type}"
 
 
 def _dramatiq(opts: Options, *modules: str) -> tuple[str, ...]:
@@ -54,7 +66,13 @@ def _ours(opts: Options, key: str, level: str) -> Contender:
         app="ours",
         argv=(*_dramatiq(opts, "worker_app", "bench.apps.ours"), *queues),
         shape=f"{opts.processes}px{opts.threads}t",
-        env={"LOG_LEVEL": level, "LOG_FORMAT": "json", "METRICS_PORT": "0"},
+        env={
+            "LOG_LEVEL": level,
+            "LOG_FORMAT": "json",
+            "METRICS_PORT": "0",
+            "RABBITMQ_QUEUE_TYPE": opts.queue_type,
+        },
+        queue_type=opts.queue_type,
     )
 
 
@@ -76,7 +94,8 @@ def _celery(concurrency: int, prefetch: int) -> Contender:
 
 
 def build(opts: Options) -> list[Contender]:
-    """Every contender, in the order they run within a round."""
+    """Every contender of ``opts.queue_type``, in the order they run within a round (no Celery on
+    quorum queues)."""
     bare = Contender(
         key="bare",
         label="bare Dramatiq (default middleware)",
@@ -84,10 +103,13 @@ def build(opts: Options) -> list[Contender]:
         app="bare",
         argv=_dramatiq(opts, "bench.apps.bare"),
         shape=f"{opts.processes}px{opts.threads}t",
+        env={"BENCH_QUEUE_TYPE": opts.queue_type},
+        queue_type=opts.queue_type,
     )
+    celery = [_celery(c, p) for c in opts.celery_concurrency for p in opts.celery_prefetch]
     return [
         _ours(opts, "ours-info", "INFO"),
         _ours(opts, "ours-warning", "WARNING"),
         bare,
-        *(_celery(c, p) for c in opts.celery_concurrency for p in opts.celery_prefetch),
+        *(celery if opts.queue_type == "classic" else []),
     ]

@@ -1,5 +1,6 @@
 """CPU time (user + system) of processes, from /proc: the worker's whole process group, and the
-local RabbitMQ server (``beam.smp``), sampled at the first and the N-th completion."""
+RabbitMQ server's Erlang VM (``beam.smp``; each node's, summed, for a cluster on this machine),
+sampled at the first and the N-th completion."""
 
 from __future__ import annotations
 
@@ -36,6 +37,27 @@ def pid_cpu_s(pid: int | None) -> float | None:
     """CPU seconds used so far by ``pid`` (``None`` if unknown or gone)."""
     fields = _stat_fields(pid) if pid is not None else None
     return _cpu_s(fields) if fields is not None else None
+
+
+def pids_cpu_s(pids: list[int] | None) -> float | None:
+    """CPU seconds used so far by all of ``pids`` together (``None`` if any is unknown or gone)."""
+    if not pids:
+        return None
+    times = [pid_cpu_s(pid) for pid in pids]
+    return sum(t for t in times if t is not None) if None not in times else None
+
+
+def beam_pids(pids: list[int] | None) -> list[int] | None:
+    """``pids`` if every one is a live ``beam.smp`` on this machine, else ``None``."""
+    if not pids:
+        return None
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "beam.smp":
+                return None
+        except OSError:
+            return None
+    return pids
 
 
 def rabbitmq_pid() -> int | None:

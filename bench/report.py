@@ -65,7 +65,15 @@ class Summary:
 
 
 def summarize(contenders: Iterable[Contender], results: list[RunResult], messages: int) -> list[Summary]:
-    return [Summary(c, messages, [r for r in results if r.contender.key == c.key]) for c in contenders]
+    """One summary per contender (a contender is its key and queue type: the same key runs on both)."""
+    return [
+        Summary(
+            c,
+            messages,
+            [r for r in results if (r.contender.key, r.contender.queue_type) == (c.key, c.queue_type)],
+        )
+        for c in contenders
+    ]
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -116,14 +124,16 @@ def _ratio_line(ours: Summary, base: Summary | None, target: float, name: str) -
     return f"{left:<58} = {ratio:5.2f}   target >= {target:.2f}  {verdict}   (2nd half: {_num(half, '.2f')})"
 
 
-def ratios(summaries: list[Summary]) -> str:
-    """``ours / bare`` and ``ours / best Celery`` for each ours variant, against the targets."""
+def ratios(summaries: list[Summary], *, vs_celery: bool = True) -> str:
+    """``ours / bare`` and (unless ``vs_celery`` is False: quorum runs have no Celery) ``ours / best
+    Celery`` for each ours variant, against the targets."""
     bare = _best(summaries, "bare")
     celery = _best(summaries, "celery")
     lines = []
     for ours in (s for s in summaries if s.contender.role == "ours"):
         lines.append(_ratio_line(ours, bare, TARGET_VS_BARE, "bare Dramatiq"))
-        lines.append(_ratio_line(ours, celery, TARGET_VS_CELERY, "best Celery"))
+        if vs_celery:
+            lines.append(_ratio_line(ours, celery, TARGET_VS_CELERY, "best Celery"))
     if celery is not None:
         lines.append(f"(best Celery baseline, by msg/s: {celery.contender.label})")
     if bare is not None and celery is not None:
@@ -132,3 +142,19 @@ def ratios(summaries: list[Summary]) -> str:
             f"(for reference, bare Dramatiq / best Celery = {reference}: ours' ceiling if it matched bare)"
         )
     return "\n".join(lines)
+
+
+def side_by_side(classic: list[Summary], quorum: list[Summary]) -> str:
+    """Each contender that ran on both queue types: its classic and quorum msg/s and their ratio."""
+    by_key = {s.contender.key: s for s in quorum}
+    rows = [
+        f"{'contender':<42} {'classic msg/s':>13} {'quorum msg/s':>12} {'quorum/classic':>14}",
+        "-" * 84,
+    ]
+    for c in classic:
+        q = by_key.get(c.contender.key)
+        if q is None:
+            continue
+        cells = (_num(c.rate, ",.0f"), _num(q.rate, ",.0f"), _num(_ratio(q.rate, c.rate), ".2f"))
+        rows.append(f"{c.contender.label:<42} {cells[0]:>13} {cells[1]:>12} {cells[2]:>14}")
+    return "\n".join(rows)

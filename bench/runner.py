@@ -12,11 +12,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import redis
+import requests
 
 from bench import cpu
 from bench.contenders import Contender
@@ -55,8 +56,9 @@ class RunResult:
     completed: int = 0
     half_seconds: float | None = None  # from the (N/2)-th to the N-th completion
     worker_cpu_s: float | None = None  # CPU of the worker process group between those completions
-    rabbit_cpu_s: float | None = None  # CPU of the RabbitMQ server, same window
+    rabbit_cpu_s: float | None = None  # CPU of the RabbitMQ server (every node of a cluster), same window
     detail: str = ""
+    queue: str = ""  # how the bench queue was declared (quorum: its leader and members)
 
     def rate(self, messages: int) -> float | None:
         """Completions per second after the first one: (N - 1) / seconds."""
@@ -66,15 +68,16 @@ class RunResult:
 
 
 def run_once(contender: Contender, config: Config, rabbit: Rabbit, round_no: int) -> RunResult:
-    """Measure ``contender`` once on a vhost of its own; never leaves a process or vhost behind."""
-    run_id = f"{contender.key}-r{round_no}-{uuid.uuid4().hex[:8]}"
+    """Measure ``contender`` once on a vhost of its own; never leaves a process or vhost behind.
+    ``rabbit`` is the server (classic) or cluster (quorum) the contender runs on."""
+    run_id = f"{contender.tag}-r{round_no}-{uuid.uuid4().hex[:8]}"
     vhost = f"bench-{run_id}"
     key = f"bench:{run_id}"
     client = redis.Redis.from_url(config.redis_url)
     rabbit.create_vhost(vhost)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-metrics-") as metrics_dir:
-            env = _environment(contender, config, rabbit.url(vhost), key, metrics_dir)
+            env = _environment(contender, config, rabbit.urls(vhost), key, metrics_dir)
             load_s = _preload(
                 contender,
                 config,
@@ -83,15 +86,18 @@ def run_once(contender: Contender, config: Config, rabbit: Rabbit, round_no: int
                 env=env,
                 log_path=config.log_dir / f"{run_id}.load.log",
             )
-            return _measure(
+            queue = _check_queue(contender, rabbit, vhost)
+            result = _measure(
                 contender,
                 config,
+                rabbit,
                 env=env,
                 client=client,
                 key=key,
                 load_s=load_s,
                 log_path=config.log_dir / f"{run_id}.worker.log",
             )
+            return replace(result, queue=queue)
     finally:
         client.delete(*(f"{key}:{name}" for name in ("count", "first", "mid", "last")))
         client.close()
@@ -99,16 +105,20 @@ def run_once(contender: Contender, config: Config, rabbit: Rabbit, round_no: int
 
 
 def _environment(
-    contender: Contender, config: Config, amqp_url: str, key: str, metrics_dir: str
+    contender: Contender, config: Config, amqp_urls: list[str], key: str, metrics_dir: str
 ) -> dict[str, str]:
+    """The worker's and loader's environment. On a cluster, ours gets every node in
+    ``RABBITMQ_URL`` (comma-separated, as deployed) and bare Dramatiq the same nodes in
+    ``BENCH_RABBITMQ_URL`` in Dramatiq's own ``;`` form; both connect to the first node that answers
+    (node 1). With one node both are that node's URL."""
     env = dict(os.environ)
     env.update(
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-        BENCH_RABBITMQ_URL=amqp_url,
+        BENCH_RABBITMQ_URL=";".join(amqp_urls),
         BENCH_REDIS_URL=config.redis_url,
         BENCH_KEY=key,
         BENCH_TARGET=str(config.messages),
-        RABBITMQ_URL=amqp_url,
+        RABBITMQ_URL=",".join(amqp_urls),
         REDIS_URL=config.redis_url,
         METRICS_DIR=metrics_dir,
     )
@@ -139,9 +149,28 @@ def _preload(
     return load_s
 
 
+def _check_queue(contender: Contender, rabbit: Rabbit, vhost: str) -> str:
+    """For a quorum contender: the pre-loaded queue must be a quorum queue with a member on every
+    node of the cluster (members are fixed when it is declared). Returns its leader and members."""
+    if contender.queue_type == "classic":
+        return ""
+    try:
+        info = rabbit.queue_info(vhost, QUEUE)
+    except requests.RequestException as e:
+        raise BenchError(f"could not read {QUEUE!r} from the management API: {e}") from None
+    members = sorted(str(m) for m in info.get("members") or [])
+    if info.get("type") != contender.queue_type or len(members) != rabbit.nodes:
+        raise BenchError(
+            f"{QUEUE!r} is {info.get('type')!r} with members {members}: expected "
+            f"{contender.queue_type!r} on all {rabbit.nodes} nodes"
+        )
+    return f"{info.get('type')}, leader {info.get('leader')}, {len(members)} members"
+
+
 def _measure(
     contender: Contender,
     config: Config,
+    rabbit: Rabbit,
     *,
     env: dict[str, str],
     client: redis.Redis,
@@ -150,16 +179,16 @@ def _measure(
     log_path: Path,
 ) -> RunResult:
     launched = time.time()
-    rabbit_pid = cpu.rabbitmq_pid()
+    rabbit_pids = _server_pids(rabbit)
     with _workers(contender.argv, env, log_path) as proc:
         deadline = time.monotonic() + config.timeout_s
         waiting = _Waiter(client, proc, deadline, log_path)
         if not waiting.until(f"{key}:first"):
             return _timed_out(contender, config, client, key, load_s)
-        cpu_first = (cpu.group_cpu_s(proc.pid), cpu.pid_cpu_s(rabbit_pid))
+        cpu_first = (cpu.group_cpu_s(proc.pid), cpu.pids_cpu_s(rabbit_pids))
         if not waiting.until(f"{key}:last"):
             return _timed_out(contender, config, client, key, load_s)
-        cpu_last = (cpu.group_cpu_s(proc.pid), cpu.pid_cpu_s(rabbit_pid))
+        cpu_last = (cpu.group_cpu_s(proc.pid), cpu.pids_cpu_s(rabbit_pids))
     stamps = {name: float(client.get(f"{key}:{name}") or launched) for name in ("first", "mid", "last")}
     return RunResult(
         contender,
@@ -172,6 +201,16 @@ def _measure(
         worker_cpu_s=cpu_last[0] - cpu_first[0],
         rabbit_cpu_s=_delta(cpu_first[1], cpu_last[1]),
     )
+
+
+def _server_pids(rabbit: Rabbit) -> list[int] | None:
+    """The Erlang VM of every node (from the management API), when they run on this machine; for a
+    single server the API not answering falls back to the first ``beam.smp`` found."""
+    pids = cpu.beam_pids(rabbit.server_pids())
+    if pids is None and rabbit.nodes == 1:
+        pid = cpu.rabbitmq_pid()
+        pids = [pid] if pid is not None else None
+    return pids
 
 
 class _Waiter:
