@@ -52,7 +52,7 @@ from tests.fixtures.scheduler import start_scheduler
 from tests.fixtures.worker import ROOT, wait_for, worker_group
 from tests.reliability.report import ScenarioReport, report, scaled
 
-pytestmark = [pytest.mark.rabbitmq, pytest.mark.exclusive]
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.exclusive, pytest.mark.timeout(600)]
 
 PROCESSES, THREADS = 2, 4
 IN_FLIGHT = PROCESSES * THREADS * 2  # Dramatiq prefetches 2 messages per worker thread
@@ -288,6 +288,7 @@ def restart(cluster: Cluster, node: str, sandbox: RunningSandbox) -> tuple[str, 
     return node, stopped_at
 
 
+@pytest.mark.timeout(int(LOAD_S) + 900)  # the load, three restarts and the drain after it
 def test_a_rolling_restart_of_the_three_nodes_under_steady_load_loses_nothing(
     tmp_path: Path, rabbitmq_cluster: Cluster, cluster_vhost: str, sandbox: RunningSandbox,
     clean_tables: sa.Engine, scheduler_tables: str, redis_client: Any,
