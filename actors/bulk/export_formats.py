@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
@@ -32,17 +33,18 @@ class Column:
     kind: Kind = "text"
 
 
-class Writer:
+class Writer(ABC):
     """Writes an export's rows to a binary file: :meth:`begin`, :meth:`rows` per batch, :meth:`end`.
     A format with nothing to write before the first row or after the last keeps those two as they are."""
 
-    def begin(self) -> None:
+    def begin(self) -> None:  # noqa: B027 -- a hook, empty on purpose
         """What comes before the first row (a header, an opening bracket): nothing here."""
 
+    @abstractmethod
     def rows(self, rows: Sequence[Row]) -> None:
-        raise NotImplementedError
+        """Write one batch of rows (each format says how)."""
 
-    def end(self) -> None:
+    def end(self) -> None:  # noqa: B027 -- a hook, empty on purpose
         """What comes after the last row (a closing bracket): nothing here."""
 
 
