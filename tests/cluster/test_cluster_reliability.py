@@ -193,6 +193,20 @@ def duplicates_and_leftovers(
     return len(expected & set(texts)), sum(n - 1 for n in texts.values()), left
 
 
+def message_report(
+    scenario: str, sandbox: RunningSandbox, cluster: Cluster, vhost: str, expected: set[str], fault_at: float,
+    note: str,
+) -> ScenarioReport:  # fmt: skip
+    """The scenario's report line for the ``send_notification`` messages it published (``expected``):
+    processed, lost, duplicated (messages still queued included) and recovery after ``fault_at``."""
+    processed, duplicated, left = duplicates_and_leftovers(sandbox, cluster, vhost, expected)
+    return report(ScenarioReport(
+        scenario=scenario, messages=len(expected), processed=processed, lost=len(expected) - processed,
+        duplicated=duplicated + left, recovery_s=recovery_s(sandbox, fault_at),
+        note=f"{note}; {left} still queued after the workers stopped (counted as duplicates)",
+    ))  # fmt: skip
+
+
 def test_the_notifications_leader_sigkilled_mid_burst_loses_no_message(
     tmp_path: Path, rabbitmq_cluster: Cluster, cluster_vhost: str, sandbox: RunningSandbox,
     clean_tables: sa.Engine, redis_client: Any,
@@ -225,16 +239,12 @@ def test_the_notifications_leader_sigkilled_mid_burst_loses_no_message(
             "no worker restart"
         )
         new_leader = cluster.leader("notifications", cluster_vhost)
-    processed, duplicated, left = duplicates_and_leftovers(sandbox, cluster, cluster_vhost, expected)
-    result = report(ScenarioReport(
-        scenario=f"cluster: leader of notifications ({leader}) SIGKILLed during a {BURST:,}-publish burst "
-        f"drained by {PROCESSES} worker processes",
-        messages=len(expected), processed=processed, lost=len(expected) - processed,
-        duplicated=duplicated + left, recovery_s=recovery_s(sandbox, killed_at),
-        note=f"killed after {int(BURST * 0.3):,}+ confirms; new leader {new_leader}; {len(errors)} publish "
-        f"attempts failed and were retried; {left} still queued after the workers stopped (counted as "
-        f"duplicates); in-flight bound {IN_FLIGHT} + retried publishes",
-    ))  # fmt: skip
+    result = message_report(
+        f"cluster: leader of notifications ({leader}) SIGKILLed during a {BURST:,}-publish burst drained by "
+        f"{PROCESSES} worker processes", sandbox, cluster, cluster_vhost, expected, killed_at,
+        f"killed after {int(BURST * 0.3):,}+ confirms; new leader {new_leader}; {len(errors)} publish "
+        f"attempts failed and were retried; in-flight bound {IN_FLIGHT} + retried publishes",
+    )  # fmt: skip
     assert result.lost == 0
     assert len(confirmed) == BURST
     assert result.duplicated <= IN_FLIGHT + len(errors), "duplicates only from messages in flight at the kill"
@@ -394,19 +404,16 @@ def test_a_partitioned_node_s_clients_fail_over_and_nothing_is_lost_when_it_rejo
             )
             members = cluster.quorum_status("notifications", cluster_vhost, via=survivor)
             assert worker.proc.poll() is None and children(worker.proc.pid) == processes_before, "no restart"
-        processed, duplicated, left = duplicates_and_leftovers(sandbox, cluster, cluster_vhost, expected)
     finally:
         cluster.terminate(cut)  # clears its allow list (see Cluster.partition); the fixture starts it
-    result = report(ScenarioReport(
-        scenario=f"cluster: node 1 (every client's) cut off from the others for {PARTITION_S:.0f} s under "
-        f"{RATE} msg/s (pause_minority), then rejoined",
-        messages=len(expected), processed=processed, lost=len(expected) - processed,
-        duplicated=duplicated + left, recovery_s=recovery_s(sandbox, cut_at),
-        note=f"leader {leader} -> {new_leader}; rejoined {rejoined - cut_at:.0f} s after the cut, "
+    result = message_report(
+        f"cluster: node 1 (every client's) cut off from the others for {PARTITION_S:.0f} s "
+        f"under {RATE} msg/s (pause_minority), then rejoined",
+        sandbox, cluster, cluster_vhost, expected, cut_at,
+        f"leader {leader} -> {new_leader}; rejoined {rejoined - cut_at:.0f} s after the cut, "
         f"{len([m for m in members if m['Raft State'] in ('leader', 'follower')])} of {len(members)} members "
-        f"in the Raft group after; {len(errors)} publish attempts retried; {left} still queued after the "
-        "workers stopped",
-    ))  # fmt: skip
+        f"in the Raft group after; {len(errors)} publish attempts retried",
+    )  # fmt: skip
     assert result.lost == 0
     assert len(confirmed) == count
     assert len(members) == 3
