@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from actors import (
     analytics,
+    bot_updates,
     bulk,
     cleanup,
     monitoring,
@@ -17,11 +18,23 @@ from actors import (
     sync,
 )
 
-DOMAIN_MODULES = (notifications, subscriptions, monitoring, payments, analytics, cleanup, sync, reports, bulk)
+DOMAIN_MODULES = (
+    notifications,
+    subscriptions,
+    monitoring,
+    payments,
+    analytics,
+    cleanup,
+    sync,
+    reports,
+    bulk,
+    bot_updates,
+)
 
 __all__ = [
     "DOMAIN_MODULES",
     "analytics",
+    "bot_updates",
     "bulk",
     "cleanup",
     "monitoring",

@@ -12,7 +12,15 @@ from models.notifications import NotificationBroadcast, NotificationBroadcastIte
 from models.scheduler import SchedulerFire, SchedulerJob
 from models.security import AuditLog, RefreshToken
 from models.servers import ServerGeolocation
-from models.worker import BulkBatch, DeadLetter, Job, PaymentActivation, SubscriptionAction
+from models.worker import (
+    BulkBatch,
+    DeadLetter,
+    IdempotencyKey,
+    Job,
+    PaymentActivation,
+    QueuePause,
+    SubscriptionAction,
+)
 
 __all__ = [
     "AuditLog",
@@ -20,12 +28,14 @@ __all__ = [
     "Base",
     "BulkBatch",
     "DeadLetter",
+    "IdempotencyKey",
     "Job",
     "NotificationBroadcast",
     "NotificationBroadcastItem",
     "NotificationQueue",
     "Payment",
     "PaymentActivation",
+    "QueuePause",
     "RefreshToken",
     "SchedulerFire",
     "SchedulerJob",

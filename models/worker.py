@@ -210,3 +210,34 @@ class BulkBatch(Base):
     verified: Mapped[int] = mapped_column(server_default="0")
     calls: Mapped[int] = mapped_column(server_default="0")
     expire_before: Mapped[dict[str, str] | None] = mapped_column(JSONB)
+
+
+class QueuePause(Base):
+    """A paused queue (worker-owned): while its row exists no worker takes new messages from it or its
+    delay queue (``worker-app queues pause``; :mod:`worker_app.pauses`). A row, not a Redis key: a
+    pause must outlive a Redis restart as well as any worker's."""
+
+    __tablename__ = "queue_pauses"
+
+    queue: Mapped[str] = mapped_column(String(64), primary_key=True)
+    paused_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    paused_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class IdempotencyKey(Base):
+    """An Idempotency-Key of a job-creating API request, for 24 h (:mod:`worker_app.idempotency`)."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'done')", name="state"),
+        CheckConstraint("(state = 'done') = (job_id IS NOT NULL)", name="done_has_job"),
+    )
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(128))
+    body_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), server_default="pending")
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)

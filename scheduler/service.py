@@ -32,6 +32,7 @@ import psycopg
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from scheduler.consumers import ConsumedQueues
 from scheduler.fire import FireResult, conninfo, fire, process_name, record_skip
 from scheduler.leader import LeaderLock, NotLeader
 from scheduler.metrics import SchedulerMetrics
@@ -132,8 +133,10 @@ class SchedulerService:
         *,
         lock: LeaderLock | None = None,
         metrics: SchedulerMetrics | None = None,
+        consumers: ConsumedQueues | None = None,
     ) -> None:
         self.settings = settings
+        self.consumers = consumers
         self.broker = broker
         self.all_jobs = jobs
         self.jobs = {job.name: job for job in jobs if job.enabled}
@@ -298,6 +301,18 @@ class SchedulerService:
             self.metrics.skipped(job.name, "missed")
             log.warning("skipped %s @ %s: %s", job.name, slot.isoformat(), reason)
             return
+        queue = self.broker.get_actor(job.actor).queue_name
+        if self.consumers is not None and self.consumers.unconsumed(queue):
+            reason = (f"no worker consumed {queue} in the last {self.consumers.grace_s:.0f} s "
+                      f"(WORKER_QUEUES / ENABLE_{queue.upper()})")  # fmt: skip
+            try:
+                with self.lock.connection() as conn:
+                    record_skip(conn, job.name, slot, kind="scheduled", reason=reason, fired_by=self.fired_by)
+            except (NotLeader, psycopg.Error):
+                return
+            self.metrics.skipped(job.name, "no_consumer")
+            log.warning("skipped %s @ %s: %s", job.name, slot.isoformat(), reason)
+            return
         self._fire(job, slot, "scheduled", deadline=tick.run_time + timedelta(seconds=job.grace_s))
 
     def _fire(self, job: ScheduledJob, slot: datetime, kind: str, *, deadline: datetime) -> FireResult | None:
@@ -437,7 +452,8 @@ def main() -> int:
     except ConfigurationError as e:
         print(f"scheduler: {e}", file=sys.stderr)
         return 2
-    service = SchedulerService(settings, worker_app.broker, jobs)
+    consumers = ConsumedQueues(get_runtime().redis, settings.scheduler_consumer_grace_s)
+    service = SchedulerService(settings, worker_app.broker, jobs, consumers=consumers)
     service.metrics.serve(settings.scheduler_metrics_port, service.health)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -136,3 +136,9 @@ def e2e_new_bug(run_key: str) -> None:
     get_runtime().redis.incr(run_key)
     plans: dict[str, int] = {}
     plans[f"plan of {run_key}"] += 1
+
+
+@dramatiq.actor(queue_name="sync")
+def e2e_sync_count(run_key: str, n: int) -> None:
+    """Counts how often item ``n`` ran, on another queue than :func:`e2e_replay_count`."""
+    get_runtime().redis.hincrby(run_key, str(n), 1)

@@ -36,9 +36,11 @@ from worker_app.middleware.jobs import JobTracking
 from worker_app.middleware.lifecycle import StopFlag
 from worker_app.middleware.metrics import Metrics
 from worker_app.middleware.pod_health import PodHealth
+from worker_app.middleware.queue_control import QueueControl
 from worker_app.middleware.replays import ReplayClaims
 from worker_app.middleware.retries import PolicyRetries
 from worker_app.middleware.scheduled import ScheduledFires
+from worker_app.middleware.telemetry import Telemetry
 from worker_app.middleware.trace import TraceContext
 from worker_app.redaction import Redactor, install
 from worker_app.runtime import Runtime, set_runtime
@@ -53,7 +55,7 @@ def build_middleware(runtime: Runtime, *, with_metrics: bool = True) -> list[Mid
     the retry decision is made before dead-letter recording, logging and metrics see it."""
     settings = runtime.settings
     alerting = Alerting(runtime)
-    middleware: list[Middleware] = [TraceContext(), EventLog()]
+    middleware: list[Middleware] = [TraceContext(), EventLog(), Telemetry(runtime.redis)]
     if with_metrics:
         middleware += [Metrics(settings.metrics_dir, settings.metrics_port),
                        PodHealth(runtime.database, settings.metrics_dir)]  # fmt: skip
@@ -86,8 +88,18 @@ def build_middleware(runtime: Runtime, *, with_metrics: bool = True) -> list[Mid
         StopFlag(runtime.stopping),
         RedeliveryLimit(runtime.redis, settings.max_redeliveries),
         ArgumentCheck(),
+        QueueControl(runtime.database, settings.queue_pause_poll_s, _restricted(settings)),
     ]
     return middleware
+
+
+def _restricted(settings: Settings) -> list[str] | None:
+    """The queues a worker started without ``-Q`` consumes, when WORKER_QUEUES or ENABLE_<DOMAIN>
+    narrows them; ``None``: every declared queue (the tests' own, too)."""
+    from worker_app.policies import DOMAINS
+
+    enabled = settings.enabled_queues()
+    return None if not settings.worker_queues and set(enabled) == set(DOMAINS) else enabled
 
 
 def build_broker(runtime: Runtime) -> CyberRabbitmqBroker:

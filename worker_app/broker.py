@@ -35,6 +35,7 @@ from dramatiq.common import current_millis, dq_name, q_name, xq_name
 from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
+from worker_app import ordered
 from worker_app.dispatch import HookDispatch
 from worker_app.publishing import PublisherThreads
 from worker_app.queue_arguments import QueueKind, QueueType, queue_arguments
@@ -49,6 +50,13 @@ class UndecodableSink(Protocol):
 
     def record_undecodable(self, queue_name: str, body: bytes, error: BaseException, message_id: str) -> None:
         """Record the body durably."""
+
+
+class Pauses(Protocol):
+    """Which queues are paused right now (:class:`worker_app.pauses.PauseWatcher`)."""
+
+    def is_paused(self, queue_name: str) -> bool:
+        """Whether ``queue_name`` (or its domain) is paused."""
 
 
 class CyberRabbitmqBroker(HookDispatch, RabbitmqBroker):
@@ -74,6 +82,9 @@ class CyberRabbitmqBroker(HookDispatch, RabbitmqBroker):
         self._hold_declared = False
 
     _publisher: PublisherThreads | None = None
+    #: Set in a worker process (:class:`worker_app.middleware.queue_control.QueueControl`): its
+    #: consumers stop and resume their subscriptions as queues are paused and resumed.
+    pauses: Pauses | None = None
 
     def publish_through(self, publisher: PublisherThreads | None) -> None:
         """Run every enqueue (and queue declaration) on ``publisher``'s long-lived threads instead of
@@ -88,11 +99,40 @@ class CyberRabbitmqBroker(HookDispatch, RabbitmqBroker):
         return fn() if publisher is None else publisher.run(fn)
 
     def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
+        message = self._route_ordered(message, delay)
         publisher = self._publisher
         if publisher is None:
             return super().enqueue(message, delay=delay)
         enqueue = super().enqueue
         return publisher.run(lambda: enqueue(message, delay=delay))
+
+    @staticmethod
+    def _route_ordered(message: Message[Any], delay: int | None) -> Message[Any]:
+        """A message for an ordered domain goes to its key's shard queue (:mod:`worker_app.ordered`);
+        a delayed one to a shard is refused, as a delay queue would let later messages overtake it."""
+        domain = ordered.ordered_domain(message.queue_name)
+        if domain is not None:
+            message = message.copy(queue_name=domain.queue_for(message))
+        if delay is not None and ordered.shard_domain(message.queue_name) is not None:
+            raise ValueError(
+                f"{message.actor_name}: a message of the ordered queue {message.queue_name} cannot be "
+                "delayed (a delay queue would let the key's later messages overtake it); retry in place"
+            )
+        return message
+
+    def declare_queue(self, queue_name: str, *, ensure: bool = False) -> None:
+        """Dramatiq's, except that a shard queue of an ordered domain gets no delay-queue consumer."""
+        if ordered.shard_domain(queue_name) is None:
+            super().declare_queue(queue_name, ensure=ensure)
+            return
+        canonical = q_name(queue_name)
+        if canonical not in self.queues:
+            self.emit_before("declare_queue", canonical)
+            self.queues.add(canonical)
+            self.queues_pending.add(canonical)
+            self.emit_after("declare_queue", canonical)
+        if ensure:
+            self._ensure_queue(canonical)
 
     def _ensure_queue(self, canonical_queue_name: str) -> Any:
         publisher = self._publisher
@@ -113,6 +153,7 @@ class CyberRabbitmqBroker(HookDispatch, RabbitmqBroker):
             queue_name=queue_name,
             dead_message_ttl_ms=self.dead_message_ttl_ms,
             max_hold_ms=self.max_hold_ms,
+            single_active_consumer=ordered.shard_domain(queue_name) is not None,
         )
 
     def _declare_queue(self, queue_name: str) -> Any:
@@ -201,6 +242,11 @@ class _Consumer(_RabbitmqConsumer):
         self._settlements: deque[tuple[int, bool]] = deque()  # (delivery tag, ack: else nack)
         self._flush_lock = threading.Lock()
         self._flush_pending = False
+        if ordered.shard_domain(queue_name) is not None:
+            prefetch = 1  # the shard's next message only once this one is settled
+        self._timeout_s = timeout / 1000
+        self._subscribed = True  # False while the queue is paused
+        self._consuming = False  # basic.consume sent: pika's consume() generator has been started
         super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
 
     def ack(self, message: MessageProxy) -> None:
@@ -252,7 +298,19 @@ class _Consumer(_RabbitmqConsumer):
                 self.channel.basic_nack(tag, requeue=False)
 
     def __next__(self) -> _RabbitmqMessage | None:
+        pauses = self.broker.pauses
+        if pauses is not None and (self._subscribed != (not pauses.is_paused(self.queue_name))):
+            self._toggle_subscription()
+        if (
+            not self._subscribed
+        ):  # paused: keep the connection serviced (heartbeats, acks of running messages)
+            try:
+                self.connection.process_data_events(time_limit=self._timeout_s)
+            except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as e:
+                raise ConnectionClosed(e) from None  # type: ignore[no-untyped-call]
+            return None
         try:
+            self._consuming = True
             method, properties, body = next(self.iterator)
             if method is None:
                 return None
@@ -274,6 +332,22 @@ class _Consumer(_RabbitmqConsumer):
 
         self.known_tags.add(method.delivery_tag)
         return Delivery(method.redelivered, method.delivery_tag, message)
+
+    def _toggle_subscription(self) -> None:
+        """Cancel the subscription of a paused queue (deliveries not yet handed out go back to the
+        queue, once), or renew it once the queue is resumed (:mod:`worker_app.pauses`)."""
+        try:
+            if self._subscribed:
+                returned = self.channel.cancel() if self._consuming else 0
+                self._subscribed = self._consuming = False
+                log.info("consumer of %s paused (%d prefetched message(s) returned to the queue)",
+                         self.queue_name, returned)  # fmt: skip
+            else:
+                self.iterator = self.channel.consume(self.queue_name, inactivity_timeout=self._timeout_s)
+                self._subscribed = True
+                log.info("consumer of %s resumed", self.queue_name)
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as e:
+            raise ConnectionClosed(e) from None  # type: ignore[no-untyped-call]
 
     def _should_park(self, message: Message[Any]) -> bool:
         eta = message.options.get("eta")

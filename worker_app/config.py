@@ -8,6 +8,7 @@ secrets). A bad value stops start-up with one line naming the variable (:func:`l
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -233,6 +234,38 @@ class Settings(BaseSettings):
     export_link_secret: SecretStr | None = None
     #: A broadcast's cap on (distinct) chat ids; larger audiences go through the bulk domain.
     broadcast_max_recipients: int = Field(default=100_000, ge=1, le=10_000_000)
+    #: The queues ``worker-app worker`` / ``dramatiq worker_app`` consume when not given ``-Q``: a
+    #: comma-separated list of domains (unset: every domain). ``ENABLE_<DOMAIN>=false`` removes one.
+    #: One image serves every deployment: each worker group sets its own.
+    worker_queues: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Every ``ENABLE_*`` variable, as set (names upper-cased); only ``ENABLE_<domain>`` is read (see
+    #: :meth:`enabled_queues`), a variable of another program is left alone.
+    enable_env: dict[str, str] = Field(default_factory=dict)
+    #: How often each worker process reads the paused queues (``worker-app queues pause``): a pause
+    #: takes effect within about twice this.
+    queue_pause_poll_s: float = Field(default=2.0, ge=0.1, le=60)
+    #: Telegram update handling (actors/bot_updates): the user code that handles one update,
+    #: ``package.module:callable`` called as ``handler(update, trace_id)``, sync or ``async``; unset:
+    #: ``POST /webhooks/telegram`` answers 503 and nothing is enqueued.
+    bot_update_handler: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+    #: The ``secret_token`` given to Telegram's setWebhook: every delivery carries it in
+    #: ``X-Telegram-Bot-Api-Secret-Token`` (Telegram allows 1-256 of ``A-Za-z0-9_-``); unset: the
+    #: webhook answers 503.
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_webhook_max_body_bytes: int = Field(default=262_144, ge=1024, le=16 * 1024 * 1024)
+    #: Queues the updates are spread over by chat (each handled one update at a time); changing it
+    #: moves chats between shards: drain ``bot_updates`` first.
+    bot_update_shards: int = Field(default=16, ge=1, le=256)
+    #: Retries of a failing update, in place (the chat waits), after BOT_UPDATE_BACKOFF_MS, then
+    #: twice that, and so on; then it is dead-lettered and the chat's next update proceeds.
+    bot_update_retries: int = Field(default=3, ge=0, le=10)
+    bot_update_backoff_ms: int = Field(default=200, ge=0, le=60_000)
+    #: An update handled is remembered this long by its update_id, so a redelivered copy (a worker
+    #: killed after the handler ran, Telegram delivering again) is skipped; 0: no de-duplication.
+    bot_update_dedup_ttl_s: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    #: The longest one update may take, every attempt and backoff included (then it fails as any
+    #: failure does: retried in place while retries remain, else dead-lettered).
+    bot_update_time_limit_ms: int = Field(default=60_000, ge=1000, le=3_600_000)
 
     metrics_port: int = Field(default=9090, ge=0, le=65535)
     metrics_dir: Path = Path("/tmp/cybervpn-prometheus")
@@ -252,6 +285,10 @@ class Settings(BaseSettings):
     scheduler_pending_stale_s: int = Field(default=3600, ge=10)
     scheduler_fire_retention_days: int = Field(default=7, ge=1)
     scheduler_lock_name: str = Field(default="cybervpn-scheduler", min_length=1, max_length=64)
+    #: A job whose queue no worker consumed for this long is not fired (recorded skipped: a deployment
+    #: without that domain's workers, WORKER_QUEUES); a day, so a worker group down for a while or
+    #: being redeployed never costs a fire (its messages wait in the queue).
+    scheduler_consumer_grace_s: int = Field(default=86_400, ge=60, le=30 * 86_400)
     #: Every ``SCHEDULE_*`` variable, as set (names upper-cased); validated by ``scheduler.table``.
     schedule_env: dict[str, str] = Field(default_factory=dict)
 
@@ -284,6 +321,39 @@ class Settings(BaseSettings):
                 raise ValueError("expected comma-separated integer Telegram ids, e.g. 111,222") from None
         return value
 
+    @field_validator("worker_queues", mode="before")
+    @classmethod
+    def _split_worker_queues(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [q.strip() for q in value.split(",") if q.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_enabled_queues(self) -> Settings:
+        self.enabled_queues()  # a typo in WORKER_QUEUES or ENABLE_<DOMAIN> stops start-up, naming it
+        return self
+
+    def enabled_queues(self) -> list[str]:
+        """The domains this deployment's workers consume: WORKER_QUEUES (default every domain) less
+        those with ``ENABLE_<DOMAIN>=false``."""
+        from worker_app.policies import DOMAINS
+
+        unknown = [q for q in self.worker_queues if q not in DOMAINS]
+        if unknown:
+            raise ValueError(
+                f"WORKER_QUEUES: unknown queue(s) {', '.join(unknown)} (domains: {', '.join(DOMAINS)})"
+            )
+        disabled = set()
+        for name, value in self.enable_env.items():
+            domain = name.removeprefix("ENABLE_").lower()
+            if domain not in DOMAINS:
+                continue  # another program's ENABLE_* variable: only ENABLE_<domain> is ours
+            if value.strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(f"{name}: expected true or false, not {value!r}")
+            if value.strip().lower() in ("0", "false", "no", "off"):
+                disabled.add(domain)
+        return [q for q in (self.worker_queues or list(DOMAINS)) if q not in disabled]
+
     @field_validator("api_actors", mode="before")
     @classmethod
     def _split_actors(cls, value: Any) -> Any:
@@ -309,6 +379,13 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("expected a URL like redis://host:6379/0")
+        return value
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _check_telegram_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("Telegram's secret_token is 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
 
     @field_validator("rabbitmq_url")
@@ -436,6 +513,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         overrides["schedule_env"] = {
             k.upper(): v for k, v in env.items() if k.upper().startswith("SCHEDULE_")
         }
+        overrides["enable_env"] = {k.upper(): v for k, v in env.items() if k.upper().startswith("ENABLE_")}
         if environ is None:
             return Settings(**overrides)
         return _settings_from_mapping(env, overrides)

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from dramatiq.common import q_name
+from worker_app.ordered import domain_of
 
 Severity = Literal["info", "warning", "error", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error", "critical")
@@ -125,6 +125,9 @@ POLICIES: dict[str, RetryPolicy] = {
     "sync": RetryPolicy(3, (2 * MINUTE_MS,), Skip()),
     "reports": RetryPolicy(2, (10 * MINUTE_MS,), Alert("warning")),
     "bulk": RetryPolicy(0, (), Report()),
+    # an update is retried in place by its actor (BOT_UPDATE_RETRIES): a retry through the delay
+    # queue would let the chat's later updates overtake it (worker_app.ordered)
+    "bot_updates": RetryPolicy(0, (), Warn()),
 }
 
 #: Every domain, which is also every queue the worker consumes.
@@ -135,8 +138,9 @@ DEFAULT_POLICY = RetryPolicy(3, (10 * SECOND_MS, 30 * SECOND_MS, 90 * SECOND_MS)
 
 
 def policy_for(queue_name: str) -> RetryPolicy:
-    """The retry policy of ``queue_name`` (its ``.DQ``/``.XQ`` suffix ignored)."""
-    return POLICIES.get(q_name(queue_name), DEFAULT_POLICY)
+    """The retry policy of ``queue_name`` (its ``.DQ``/``.XQ`` suffix ignored; a shard of an ordered
+    domain has its domain's)."""
+    return POLICIES.get(domain_of(queue_name), DEFAULT_POLICY)
 
 
 def exhaustion_action(queue_name: str, actor_options: Mapping[str, Any] | None = None) -> ExhaustionAction:

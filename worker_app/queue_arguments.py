@@ -50,13 +50,21 @@ class QueueKind(StrEnum):
 
 
 def queue_arguments(
-    kind: QueueKind, queue_type: QueueType, *, queue_name: str, dead_message_ttl_ms: int, max_hold_ms: int
+    kind: QueueKind,
+    queue_type: QueueType,
+    *,
+    queue_name: str,
+    dead_message_ttl_ms: int,
+    max_hold_ms: int,
+    single_active_consumer: bool = False,
 ) -> dict[str, object]:
     """The ``queue_declare`` arguments of a ``kind`` queue of ``queue_type``.
 
     ``queue_name`` is the canonical (domain) queue: a domain queue and its ``.DQ`` dead-letter into
     its ``.XQ``. ``dead_message_ttl_ms`` is the ``.XQ`` retention, ``max_hold_ms`` the hold bound
-    (``DELAY_MAX_HOLD_MS``); each is used only by the kind it concerns.
+    (``DELAY_MAX_HOLD_MS``); each is used only by the kind it concerns. ``single_active_consumer``
+    (a shard of an ordered domain, :mod:`worker_app.ordered`) adds ``x-single-active-consumer`` to
+    the domain queue: RabbitMQ delivers it to one consumer at a time, the others standing by.
     """
     if kind is QueueKind.DEAD:
         arguments: dict[str, object] = {"x-message-ttl": dead_message_ttl_ms}
@@ -64,6 +72,8 @@ def queue_arguments(
         arguments = {"x-message-ttl": max_hold_ms, "x-dead-letter-exchange": ""}
     else:
         arguments = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": xq_name(queue_name)}
+    if single_active_consumer and kind is QueueKind.DOMAIN:
+        arguments["x-single-active-consumer"] = True
     if queue_type == "classic":
         return arguments
     arguments["x-queue-type"] = "quorum"

@@ -27,7 +27,7 @@ import pika
 import requests
 from dramatiq.common import dq_name, q_name, xq_name
 
-from worker_app import amqp
+from worker_app import amqp, ordered
 from worker_app.errors import WorkerError
 from worker_app.queue_arguments import QueueKind, queue_arguments
 from worker_app.queues import MANAGEMENT_TIMEOUT_S, _vhost_and_auth
@@ -200,7 +200,8 @@ def target_arguments(deployment: Deployment, name: str) -> dict[str, object]:
     hold = HOLD_QUEUE.fullmatch(name)
     return queue_arguments(_kind(name), "quorum", queue_name=q_name(name),
                            dead_message_ttl_ms=deployment.dead_message_ttl_ms,
-                           max_hold_ms=int(hold.group(1)) if hold else deployment.max_hold_ms)  # fmt: skip
+                           max_hold_ms=int(hold.group(1)) if hold else deployment.max_hold_ms,
+                           single_active_consumer=ordered.shard_domain(name) is not None)  # fmt: skip
 
 
 def _passive_counts(connection: Any, name: str) -> tuple[int, int] | None:

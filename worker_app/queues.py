@@ -27,7 +27,7 @@ import pika
 import requests
 from dramatiq.common import dq_name, xq_name
 
-from worker_app import amqp
+from worker_app import amqp, ordered
 from worker_app.config import Settings
 from worker_app.db import Database
 from worker_app.dlq import open_counts_by_queue
@@ -158,6 +158,21 @@ def from_amqp(settings: Settings, queues: list[str], why: str) -> QueueReport:
     )
 
 
+def work_left(settings: Settings, queues: list[str]) -> tuple[int, str | None]:
+    """Messages still to run in ``queues`` and their ``.DQ``: ready ones counted exactly (passive
+    declares: the management API's figures can be seconds old, or absent for a queue it has not
+    sampled yet), plus the unacknowledged (being run, or held delayed) from the management API.
+    ``.XQ`` is not counted: dead messages are not work left. The note says what could not be known."""
+    names = [n for q in queues for n in (q, dq_name(q))]
+    exact = from_amqp(settings, queues, "exact ready counts")
+    ready = sum(q.ready + q.delayed for q in exact.queues)  # .DQ: its ready messages (from_amqp)
+    try:
+        managed = from_management(settings, names)
+    except requests.RequestException as e:
+        return ready, f"management API unreachable ({type(e).__name__}): messages being run are not counted"
+    return ready + sum(q.unacked or 0 for q in managed.queues), None
+
+
 def with_dead_letters(report: QueueReport, database: Database) -> QueueReport:
     """``report`` with each queue's open dead letters filled in (one query). A database error is
     raised (``sqlalchemy.exc.OperationalError`` when PostgreSQL is down), never shown as zero."""
@@ -170,7 +185,7 @@ def queue_report(
 ) -> QueueReport:
     """Depths of ``queues`` (default: every domain queue), from the best source available; with
     ``database``, also each queue's open dead letters (see :func:`with_dead_letters`)."""
-    names = list(queues or DOMAINS)
+    names = list(queues or ordered.with_shards(DOMAINS))
     try:
         report = from_management(settings, names)
     except requests.RequestException as e:

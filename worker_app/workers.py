@@ -4,7 +4,9 @@ Each ``dramatiq worker_app`` process writes ``cybervpn:workers:<host>:<pid>`` (a
 queues, threads, in_flight, processed, started_at, beat_at, memory_used, memory_limit,
 memory_source; TTL ``WORKER_BEAT_TTL_S``) every ``WORKER_BEAT_EVERY_S`` seconds and keeps its name in
 the sorted set ``cybervpn:workers`` scored by the last beat. A worker that stops beating drops out
-after the TTL.
+after the TTL. Each beat also stamps the domain queues the process consumes in the sorted set
+``cybervpn:queues:consumed`` (queue -> last beat): the scheduler does not fire a job whose queue no
+worker has consumed for ``SCHEDULER_CONSUMER_GRACE_S``, and ``worker-app schedules`` flags it.
 
 Each beat also adds the attempts the process finished since the last one to the fleet-wide
 per-minute counts ``tasks`` (:mod:`worker_app.rolling`): ``<queue>:processed`` and
@@ -31,6 +33,7 @@ import dramatiq
 import redis
 
 from worker_app.errors import RateLimited
+from worker_app.ordered import domain_of
 from worker_app.redis_client import key
 from worker_app.rolling import RollingCounts
 
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 WORKER_BEAT_EVERY_S = 5.0
 WORKER_BEAT_TTL_S = 20
 INDEX_KEY = key("workers")
+#: Domain queue -> the last time a live worker consumed it (a sorted set; the scheduler reads it).
+CONSUMED_KEY = key("queues", "consumed")
 
 
 @dataclass(frozen=True)
@@ -170,7 +175,18 @@ class WorkerHeartbeats(dramatiq.Middleware):
             pipe.expire(key("workers", self.name), WORKER_BEAT_TTL_S)
             pipe.zadd(INDEX_KEY, {self.name: now})
             pipe.zremrangebyscore(INDEX_KEY, "-inf", now - WORKER_BEAT_TTL_S)
+            consumed = {domain_of(q) for q in queues if not q.endswith((".DQ", ".XQ"))}
+            if consumed:
+                pipe.zadd(CONSUMED_KEY, dict.fromkeys(consumed, now))
             pipe.execute()
+
+
+def consumed_queues(client: redis.Redis, within_s: float, now: float | None = None) -> dict[str, float]:
+    """Domain queues some worker consumed within the last ``within_s`` seconds, with when it last
+    did (empty: no worker has beaten since Redis was last emptied, or none for that long)."""
+    now = time.time() if now is None else now
+    found = client.zrangebyscore(CONSUMED_KEY, now - within_s, "+inf", withscores=True)
+    return {str(queue): float(at) for queue, at in cast(list[tuple[str, float]], found)}
 
 
 def memory_usage(limit_mb: int = 0, cgroup_root: str = "/sys/fs/cgroup") -> tuple[int, int, str]:

@@ -17,7 +17,10 @@ DOMAINS = (
     "sync",
     "reports",
     "bulk",
+    "bot_updates",
 )
+#: Ordered domains (worker_app.ordered): their work is in shard queues ``<domain>.NN``.
+ORDERED = ("bot_updates",)
 """worker_app.policies.DOMAINS, in the order of docs/operations.md (not imported: rendering the
 dashboards needs no application settings)."""
 
@@ -34,7 +37,13 @@ def _increase(metric: str, by: str, legend: str, title: str, description: str) -
 
 
 def _common(queue: str) -> list[Panel]:
-    q = f'queue_name="{queue}"'
+    shards = queue in ORDERED
+    q = f'queue_name=~"{queue}\\\\.[0-9]+"' if shards else f'queue_name="{queue}"'
+    depth = (
+        f'sum by (state) (cybervpn_queue_depth{{queue=~"{queue}\\\\.[0-9]+"}})'
+        if shards
+        else (f'max by (state) (cybervpn_queue_depth{{queue="{queue}"}})')
+    )
     duration = f"sum by (actor_name, le) (rate(dramatiq_message_duration_milliseconds_bucket{{{q}}}[{RATE}]))"
     return [
         graph(
@@ -62,9 +71,10 @@ def _common(queue: str) -> list[Panel]:
         ),
         graph(
             "Queue depth",
-            f"{queue}: ready, unacked, delayed (.DQ) and dead (.XQ).",
+            f"{queue}: ready, unacked, delayed (.DQ) and dead (.XQ)"
+            + (", summed over its shards." if shards else "."),
             "short",
-            Query(f'max by (state) (cybervpn_queue_depth{{queue="{queue}"}})', "{{state}}"),
+            Query(depth, "{{state}}"),
             span=8,
         ),
     ]
@@ -256,6 +266,33 @@ def _bulk() -> list[Panel]:
     ]
 
 
+def _bot_updates() -> list[Panel]:
+    webhook = f"sum by (le) (rate(cybervpn_telegram_webhook_seconds_bucket[{RATE}]))"
+    return [
+        _increase(
+            "cybervpn_bot_updates_total",
+            "outcome",
+            "{{outcome}}",
+            "Updates by outcome",
+            "handled, retried (each in-place retry), dead, duplicate (skipped).",
+        ),
+        _increase(
+            "cybervpn_telegram_webhook_total",
+            "outcome",
+            "{{outcome}}",
+            "Webhook deliveries",
+            "enqueued, refused (auth, size, type, shape), not_enqueued (RabbitMQ: 503, Telegram retries).",
+        ),
+        graph(
+            "Webhook answer p99",
+            "Time to answer Telegram an enqueued update, publisher confirm included.",
+            "s",
+            Query(f"histogram_quantile(0.99, {webhook})", "p99"),
+            span=8,
+        ),
+    ]
+
+
 _OWN = {
     "notifications": _notifications,
     "subscriptions": _subscriptions,
@@ -266,6 +303,7 @@ _OWN = {
     "sync": _sync,
     "reports": _reports,
     "bulk": _bulk,
+    "bot_updates": _bot_updates,
 }
 
 

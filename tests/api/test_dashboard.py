@@ -317,3 +317,27 @@ def test_odd_ids_in_a_replay_form_select_nothing_instead_of_failing(
     for odd in ("\u00b2", "9" * 5000, "-1"):
         answer = client.post("/dead-letters/replay", data={"ids": odd, "csrf_token": token})
         assert answer.status_code == 400 and "nothing selected" in answer.text
+
+
+def test_a_queue_is_paused_and_resumed_from_the_queues_page(
+    client: FlaskClient, clean_tables: sa.Engine
+) -> None:
+    from worker_app.pauses import paused_queues
+    from worker_app.runtime import get_runtime
+
+    log_in(client)
+    page = client.get("/queues").text
+    assert 'action="/queues/payments/pause"' in page and 'action="/queues/payments.DQ' not in page
+    forged = client.post("/queues/payments/pause", data={"csrf_token": "forged", "reason": "x"})
+    assert forged.status_code == 400 and paused_queues(get_runtime().database) == {}
+
+    token = csrf_of(client, "/queues")
+    done = client.post("/queues/payments/pause", data={"csrf_token": token, "reason": "incident 42"},
+                       follow_redirects=True)  # fmt: skip
+    assert "payments paused: workers follow within a few seconds" in done.text
+    assert 'class="paused" title="by dashboard:' in done.text and "incident 42" in done.text
+    assert paused_queues(get_runtime().database)["payments"].reason == "incident 42"
+
+    resumed = client.post("/queues/payments/resume", data={"csrf_token": token}, follow_redirects=True)
+    assert "payments resumed" in resumed.text and paused_queues(get_runtime().database) == {}
+    assert client.post("/queues/nope/pause", data={"csrf_token": token}).status_code == 404

@@ -526,6 +526,26 @@ def worker_problems(docs: list[Doc]) -> list[str]:
 TRIGGER = ("rabbitmq", "http", "QueueLength")
 
 
+def _watched_domain(meta: Doc) -> str:
+    """The domain a trigger watches: its queue, or for a regex trigger (an ordered domain's shards,
+    summed) the domain whose every shard queue and nothing else it matches."""
+    import re
+
+    from worker_app import ordered
+
+    name = str(meta.get("queueName", ""))
+    if meta.get("useRegex") != "true":
+        return name
+    if meta.get("operation", "sum") != "sum":
+        return f"{name} (not summed)"
+    for domain in ordered.domains():
+        others = [domain.domain, f"{domain.domain}.DQ", f"{domain.queue(0)}.XQ", "payments"]
+        exact = all(re.fullmatch(name, q) for q in domain.queues())
+        if exact and not any(re.fullmatch(name, q) for q in others):
+            return domain.domain
+    return f"{name} (matches no ordered domain's shards exactly)"
+
+
 def trigger_problems(
     name: str, triggers: list[Doc], wanted_queues: list[str], authentications: set[str]
 ) -> list[str]:
@@ -539,7 +559,7 @@ def trigger_problems(
             problems.append(f"{label} without a positive value")
         if trigger.get("authenticationRef", {}).get("name") not in authentications:
             problems.append(f"{label} without its TriggerAuthentication")
-    watched = sorted(t.get("metadata", {}).get("queueName", "") for t in triggers)
+    watched = sorted(_watched_domain(t.get("metadata", {})) for t in triggers)
     if watched != sorted(wanted_queues):
         problems.append(f"{name}: triggers on {watched}, not on its queues {sorted(wanted_queues)}")
     return problems

@@ -31,6 +31,7 @@ from dramatiq.common import current_millis, dq_name, xq_name
 from tests import e2e_actors
 from tests.fixtures.services import MANAGEMENT, create_vhost, delete_vhost
 from tests.fixtures.worker import ROOT, run_worker, wait_for
+from worker_app import ordered
 from worker_app.bootstrap import DAY_MS
 from worker_app.broker import CyberRabbitmqBroker
 from worker_app.config import get_settings
@@ -52,7 +53,12 @@ HOLD_MS = 300_000  # held messages stay in the hold queue for the whole test
 HOLD_QUEUE = f"cybervpn.hold.{HOLD_MS}ms"
 READY, DELAYED, DEAD = 600, 300, 200  # per domain: 9 domains x 1,100 = 9,900
 HELD = 100  # parked in the hold queue: 10,000 in all
-OUR_QUEUES = [HOLD_QUEUE, *(q for d in DOMAINS for q in (d, dq_name(d), xq_name(d)))]
+#: The domains loaded with messages: the nine whose work is in their own queue (an ordered domain's is
+#: in its shards, whose declaration the migration copies: see the quorum-arguments test).
+LOADED = tuple(d for d in DOMAINS if ordered.ordered_domain(d) is None)
+OUR_QUEUES = [HOLD_QUEUE, *(q for d in LOADED for q in (d, dq_name(d), xq_name(d)))]
+#: Every queue of the app, the ordered domain's shards included (all declared in the source vhost).
+ALL_QUEUES = [HOLD_QUEUE, *(q for d in ordered.with_shards(DOMAINS) for q in (d, dq_name(d), xq_name(d)))]
 PROPERTY_FIELDS = ("content_type", "content_encoding", "delivery_mode", "priority", "correlation_id",
                    "reply_to", "expiration", "message_id", "timestamp", "type", "app_id")  # fmt: skip
 CHANNEL_CLOSED = ("PRECONDITION_FAILED", "NOT_IMPLEMENTED", "inequivalent arg")
@@ -91,8 +97,8 @@ def vhosts(rabbitmq_vhost: str) -> Iterator[Vhosts]:
     create_vhost(source)
     broker = CyberRabbitmqBroker(url=url(source), middleware=[], max_hold_ms=HOLD_MS,
                                  dead_message_ttl_ms=retention_ms(), queue_type="classic")  # fmt: skip
-    for domain in DOMAINS:
-        broker.declare_queue(domain, ensure=True)
+    for queue in ordered.with_shards(DOMAINS):  # an ordered domain's shards too (single active consumer)
+        broker.declare_queue(queue, ensure=True)
     broker._declare_hold()
     broker.close()
     yield Vhosts(source, f"{source}-quorum")
@@ -176,7 +182,7 @@ def load_source(
     """Per domain ``dead`` messages rejected into .XQ, ``ready`` in the queue, ``delayed`` in .DQ
     (an hour away); ``held`` parked in the hold queue as the broker parks them."""
     load, n, eta = Load(), 0, current_millis() + 3_600_000
-    for domain in DOMAINS:
+    for domain in LOADED:
         batch = []
         for _ in range(dead):
             n += 1
@@ -186,7 +192,7 @@ def load_source(
         publish(vhost, batch)
         reject_into_xq(vhost, domain, dead)
     batch = []
-    for domain in DOMAINS:
+    for domain in LOADED:
         for queue, number, eta_ms in ((domain, ready, None), (dq_name(domain), delayed, eta)):
             for _ in range(number):
                 n += 1
@@ -194,7 +200,7 @@ def load_source(
                 batch.append(("", queue, message.encode(), rich_properties(message, n)))
                 load.add(queue, message, batch[-1][3])
     for i in range(held):
-        message = dramatiq_message(DOMAINS[i % len(DOMAINS)], n + i + 1, eta_ms=eta)
+        message = dramatiq_message(LOADED[i % len(LOADED)], n + i + 1, eta_ms=eta)
         parked = pika.BasicProperties(delivery_mode=2)  # exactly what the broker's park() sends
         batch.append((HOLD_QUEUE, message.queue_name, message.encode(), parked))
         load.add(HOLD_QUEUE, message, parked)
@@ -240,8 +246,8 @@ def vhost_exists(vhost: str) -> bool:
 
 def quorum_arguments(queue: str) -> dict[str, object]:
     """The broker's quorum declaration of ``queue`` (DELAY_MAX_HOLD_MS = HOLD_MS)."""
-    kinds = {HOLD_QUEUE: QueueKind.HOLD, **{dq_name(d): QueueKind.DELAY for d in DOMAINS},
-             **{xq_name(d): QueueKind.DEAD for d in DOMAINS}}  # fmt: skip
+    kinds = {HOLD_QUEUE: QueueKind.HOLD, **{dq_name(d): QueueKind.DELAY for d in LOADED},
+             **{xq_name(d): QueueKind.DEAD for d in LOADED}}  # fmt: skip
     domain = queue.removesuffix(".DQ").removesuffix(".XQ")
     kind = kinds.get(queue, QueueKind.DOMAIN)
     return queue_arguments(
@@ -274,12 +280,17 @@ def test_a_dry_run_prints_the_plan_and_moves_nothing(vhosts: Vhosts) -> None:
     # Then it prints every queue with its type and count, and the quorum declarations
     assert done.returncode == 0, done.stderr
     assert f"target vhost {vhosts.target!r} (will be created)" in done.stdout
-    assert "10000 message(s) in 28 queue(s) to move" in done.stdout
+    declared = 1 + 3 * len(ordered.with_shards(DOMAINS))  # the hold queue; each queue with .DQ and .XQ
+    assert f"10000 message(s) in {declared} queue(s) to move" in done.stdout
     assert re.search(r"^payments\.XQ +classic +200 +\S+ +0  move$", done.stdout, re.MULTILINE)
     assert re.search(rf"^{re.escape(HOLD_QUEUE)} +classic +100 +\S+ +0  move$", done.stdout, re.MULTILINE)
     for queue in OUR_QUEUES:
         assert f"declare {queue} (durable, new" in done.stdout
     assert '"x-queue-type": "quorum"' in done.stdout
+    # an ordered domain's shard keeps its single active consumer (and nothing else gets one)
+    shard = re.search(r"^declare bot_updates\.07 \(durable, new[^:]*: (.*)$", done.stdout, re.MULTILINE)
+    assert shard is not None and json.loads(shard.group(1))["x-single-active-consumer"] is True
+    assert done.stdout.count("x-single-active-consumer") == 16
     # And nothing was declared, created or moved
     assert not vhost_exists(vhosts.target)
     assert counts(vhosts.source) == expected_counts(load)
@@ -321,8 +332,8 @@ def test_every_message_moves_once_into_the_quorum_queue_of_the_same_name_and_a_r
 
     # When the old queues are deleted, Then every (empty, unused) source queue is gone
     cleanup = migrated(vhosts, "--delete-old")
-    assert (cleanup["moved"], sorted(cleanup["deleted"]), cleanup["kept"]) == (0, sorted(OUR_QUEUES), [])
-    assert counts(vhosts.source) == dict.fromkeys(OUR_QUEUES)
+    assert (cleanup["moved"], sorted(cleanup["deleted"]), cleanup["kept"]) == (0, sorted(ALL_QUEUES), [])
+    assert counts(vhosts.source, ALL_QUEUES) == dict.fromkeys(ALL_QUEUES)
 
     # And the target holds exactly the published message ids, once each, in their own queues
     assert counts(vhosts.target) == expected_counts(load)

@@ -111,3 +111,31 @@ def test_a_run_due_while_its_tick_is_in_flight_is_deferred_not_dropped(service: 
     assert executor._instances[JOB] == 1
     executor.done(JOB)
     assert JOB not in executor._instances and inbox.empty()
+
+
+def test_a_job_whose_queue_no_worker_consumes_is_recorded_skipped_not_fired(
+    service: SchedulerService, pg: psycopg.Connection[Any], redis_client: Any
+) -> None:
+    import time
+
+    from scheduler.consumers import ConsumedQueues
+    from worker_app.workers import CONSUMED_KEY
+
+    service.consumers = ConsumedQueues(redis_client, grace_s=3600)
+    first = datetime.now(UTC).replace(microsecond=0)
+    service._tick(_Tick(JOB, first))  # nothing known yet (no worker has beaten): it fires
+    redis_client.zadd(CONSUMED_KEY, {"payments": time.time(), "monitoring": time.time() - 7200})
+    service.consumers = ConsumedQueues(redis_client, grace_s=3600)  # a fresh look, past its cache
+    second = first + timedelta(seconds=1)
+    service._tick(_Tick(JOB, second))  # workers are known, none consumed monitoring for an hour
+    rows = fires(pg)
+    assert [(r[0], r[2]) for r in rows] == [(first, "enqueued"), (second, "skipped")]
+    assert rows[1][3].startswith("no worker consumed monitoring in the last 3600 s")
+    assert ready_count("monitoring") == 1
+
+    redis_client.zadd(CONSUMED_KEY, {"monitoring": time.time()})  # a monitoring worker is back
+    service.consumers = ConsumedQueues(redis_client, grace_s=3600)
+    pg.execute("UPDATE scheduler_fires SET status = 'started', started_at = now() WHERE status = 'enqueued'")
+    third = second + timedelta(seconds=1)
+    service._tick(_Tick(JOB, third))
+    assert fires(pg)[-1][:3] == (third, "scheduled", "enqueued")

@@ -17,6 +17,7 @@ def test_policy_table_matches_the_architecture() -> None:
         "sync": (3, (120_000,)),
         "reports": (2, (600_000,)),
         "bulk": (0, ()),
+        "bot_updates": (0, ()),  # 3 retries in place, by its actor (BOT_UPDATE_RETRIES)
     }
 
 
@@ -29,3 +30,5 @@ def test_delay_and_dead_letter_queues_share_their_domains_policy() -> None:
     assert policy_for("payments.DQ") is POLICIES["payments"]
     assert policy_for("payments.XQ") is POLICIES["payments"]
     assert policy_for("something-else") is DEFAULT_POLICY
+    assert policy_for("bot_updates.07") is POLICIES["bot_updates"]  # an ordered domain's shard
+    assert policy_for("bot_updates.07.XQ") is POLICIES["bot_updates"]

@@ -1,19 +1,21 @@
-"""``worker-app queues``: per-queue depths and consumers; ``queues purge QUEUE``; ``queues migrate``."""
+"""``worker-app queues``: per-queue depths and consumers; ``queues pause|resume|drain QUEUE``;
+``queues purge QUEUE``; ``queues migrate``."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import click
 import pika
 from dramatiq.common import dq_name, xq_name
 from sqlalchemy.exc import SQLAlchemyError
 
-from worker_app import amqp
+from worker_app import amqp, ordered, pauses
 from worker_app import queue_migration as qm
 from worker_app.cli.errors import BadInput
 from worker_app.policies import DOMAINS
-from worker_app.queues import QueueReport, queue_report, with_dead_letters
+from worker_app.queues import QueueReport, queue_report, with_dead_letters, work_left
 from worker_app.runtime import get_runtime
 
 
@@ -25,13 +27,15 @@ def _num(value: float | None, fmt: str = "d") -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def queues(ctx: click.Context, as_json: bool) -> None:
-    """Every domain queue: ready, unacked, delayed (.DQ), open dead letters (PostgreSQL), messages in
-    .XQ, consumers, rates."""
+    """Every domain queue (and an ordered domain's shards): ready, unacked, delayed (.DQ), open dead
+    letters (PostgreSQL), messages in .XQ, consumers, rates; then the paused queues."""
     if ctx.invoked_subcommand is not None:
         return
     report = _report()
+    paused = _paused()
     if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2))
+        listed = None if paused is None else [p.as_dict() for p in paused.values()]
+        click.echo(json.dumps({**report.as_dict(), "paused": listed}, indent=2))
         return
     click.echo(f"{'QUEUE':<14} {'READY':>7} {'UNACKED':>8} {'DELAYED':>8} {'DEAD':>6} {'XQ':>6} "
                f"{'CONSUMERS':>9} {'IN/s':>7} {'OUT/s':>7}")  # fmt: skip
@@ -44,7 +48,19 @@ def queues(ctx: click.Context, as_json: bool) -> None:
         if q.queue_type == "quorum":
             online = f"{len(q.online or [])}/{len(q.members or [])} members online"
             click.echo(f"{q.queue:<14} quorum, leader {q.leader}, {online}: {', '.join(q.members or [])}")
+    for p in (paused or {}).values():
+        why = f": {p.reason}" if p.reason else ""
+        click.echo(f"{p.queue:<14} PAUSED since {p.paused_at:%Y-%m-%d %H:%M:%S %Z} by {p.paused_by}{why}")
     click.echo(f"source: {report.source}" + (f" ({report.note})" if report.note else ""), err=True)
+
+
+def _paused() -> dict[str, pauses.Pause] | None:
+    """The paused queues; ``None`` (with a warning) while PostgreSQL is down."""
+    try:
+        return pauses.paused_queues(get_runtime().database)
+    except SQLAlchemyError as e:
+        click.echo(f"warning: paused queues unknown (PostgreSQL: {type(e).__name__})", err=True)
+        return None
 
 
 def _report() -> QueueReport:
@@ -60,7 +76,61 @@ def _report() -> QueueReport:
 
 
 def _our_queues() -> set[str]:
-    return {name for domain in DOMAINS for name in (domain, dq_name(domain), xq_name(domain))}
+    return {
+        name for queue in ordered.with_shards(DOMAINS) for name in (queue, dq_name(queue), xq_name(queue))
+    }
+
+
+def _domain(queue: str) -> str:
+    if queue not in DOMAINS:
+        raise BadInput(f"{queue!r} is not a domain queue (one of: {', '.join(DOMAINS)})")
+    return queue
+
+
+@queues.command("pause")
+@click.argument("queue")
+@click.option("--reason", help="Why (shown by `worker-app queues` and the dashboard).")
+@click.option("--by", default="cli", show_default=True, help="Who paused it.")
+def pause(queue: str, reason: str | None, by: str) -> None:
+    """Stop every worker taking new messages from QUEUE (and its delay queue, an ordered domain's
+    shards) within a few seconds; running messages finish. Survives worker restarts. Producers still
+    publish: the queue grows until `queues resume`."""
+    paused = pauses.pause(get_runtime().database, _domain(queue), by=by, reason=reason)
+    click.echo(f"{queue} paused" if paused else f"{queue} was paused already")
+
+
+@queues.command("resume")
+@click.argument("queue")
+@click.option("--by", default="cli", show_default=True, help="Who resumed it.")
+def resume(queue: str, by: str) -> None:
+    """Let the workers take messages from QUEUE again."""
+    resumed = pauses.resume(get_runtime().database, _domain(queue), by=by)
+    click.echo(f"{queue} resumed" if resumed else f"{queue} was not paused")
+
+
+@queues.command("drain")
+@click.argument("queue")
+@click.option("--wait", is_flag=True, help="Wait until QUEUE and its delay queue are empty.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=3600.0, show_default=True,
+              help="With --wait: give up after this many seconds (exit 1).")  # fmt: skip
+@click.option("--poll", "poll_s", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+              help="Seconds between looks.")  # fmt: skip
+def drain(queue: str, wait: bool, timeout_s: float, poll_s: float) -> None:
+    """How many messages QUEUE still holds (ready + unacked + delayed, over its shards for an ordered
+    domain); with --wait, wait until none is left. Exit 1 when some are left."""
+    names = ordered.with_shards([_domain(queue)])
+    settings = get_runtime().settings
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left, note = work_left(settings, names)
+        if note:
+            click.echo(f"warning: {note}", err=True)
+        if left == 0:
+            click.echo(f"{queue} is drained: no message ready, unacked or delayed")
+            return
+        if not wait or time.monotonic() >= deadline:
+            raise click.ClickException(f"{queue} holds {left} message(s) (ready + unacked + delayed)")
+        time.sleep(poll_s)
 
 
 @queues.command("purge")

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 import psycopg
+import redis
 
 from scheduler.fire import conninfo, fire, process_name
 from scheduler.status import JobStatus, ScheduleStatus, current_status
@@ -20,6 +21,7 @@ from worker_app.errors import ConfigurationError
 from worker_app.runtime import get_runtime
 from worker_app.schedule_canary import read_canary
 from worker_app.timefmt import utc_stamp
+from worker_app.workers import consumed_queues
 
 
 def _local_jobs() -> list[ScheduledJob]:
@@ -98,8 +100,12 @@ def schedules(ctx: click.Context, as_json: bool) -> None:
         raise BadInput(str(e)) from None
     except psycopg.errors.UndefinedTable:
         raise click.ClickException("the scheduler tables are missing: run `worker-app db upgrade`") from None
+    unconsumed = _unconsumed({item.job.queue for item in status.jobs if item.job.queue})
     if as_json:
-        click.echo(json.dumps(_as_json(status), indent=2))
+        answer = _as_json(status)
+        for job in answer["jobs"]:
+            job["no_consumer"] = None if unconsumed is None else job["queue"] in unconsumed
+        click.echo(json.dumps(answer, indent=2))
         return
     leader = status.leader
     click.echo(f"leader:   {leader.application_name if leader else 'none (no scheduler holds the lock)'}")
@@ -119,12 +125,25 @@ def schedules(ctx: click.Context, as_json: bool) -> None:
     for item in status.jobs:
         job = item.job
         if job.enabled:
+            flag = f"  NO CONSUMER ({job.queue}): not fired" if unconsumed and job.queue in unconsumed else ""
             click.echo(
                 f"{job.name:<30} {_schedule_text(job):<18} {_last_text(item):<34} "
-                f"{utc_stamp(item.next_fire_at)}"
+                f"{utc_stamp(item.next_fire_at)}{flag}"
             )
         else:
             click.echo(f"{job.name:<30} {_schedule_text(job):<18} disabled: {job.disabled_reason}")
+
+
+def _unconsumed(queues: set[str]) -> set[str] | None:
+    """The queues no worker consumed within SCHEDULER_CONSUMER_GRACE_S (the scheduler skips their
+    jobs); ``None`` when nothing is known (no worker has beaten, or Redis is down: all fire)."""
+    runtime = get_runtime()
+    try:
+        known = consumed_queues(runtime.redis, runtime.settings.scheduler_consumer_grace_s)
+    except redis.RedisError as e:
+        click.echo(f"warning: which queues are consumed is unknown (Redis: {type(e).__name__})", err=True)
+        return None
+    return {q for q in queues if q not in known} if known else None
 
 
 @schedules.command("run")

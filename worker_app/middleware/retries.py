@@ -17,7 +17,7 @@ from typing import Any
 import dramatiq
 from dramatiq.errors import Retry
 
-from worker_app import outcome
+from worker_app import ordered, outcome
 from worker_app.errors import BadMessage, JobCancelled, PermanentError, RateLimited
 from worker_app.policies import MAX_RATE_LIMITED_RETRIES, RetryPolicy, policy_for
 
@@ -53,6 +53,11 @@ class PolicyRetries(dramatiq.Middleware):
         actor_options: dict[str, Any] = actor.options if actor else {}
         if is_permanent(exception, actor_options):
             self._fail(message, "bad_message" if isinstance(exception, BadMessage) else "permanent_error")
+            return
+        if ordered.shard_domain(message.queue_name) is not None:
+            # an ordered queue's actor retries in place: a retry through the delay queue would let the
+            # key's later messages overtake this one (worker_app.ordered)
+            self._fail(message, "retries_exhausted")
             return
         if (
             isinstance(exception, RateLimited)

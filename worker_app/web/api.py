@@ -4,6 +4,10 @@
   (``API_ACTORS``) → 202 ``{job_id}``; the arguments are checked against the actor's signature, its
   annotated constraints and its declared checks first (422 naming the argument). An actor not
   allowed or not defined → 404. Nothing is enqueued on any error.
+* ``Idempotency-Key`` (optional, on every route that creates a job, :func:`accept_job`): a retry
+  with the key and the same body within 24 h answers the first job's id with ``Idempotent-Replayed:
+  true`` and enqueues nothing; the key with another body or route → 422; the first request still
+  being enqueued → 409 with ``Retry-After`` (:mod:`worker_app.idempotency`).
 * ``GET /api/v1/alerts`` (``severity``, ``kind``, ``limit``): recent alerts with their counts;
   ``GET /api/v1/alerts/open`` (``severity``): the open alerts.
 * ``GET /api/v1/events``: live events (Server-Sent Events, :mod:`worker_app.web.events`).
@@ -25,8 +29,9 @@ Every other ``/api/`` route needs ``Authorization: Bearer <API_TOKEN>`` (``/api/
 a dashboard login's session). Without ``API_TOKEN`` the
 server refuses to start unless it binds to a loopback address (then no token is asked). Every
 request is validated by its pydantic model before anything runs. Every error is JSON ``{"error":
-"<one line>", "detail": ...}``: 401 token, 404 unknown, 413 body over ``API_MAX_BODY_BYTES``, 422
-invalid (``detail`` lists each problem), 503 a dependency is unreachable (``error`` names it).
+"<one line>", "detail": ...}``: 401 token, 404 unknown, 409 a conflict (a cancel too late, an
+``Idempotency-Key`` in progress), 413 body over ``API_MAX_BODY_BYTES``, 422 invalid (``detail`` lists
+each problem), 503 a dependency is unreachable (``error`` names it).
 """
 
 from __future__ import annotations
@@ -47,11 +52,13 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from worker_app import dlq as dead_letters
+from worker_app import idempotency, pauses
 from worker_app import jobs as tracking
 from worker_app.arguments import mismatch
 from worker_app.errors import ConfigurationError
 from worker_app.health import DependencyChecker, Health, ping_database
 from worker_app.outages import outage_of
+from worker_app.policies import DOMAINS
 from worker_app.publishing import check_connection
 from worker_app.runtime import Runtime
 from worker_app.web import models as m
@@ -96,7 +103,10 @@ def statuses(ok: int, model: type[BaseModel], *errors: int) -> ResponseDict:
 def validation_error(e: ValidationError) -> Response:
     """422 ``{"error": "<where>: <what>", "detail": [{"loc", "msg"}, ...]}`` (inputs are not echoed)."""
     problems = m.problems(e)
-    in_body = {err["loc"][0] if err["loc"] else "body" for err in e.errors()} - set(request.view_args or {})
+    in_body = {err["loc"][0] if err["loc"] else "body" for err in e.errors()} - {
+        *(request.view_args or {}),
+        idempotency.HEADER,
+    }
     if request.method == "POST" and in_body and request.get_json(silent=True) is None:
         first = "body: expected a JSON object (Content-Type: application/json)"
     else:
@@ -137,10 +147,16 @@ def create_app(runtime: Runtime, broker: dramatiq.Broker) -> Flask:
     _error_handlers(app)
     _health_routes(app, runtime, broker)
     _job_routes(app, runtime, broker)
+    _queue_routes(app, runtime)
     _dead_letter_routes(app, runtime, broker)
     from worker_app.web.bulk import add_bulk_routes
 
     add_bulk_routes(app, runtime, broker)
+    from worker_app.web.telegram_webhook import add_telegram_webhook_route
+    from worker_app.web.telemetry import add_telemetry_routes
+
+    add_telemetry_routes(app, runtime)
+    add_telegram_webhook_route(app, runtime, broker)
     from worker_app.web.dashboard import create_dashboard
     from worker_app.web.downloads import add_download_route
     from worker_app.web.events import add_events_route
@@ -252,26 +268,23 @@ def _job_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None
     def callable_actors() -> list[str]:
         return [a for a in settings.api_actors if a in broker.actors]
 
-    def create_job(body: m.JobRequest) -> tuple[Response, int]:
-        """Enqueue an allow-listed actor as a tracked job."""
+    def create_job(body: m.JobRequest, header: m.IdempotencyHeader) -> tuple[Response, int]:
+        """Enqueue an allow-listed actor as a tracked job (once per ``Idempotency-Key``)."""
         if body.actor not in callable_actors():
             raise ApiError(404, f"unknown actor {body.actor!r} (callable: {', '.join(callable_actors())})")
         actor = broker.get_actor(body.actor)
         check_arguments(actor, body.args, body.kwargs)
-        message = tracking.enqueue_job(
-            runtime.database, actor, body.args, body.kwargs,
-            initiated_by=body.initiated_by or request_header("X-Initiated-By", 128) or "api",
-            trace_id=request_header("X-Request-ID", 64),
-        )  # fmt: skip
-        return jsonify(job_id=message.message_id), 202
+        initiated_by = body.initiated_by or request_header("X-Initiated-By", 128) or "api"
+        trace_id = request_header("X-Request-ID", 64)
+        return accept_job(runtime, header, lambda: tracking.enqueue_job(
+            runtime.database, actor, body.args, body.kwargs, initiated_by=initiated_by, trace_id=trace_id,
+        ).message_id)  # fmt: skip
 
     # the document describes each callable actor's arguments (flask-openapi3 reads the annotation)
     create_job.__annotations__["body"] = m.job_request_for(
         {a: broker.get_actor(a).fn for a in callable_actors()}
     )
-    app.post("/api/v1/jobs", responses=statuses(202, m.JobCreated, 401, 404, 413, 422), security=BEARER)(
-        create_job
-    )
+    app.post("/api/v1/jobs", responses=job_statuses(404), security=BEARER)(create_job)
 
     @app.get("/api/v1/jobs/<job_id>", responses=statuses(200, m.Job, 401, 404, 422), security=BEARER)
     def get_job(path: m.JobPath) -> Response:
@@ -315,12 +328,69 @@ def _job_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None
         found = OpenAlerts(runtime.redis).all()
         return jsonify(items=[asdict(a) for a in found if query.severity in (None, a.severity)])
 
+
+def job_statuses(*errors: int) -> ResponseDict:
+    """The documented answers of an endpoint that creates a job: 202, 409 (its ``Idempotency-Key`` in
+    progress), 401, 413, 422, 503 and ``errors``."""
+    return {**statuses(202, m.JobAccepted, 401, *errors, 413, 422), 409: m.KEY_IN_PROGRESS}
+
+
+def accept_job(
+    runtime: Runtime, header: m.IdempotencyHeader, create: Callable[[], str]
+) -> tuple[Response, int]:
+    """202 ``{job_id}`` of the job ``create`` records and publishes — once per ``Idempotency-Key``
+    (:func:`worker_app.idempotency.once`): a retry gets the first job's id with ``Idempotent-Replayed:
+    true``; 422 when the key was used for another request; 409 while the first is still in progress."""
+    key = header.idempotency_key
+    try:
+        accepted = idempotency.once(
+            runtime.database, key, request.path, request.get_json(silent=True), create
+        )
+    except idempotency.KeyReused as e:
+        raise ApiError(422, str(e), e.detail) from None
+    except idempotency.KeyInProgress as e:
+        busy = jsonify(error=str(e), detail=e.detail)
+        busy.headers["Retry-After"] = str(e.retry_after_s)
+        return busy, 409
+    response = jsonify(job_id=accepted.job_id)
+    if accepted.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response, 202
+
+
+def _queue_routes(app: OpenAPI, runtime: Runtime) -> None:
     @app.get("/api/v1/queues", responses=statuses(200, m.QueueReport, 401), security=BEARER)
     def queues() -> Response:
-        """Depths, consumers and rates of every domain queue."""
+        """Depths, consumers and rates of every domain queue (an ordered domain's shards too), and
+        the paused queues."""
         from worker_app.queues import queue_report
 
-        return jsonify(queue_report(settings, database=runtime.database).as_dict())
+        report = queue_report(runtime.settings, database=runtime.database).as_dict()
+        paused = pauses.paused_queues(runtime.database).values()
+        return jsonify({**report, "paused": [p.as_dict() for p in paused]})
+
+    def domain(queue: str) -> str:
+        if queue not in DOMAINS:
+            raise ApiError(404, f"{queue!r} is not a domain queue (one of: {', '.join(DOMAINS)})")
+        return queue
+
+    changes = statuses(200, m.PauseResult, 401, 404, 422)
+
+    @app.post("/api/v1/queues/<queue>/pause", responses=changes, security=BEARER)
+    def pause_queue(path: m.QueuePath, body: m.PauseRequest) -> Response:
+        """Pause a domain queue: every worker stops taking new messages from it (and its delay queue,
+        an ordered domain's shards) within a few seconds; running messages finish; kept until resumed,
+        across worker restarts. ``changed`` is false when it was paused already."""
+        by = request_header("X-Initiated-By", 128) or "api"
+        changed = pauses.pause(runtime.database, domain(path.queue), by=by, reason=body.reason)
+        return jsonify(queue=path.queue, paused=True, changed=changed)
+
+    @app.post("/api/v1/queues/<queue>/resume", responses=changes, security=BEARER)
+    def resume_queue(path: m.QueuePath) -> Response:
+        """Resume a paused domain queue; ``changed`` is false when it was not paused."""
+        by = request_header("X-Initiated-By", 128) or "api"
+        changed = pauses.resume(runtime.database, domain(path.queue), by=by)
+        return jsonify(queue=path.queue, paused=False, changed=changed)
 
 
 def _on_publisher(broker: dramatiq.Broker, fn: Callable[[], None]) -> None:

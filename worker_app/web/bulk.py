@@ -13,7 +13,8 @@ stream. The body model is built from the actor's signature (so the OpenAPI docum
 argument with its type and constraints), and the actor's own checks run before anything is
 enqueued (422 naming the argument). ``initiated_by`` (else the ``X-Initiated-By`` header, else
 ``api``) is the job's; an actor that takes ``initiated_by`` itself gets it too. A route whose actor
-is not loaded in this process is not registered.
+is not loaded in this process is not registered. An ``Idempotency-Key`` header makes a request
+once-only, as on ``POST /api/v1/jobs`` (:func:`worker_app.web.api.accept_job`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import dramatiq
-from flask import Response, jsonify, request
+from flask import Response, request
 from flask_openapi3.openapi import OpenAPI
 from pydantic import Field, create_model, model_validator
 
@@ -80,11 +81,11 @@ def add_bulk_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> 
 
 
 def _route(app: OpenAPI, runtime: Runtime, actor: dramatiq.Actor[..., Any], path: str, summary: str) -> None:
-    from worker_app.web.api import BEARER, check_arguments, request_header, statuses
+    from worker_app.web.api import BEARER, accept_job, check_arguments, job_statuses, request_header
 
     takes_initiator = "initiated_by" in inspect.signature(actor.fn).parameters
 
-    def create(body: Any) -> tuple[Response, int]:
+    def create(body: Any, header: m.IdempotencyHeader) -> tuple[Response, int]:
         kwargs = dict(request.get_json())
         initiated_by = kwargs.get("initiated_by") or request_header("X-Initiated-By", 128) or "api"
         if takes_initiator:
@@ -92,13 +93,12 @@ def _route(app: OpenAPI, runtime: Runtime, actor: dramatiq.Actor[..., Any], path
         else:
             kwargs.pop("initiated_by", None)
         check_arguments(actor, [], kwargs)
-        message = tracking.enqueue_job(
-            runtime.database, actor, (), kwargs, initiated_by=initiated_by,
-            trace_id=request_header("X-Request-ID", 64),
-        )  # fmt: skip
-        return jsonify(job_id=message.message_id), 202
+        trace_id = request_header("X-Request-ID", 64)
+        return accept_job(runtime, header, lambda: tracking.enqueue_job(
+            runtime.database, actor, (), kwargs, initiated_by=initiated_by, trace_id=trace_id,
+        ).message_id)  # fmt: skip
 
     create.__name__ = f"create_{actor.actor_name}"
     create.__doc__ = summary
     create.__annotations__["body"] = body_model(actor.actor_name, actor.fn)
-    app.post(path, responses=statuses(202, m.JobCreated, 401, 413, 422), security=BEARER)(create)
+    app.post(path, responses=job_statuses(), security=BEARER)(create)

@@ -1,8 +1,9 @@
 """The operator's dashboard: server-rendered pages in the API's Flask app (no front-end build).
 
-Pages (templates in ``worker_app/dashboard_templates/dashboard``): queues (auto-refresh; open dead
-letters per queue), dead letters (filters, status, detail with traceback, replay/discard one or
-every match), jobs (progress bars, auto-refresh), bulk (the ``bulk`` queue's jobs — user
+Pages (templates in ``worker_app/dashboard_templates/dashboard``): queues, the landing page
+(auto-refresh; open dead letters per queue; per-actor telemetry of ``?window=5m|1h|24h``, from
+:mod:`worker_app.web.telemetry`), dead letters (filters, status, detail with traceback,
+replay/discard one or every match), jobs (progress bars, auto-refresh), bulk (the ``bulk`` queue's jobs — user
 operations, broadcasts, exports — with progress bars, a cancel button while they run and an
 export's download link once it is ready), schedules (from ``worker-app schedules``), workers
 (from their heartbeats). With ``API_TOKEN`` set the dashboard asks for it on a login page, or as the
@@ -32,7 +33,10 @@ from werkzeug.wrappers import Response
 from models.worker import FINISHED_JOB_STATUSES, JOB_STATUSES
 from worker_app import dlq as dead_letters
 from worker_app import jobs as tracking
+from worker_app import pauses
+from worker_app.policies import DOMAINS
 from worker_app.runtime import Runtime
+from worker_app.telemetry import WINDOWS
 from worker_app.timefmt import utc_stamp
 from worker_app.web.models import DeadLetterQuery, JobPath, problems
 
@@ -158,6 +162,7 @@ def create_dashboard(app: Flask, runtime: Runtime, broker: dramatiq.Broker) -> N
     )
     pages = Blueprint("dashboard", __name__, template_folder="dashboard_templates")
     _auth_pages(pages, token)
+    _queue_pages(pages, runtime)
     _queue_and_job_pages(pages, runtime)
     _dead_letter_pages(pages, runtime, broker)
     _fleet_pages(pages, runtime, broker)
@@ -203,17 +208,44 @@ def _auth_pages(pages: Blueprint, token: str | None) -> None:
         return redirect(url_for("dashboard.login"))
 
 
+def _queue_pages(pages: Blueprint, runtime: Runtime) -> None:
+    @pages.get("/queues")
+    def queues() -> str:
+        from worker_app.queues import queue_report
+        from worker_app.web.telemetry import DASHBOARD_DEFAULT_WINDOW, dashboard_table
+
+        window = request.args.get("window") or DASHBOARD_DEFAULT_WINDOW
+        if window not in WINDOWS:
+            abort(400, description=f"window: expected one of {', '.join(WINDOWS)}")
+        report = queue_report(runtime.settings, database=runtime.database)
+        telemetry = dashboard_table(runtime.redis, window)
+        paused = pauses.paused_queues(runtime.database)
+        return _page("queues.html", "Queues", refresh=5, report=report, telemetry=telemetry, paused=paused,
+                     domains=DOMAINS)  # fmt: skip
+
+    @pages.post("/queues/<queue>/<any(pause, resume):action>")
+    def pause_or_resume(queue: str, action: str) -> Response:
+        if queue not in DOMAINS:
+            abort(404, description=f"{queue[:64]!r} is not a domain queue")
+        by = f"dashboard:{request.remote_addr or '?'}"
+        if action == "pause":
+            reason = (request.form.get("reason") or "").strip()[:500] or None
+            changed = pauses.pause(runtime.database, queue, by=by, reason=reason)
+        else:
+            changed = pauses.resume(runtime.database, queue, by=by)
+        state = "paused" if action == "pause" else "resumed"
+        flash(
+            f"{queue} {state}: workers follow within a few seconds"
+            if changed
+            else f"{queue} was {state} already"
+        )
+        return redirect(url_for("dashboard.queues"))
+
+
 def _queue_and_job_pages(pages: Blueprint, runtime: Runtime) -> None:
     @pages.get("/")
     def home() -> Response:
         return redirect(url_for("dashboard.queues"))
-
-    @pages.get("/queues")
-    def queues() -> str:
-        from worker_app.queues import queue_report
-
-        report = queue_report(runtime.settings, database=runtime.database)
-        return _page("queues.html", "Queues", refresh=5, report=report)
 
     @pages.get("/jobs")
     def jobs() -> str:

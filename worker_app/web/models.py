@@ -24,12 +24,15 @@ from pydantic import (
     Field,
     JsonValue,
     ValidationError,
+    WithJsonSchema,
     create_model,
     model_validator,
 )
 
 from worker_app.arguments import NO_NUL_SCHEMA, NoNul, location, nul_path
 from worker_app.dlq import BIGINT_MAX, DeadLetterFilter
+from worker_app.idempotency import HEADER as IDEMPOTENCY_HEADER
+from worker_app.idempotency import MAX_KEY_LENGTH, valid_key
 
 MAX_SELECTED_IDS = 10_000
 
@@ -180,6 +183,59 @@ def _actor_variant(name: str, fn: Callable[..., Any]) -> dict[str, Any] | None:
 
 class JobCreated(BaseModel):
     job_id: str
+
+
+def _idempotency_key(value: str | None) -> str | None:
+    if value is not None and not valid_key(value):
+        raise ValueError(f"expected 1 to {MAX_KEY_LENGTH} printable ASCII characters")
+    return value
+
+
+def _absent_by_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # an optional header is absent, not null
+
+
+class IdempotencyHeader(BaseModel):
+    """The optional ``Idempotency-Key`` header of the endpoints that create a job
+    (:mod:`worker_app.idempotency`); the other headers are not looked at here."""
+
+    idempotency_key: Annotated[
+        str | None,
+        AfterValidator(_idempotency_key),
+        WithJsonSchema({
+            "type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": "^[\\x20-\\x7e]+$",
+            "description": (
+                "a retry with the same key and body within 24 h answers the first request's job_id (with "
+                "Idempotent-Replayed: true) and enqueues nothing; the key with another body or endpoint "
+                "is a 422, and while the first request is still being enqueued a 409"
+            ),
+        }),
+    ] = Field(default=None, alias=IDEMPOTENCY_HEADER, json_schema_extra=_absent_by_default)  # fmt: skip
+
+
+class JobAccepted(JobCreated):
+    """202 of an endpoint that creates a job: its id; a replay (``Idempotency-Key``) says so."""
+
+    model_config = ConfigDict(  # flask-openapi3 documents the response's headers from openapi_extra
+        title="JobCreated",
+        openapi_extra={"headers": {  # type: ignore[typeddict-unknown-key]
+            "Idempotent-Replayed": {
+                "description": "true: the answer of an earlier request with this Idempotency-Key (nothing "
+                "was enqueued now)",
+                "schema": {"type": "string", "enum": ["true"]},
+            },
+        }},
+    )  # fmt: skip
+
+
+#: The documented 409 of an endpoint that takes an ``Idempotency-Key`` (an :class:`Error`).
+KEY_IN_PROGRESS: dict[str, Any] = {
+    "description": "the first request with this Idempotency-Key is still being enqueued: retry later",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    "headers": {
+        "Retry-After": {"description": "seconds", "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+    },
+}
 
 
 class JobPath(Strict):
@@ -357,10 +413,36 @@ class QueueDepth(BaseModel):
     online: list[str] | None = Field(default=None, description="its members that are up")
 
 
+class QueuePause(BaseModel):
+    queue: str
+    paused_at: str = Field(description="ISO 8601, UTC")
+    paused_by: str
+    reason: str | None
+
+
 class QueueReport(BaseModel):
     source: Literal["management", "amqp"]
     note: str | None
     queues: list[QueueDepth]
+    paused: list[QueuePause] | None = Field(default=None, description="paused queues; null: PostgreSQL down")
+
+
+class QueuePath(Strict):
+    queue: Annotated[str, Field(min_length=1, max_length=64, json_schema_extra=NO_NUL_SCHEMA), NoNul]
+
+
+class PauseRequest(StrictBody):
+    """Why (optional), shown by ``worker-app queues`` and the dashboard."""
+
+    reason: (
+        Annotated[str, Field(min_length=1, max_length=500, json_schema_extra=NO_NUL_SCHEMA), NoNul] | None
+    ) = None
+
+
+class PauseResult(BaseModel):
+    queue: str
+    paused: bool = Field(description="the queue's state now")
+    changed: bool = Field(description="false when it was in that state already")
 
 
 class Health(BaseModel):

@@ -1,0 +1,254 @@
+"""Per-actor message telemetry for the whole fleet: attempts, outcomes and durations per minute and
+per hour in Redis, read back as a summary (last 5 min, 1 h, 24 h) or as a time series.
+
+What is counted, per actor (:class:`~worker_app.middleware.telemetry.Telemetry` decides it):
+
+* ``started`` — a worker began an attempt at a message (in the minute it began);
+* ``completed`` — the attempt succeeded;
+* ``retried`` — it failed and another attempt was scheduled (``PolicyRetries`` enqueued a retry);
+* ``failed`` — it failed for good: no further attempt (dead-lettered: permanent error, retries
+  exhausted, a retry that could not be enqueued; or rejected by a guard before it ran — bad
+  arguments, too many redeliveries — which is failed without having started).
+
+A skipped message (a duplicate, a job cancelled before or while it ran) is not counted at all.
+Durations (ms, of attempts that ended in completed, retried or failed) go into a fixed log-scale
+histogram: bucket ``i`` holds ``(bound(i-1), bound(i)]`` with ``bound(i) = 0.1 ms × 2^(i/4)``
+(each ~19 % wider than the last, 0.1 ms to 25 h), so a percentile is exact to within its bucket.
+
+No Redis call per message: each worker process counts in memory
+(:class:`~worker_app.middleware.telemetry.Aggregator`) and adds its counts to Redis with
+:func:`write`, in one transaction, every ``FLUSH_INTERVAL_S`` and at shutdown. While Redis is down
+the counts stay in memory for the next flush; beyond ``MAX_PENDING_MINUTES`` distinct minutes the
+oldest are dropped (logged and counted).
+
+Redis keys (hash fields ``<actor>|started``, ``|completed``, ``|failed``, ``|retried`` and
+``<actor>|h<bucket>`` → count): ``cybervpn:telemetry:m:<unix minute>`` expiring ``MINUTE_KEEP_S``
+after its minute, and ``cybervpn:telemetry:h:<unix hour>`` expiring ``HOUR_KEEP_S`` after its hour,
+both written by the same flush. The windows read whole buckets, the current one included: ``5m`` the
+last 5 minute buckets (4–5 min), ``1h`` the last 60 (59–60 min), ``24h`` the last 24 hour buckets
+(23–24 h) — the 24 h window's far edge moves by whole hours.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import redis
+
+from worker_app.redis_client import key
+
+FLUSH_INTERVAL_S = 5.0
+MINUTE_KEEP_S = 2 * 3600
+HOUR_KEEP_S = 24 * 3600
+MAX_PENDING_MINUTES = 120
+KINDS = ("started", "completed", "failed", "retried")
+DURATION_BOUNDS_MS = tuple(0.1 * 2 ** (i / 4) for i in range(120))
+"""Upper bounds of the duration buckets; a duration above the last is counted in bucket 120."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """``buckets`` consecutive buckets of ``bucket_s`` seconds ending with the current one."""
+
+    name: str
+    bucket_s: int
+    buckets: int
+
+    def starts(self, now: float) -> list[int]:
+        """The buckets' starts (unix s), oldest first."""
+        last = int(now // self.bucket_s)
+        return [(last - i) * self.bucket_s for i in reversed(range(self.buckets))]
+
+
+WINDOWS = {w.name: w for w in (Window("5m", 60, 5), Window("1h", 60, 60), Window("24h", 3600, 24))}
+
+
+@dataclass(slots=True)
+class Counts:
+    """One actor's counts (over a minute, an hour or a window) and its duration histogram."""
+
+    started: int = 0
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    durations: dict[int, int] = field(default_factory=dict)
+    """Histogram bucket (index into ``DURATION_BOUNDS_MS``) → attempts."""
+
+    def add(self, other: Counts) -> None:
+        self.started += other.started
+        self.completed += other.completed
+        self.failed += other.failed
+        self.retried += other.retried
+        for bucket, n in other.durations.items():
+            self.durations[bucket] = self.durations.get(bucket, 0) + n
+
+    def events(self) -> int:
+        return self.started + self.completed + self.failed + self.retried
+
+    def is_empty(self) -> bool:
+        """Nothing counted (a ``started`` taken back by a skip leaves it so)."""
+        counted = (self.started, self.completed, self.failed, self.retried, *self.durations.values())
+        return not any(counted)
+
+    def fields(self, actor: str) -> Iterator[tuple[str, int]]:
+        """The Redis hash fields of these counts (zeros left out)."""
+        for kind in KINDS:
+            n = getattr(self, kind)
+            if n:
+                yield f"{actor}|{kind}", n
+        for bucket, n in self.durations.items():
+            if n:
+                yield f"{actor}|h{bucket}", n
+
+    def percentile_ms(self, q: float) -> float | None:
+        """The ``q`` quantile (0–1) of the durations, interpolated within its bucket; ``None`` if none."""
+        total = sum(self.durations.values())
+        if total <= 0:
+            return None
+        rank, seen = q * total, 0
+        for bucket in sorted(self.durations):
+            n = self.durations[bucket]
+            if n > 0 and seen + n >= rank:
+                return round(_interpolate(bucket, (rank - seen) / n), 3)
+            seen += n
+        return round(DURATION_BOUNDS_MS[-1], 3)
+
+    def as_dict(self) -> dict[str, int | float | None]:
+        """What the summary shows of an actor: the four counts, p50 and p95 in ms."""
+        return {
+            "started": self.started, "completed": self.completed, "failed": self.failed,
+            "retried": self.retried, "p50_ms": self.percentile_ms(0.5), "p95_ms": self.percentile_ms(0.95),
+        }  # fmt: skip
+
+
+def _interpolate(bucket: int, fraction: float) -> float:
+    """A duration ``fraction`` of the way through ``bucket`` (the overflow bucket: its lower bound)."""
+    if bucket >= len(DURATION_BOUNDS_MS):
+        return DURATION_BOUNDS_MS[-1]
+    lower = DURATION_BOUNDS_MS[bucket - 1] if bucket else 0.0
+    return lower + (DURATION_BOUNDS_MS[bucket] - lower) * fraction
+
+
+def duration_bucket(duration_ms: float) -> int:
+    """The histogram bucket of a duration."""
+    return bisect_left(DURATION_BOUNDS_MS, duration_ms)
+
+
+def minute_key(minute: int) -> str:
+    return key("telemetry", "m", minute)
+
+
+def hour_key(hour: int) -> str:
+    return key("telemetry", "h", hour)
+
+
+def write(client: redis.Redis, counts: Mapping[tuple[int, str], Counts]) -> None:
+    """Add ``counts`` ((unix minute, actor) → counts) to their minute and hour buckets, setting each
+    bucket's expiry; one MULTI/EXEC, so a failure adds nothing. Raises :class:`redis.RedisError`."""
+    minutes: dict[int, dict[str, int]] = {}
+    hours: dict[int, dict[str, int]] = {}
+    for (minute, actor), c in counts.items():
+        by_minute = minutes.setdefault(minute, {})
+        by_hour = hours.setdefault(minute // 60, {})
+        for name, n in c.fields(actor):
+            by_minute[name] = by_minute.get(name, 0) + n
+            by_hour[name] = by_hour.get(name, 0) + n
+    with client.pipeline(transaction=True) as pipe:
+        for buckets, bucket_key, size_s, keep_s in (
+            (minutes, minute_key, 60, MINUTE_KEEP_S),
+            (hours, hour_key, 3600, HOUR_KEEP_S),
+        ):
+            for bucket, fields in buckets.items():
+                for name, n in fields.items():
+                    pipe.hincrby(bucket_key(bucket), name, n)
+                pipe.expireat(bucket_key(bucket), (bucket + 1) * size_s + keep_s)
+        pipe.execute()
+
+
+def parse_bucket(fields: Mapping[str, str]) -> dict[str, Counts]:
+    """A bucket's hash as counts per actor (fields it does not know are ignored)."""
+    actors: dict[str, Counts] = {}
+    for name, value in fields.items():
+        actor, _, kind = str(name).rpartition("|")
+        if kind in KINDS:
+            counts = actors.setdefault(actor, Counts())
+            setattr(counts, kind, getattr(counts, kind) + int(value))
+        elif kind[:1] == "h" and kind[1:].isdigit():
+            durations = actors.setdefault(actor, Counts()).durations
+            durations[int(kind[1:])] = durations.get(int(kind[1:]), 0) + int(value)
+    return actors
+
+
+def _bucket_key(window: Window, start: int) -> str:
+    return minute_key(start // 60) if window.bucket_s == 60 else hour_key(start // 3600)
+
+
+def _read(client: redis.Redis, keys: Iterable[str]) -> dict[str, dict[str, Counts]]:
+    """Each bucket's counts per actor, read in one round trip; raises :class:`redis.RedisError`."""
+    names = list(dict.fromkeys(keys))
+    with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hgetall(name)
+        return {name: parse_bucket(found) for name, found in zip(names, pipe.execute(), strict=True)}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One bucket of a series: its start (unix s), length and counts per actor."""
+
+    start: int
+    step_s: int
+    actors: dict[str, Counts]
+
+    def totals(self) -> Counts:
+        return _sum(self.actors.values())
+
+
+@dataclass(frozen=True)
+class WindowSummary:
+    """A window's counts per actor and over all of them; ``since`` is its oldest bucket's start."""
+
+    window: Window
+    since: int
+    actors: dict[str, Counts]
+    totals: Counts
+
+
+def _sum(parts: Iterable[Counts]) -> Counts:
+    total = Counts()
+    for part in parts:
+        total.add(part)
+    return total
+
+
+def series(client: redis.Redis, window: str, now: float | None = None) -> list[Point]:
+    """The window's buckets, oldest first: one point a minute for ``5m`` and ``1h``, one an hour for
+    ``24h`` (minute buckets live only ``MINUTE_KEEP_S``). Raises :class:`redis.RedisError`."""
+    spec = WINDOWS[window]
+    starts = spec.starts(time.time() if now is None else now)
+    found = _read(client, (_bucket_key(spec, s) for s in starts))
+    return [Point(s, spec.bucket_s, found[_bucket_key(spec, s)]) for s in starts]
+
+
+def summary(
+    client: redis.Redis, windows: Iterable[str] = tuple(WINDOWS), now: float | None = None
+) -> dict[str, WindowSummary]:
+    """Each window's counts per actor and totals (every window in one Redis round trip). Raises
+    :class:`redis.RedisError`."""
+    now = time.time() if now is None else now
+    specs = [WINDOWS[name] for name in windows]
+    found = _read(client, (_bucket_key(w, s) for w in specs for s in w.starts(now)))
+    return {spec.name: _summed(spec, now, found) for spec in specs}
+
+
+def _summed(spec: Window, now: float, found: Mapping[str, dict[str, Counts]]) -> WindowSummary:
+    starts = spec.starts(now)
+    actors: dict[str, Counts] = {}
+    for start in starts:
+        for actor, counts in found[_bucket_key(spec, start)].items():
+            actors.setdefault(actor, Counts()).add(counts)
+    shown = {actor: c for actor, c in sorted(actors.items()) if not c.is_empty()}
+    return WindowSummary(spec, starts[0], shown, _sum(shown.values()))

@@ -1,0 +1,100 @@
+"""``GET /api/v1/telemetry/summary[?window=5m|1h|24h]``: per-actor started, completed, failed,
+retried and p50/p95 duration (ms) over the last 5 min, 1 h and 24 h, fleet-wide, from the Redis
+buckets every worker process writes (:mod:`worker_app.telemetry`, whose docstring says what each
+count means and where each window's edge lies). Bearer token as every ``/api/`` route; 503 when
+Redis is unreachable.
+
+Also the dashboard's per-actor table (:func:`dashboard_table`), from the same summary.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import redis
+from flask import Response, jsonify
+from flask_openapi3.openapi import OpenAPI
+from pydantic import BaseModel, Field
+
+from worker_app import telemetry
+from worker_app.outages import outage_of
+from worker_app.runtime import Runtime
+from worker_app.timefmt import iso_ms
+from worker_app.web.models import Strict
+
+PATH = "/api/v1/telemetry/summary"
+WindowName = Literal["5m", "1h", "24h"]
+DASHBOARD_DEFAULT_WINDOW: WindowName = "5m"
+
+
+class ActorTelemetry(BaseModel):
+    """One actor's attempts in a window (or all actors' together) and their durations."""
+
+    started: int = Field(description="attempts begun (a skipped message is not counted)")
+    completed: int = Field(description="attempts that succeeded")
+    failed: int = Field(description="messages failed for good: dead-lettered, no further attempt")
+    retried: int = Field(description="attempts that failed with another attempt scheduled")
+    p50_ms: float | None = Field(description="median duration of the attempts that ended; null if none")
+    p95_ms: float | None = Field(description="95th percentile duration; null if none")
+
+
+class WindowTelemetry(BaseModel):
+    since: str = Field(description="start of the window's oldest bucket (ISO 8601, UTC)")
+    bucket_s: int = Field(description="the buckets' length: 60 (5m, 1h) or 3600 (24h)")
+    actors: dict[str, ActorTelemetry]
+    totals: ActorTelemetry
+
+
+class TelemetrySummary(BaseModel):
+    windows: dict[WindowName, WindowTelemetry] = Field(description="by window: 5m, 1h, 24h")
+    generated_at: str = Field(description="when this was read (ISO 8601, UTC)")
+
+
+class TelemetryQuery(Strict):
+    window: WindowName | None = Field(default=None, description="only this window (default: all three)")
+
+
+def summary_document(client: redis.Redis, windows: tuple[str, ...]) -> TelemetrySummary:
+    """The summary of ``windows`` as the API answers it; raises :class:`redis.RedisError`."""
+    now = datetime.now(UTC)
+    found = telemetry.summary(client, windows, now.timestamp())
+    return TelemetrySummary.model_validate(
+        {"windows": {name: _window(w) for name, w in found.items()}, "generated_at": iso_ms(now)}
+    )
+
+
+def _window(found: telemetry.WindowSummary) -> WindowTelemetry:
+    return WindowTelemetry(
+        since=iso_ms(datetime.fromtimestamp(found.since, UTC)),
+        bucket_s=found.window.bucket_s,
+        actors={actor: ActorTelemetry.model_validate(c.as_dict()) for actor, c in found.actors.items()},
+        totals=ActorTelemetry.model_validate(found.totals.as_dict()),
+    )
+
+
+def add_telemetry_routes(app: OpenAPI, runtime: Runtime) -> None:
+    """Register ``GET /api/v1/telemetry/summary`` on the API app."""
+    from worker_app.web.api import BEARER, statuses
+
+    @app.get(PATH, responses=statuses(200, TelemetrySummary, 401, 422), security=BEARER)
+    def telemetry_summary(query: TelemetryQuery) -> Response:
+        """Per actor, fleet-wide: attempts started, completed, retried, failed for good, and p50/p95
+        duration (ms), over the last 5 minutes, hour and 24 hours (or only ``window``)."""
+        windows = (query.window,) if query.window else tuple(telemetry.WINDOWS)
+        return jsonify(summary_document(runtime.redis, windows).model_dump(mode="json"))
+
+
+def dashboard_table(client: redis.Redis, window: str) -> dict[str, Any]:
+    """What the dashboard's overview shows of ``window``: ``{"window", "windows", "actors",
+    "totals"}`` (each actor's :meth:`~worker_app.telemetry.Counts.as_dict`), or ``"error"`` (one line)
+    instead of the figures when Redis cannot be read — the page still renders its other parts."""
+    context: dict[str, Any] = {"window": window, "windows": tuple(telemetry.WINDOWS)}
+    try:
+        found = telemetry.summary(client, (window,))[window]
+        context["actors"] = {actor: counts.as_dict() for actor, counts in found.actors.items()}
+        context["totals"] = found.totals.as_dict()
+    except redis.RedisError as e:
+        outage = outage_of(e)
+        context["error"] = outage.line() if outage else f"Redis: {type(e).__name__}: {e}"
+    return context
