@@ -32,6 +32,7 @@ SECRET_TOKEN_NAMES = (
     "SENTRY_DSN",
     "API_TOKEN",
     "EXPORT_LINK_SECRET",
+    "TELEGRAM_WEBHOOK_SECRET",
 )
 #: Settings whose value may instead be read from the file named by ``<NAME>_FILE``.
 SECRET_NAMES = SECRET_URL_NAMES + SECRET_TOKEN_NAMES
