@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base
 
 FIRE_STATUSES = ("enqueued", "skipped", "started")
-FIRE_KINDS = ("scheduled", "catch_up", "immediate", "manual")
+FIRE_KINDS = ("scheduled", "catch_up", "immediate", "manual", "backfill")
 
 
 class SchedulerFire(Base):

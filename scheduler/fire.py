@@ -105,6 +105,38 @@ def fire(
     return FireResult(job, at, kind, "enqueued", None, message.message_id, trace_id, actor.queue_name)
 
 
+_BACKFILL = """
+    INSERT INTO scheduler_fires (job, scheduled_at, kind, status, reason, message_id, trace_id, fired_by)
+    VALUES (%(job)s, %(at)s, 'backfill', 'enqueued', NULL, %(message_id)s, %(trace_id)s, %(fired_by)s)
+    ON CONFLICT (job, scheduled_at) DO UPDATE
+        SET kind = 'backfill', status = 'enqueued', reason = NULL, message_id = excluded.message_id,
+            trace_id = excluded.trace_id, fired_by = excluded.fired_by, fired_at = now()
+        WHERE scheduler_fires.status = 'skipped'
+    RETURNING 1
+"""
+
+
+def backfill(
+    conn: psycopg.Connection[Any], actor: dramatiq.Actor[..., Any], job: str, at: datetime, *, fired_by: str
+) -> FireResult:
+    """Enqueue ``actor`` for the slot (job, at) unless that slot ran or was enqueued already: a slot
+    with no row, or one recorded ``skipped`` (missed, held back by a pending fire, no consumer), is
+    fired now with kind ``backfill``; the row is the same one the scheduler keys its fires by, so a
+    slot is enqueued once however often a backfill runs. No no-pile-up check: an operator backfills
+    several slots on purpose."""
+    trace_id = context.new_trace_id()
+    message = actor.message_with_options(
+        scheduled={"job": job, "at": at.isoformat(), "kind": "backfill"}, trace_id=trace_id
+    )
+    params = {"job": job, "at": at, "message_id": message.message_id, "trace_id": trace_id,
+              "fired_by": fired_by}  # fmt: skip
+    with conn.transaction():
+        if conn.execute(_BACKFILL, params).fetchone() is None:
+            return FireResult(job, at, "backfill", "duplicate", "already fired")
+        actor.broker.enqueue(message)
+    return FireResult(job, at, "backfill", "enqueued", None, message.message_id, trace_id, actor.queue_name)
+
+
 def record_skip(
     conn: psycopg.Connection[Any], job: str, at: datetime, *, kind: str, reason: str, fired_by: str
 ) -> bool:

@@ -13,7 +13,7 @@ import click
 import psycopg
 import redis
 
-from scheduler.fire import conninfo, fire, process_name
+from scheduler.fire import backfill, conninfo, fire, process_name
 from scheduler.status import JobStatus, ScheduleStatus, current_status
 from scheduler.table import ScheduledJob, resolve_jobs
 from worker_app.cli.errors import BadInput
@@ -176,3 +176,78 @@ def run(job_name: str) -> None:
         return
     click.echo(f"not enqueued: {job.name} @ {slot.isoformat()}: {result.reason}", err=True)
     sys.exit(1)
+
+
+#: More slots than this in one backfill is refused: a typo in --from must not flood a queue.
+MAX_BACKFILL_SLOTS = 10_000
+
+
+def _moment(value: str, name: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"{name}: expected an ISO 8601 time like 2026-12-07T03:00 (UTC unless an offset "
+                       f"is given), not {value!r}") from None  # fmt: skip
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@schedules.command("backfill")
+@click.argument("job_name")
+@click.option(
+    "--from", "start", required=True, help="First slot time (ISO 8601; UTC unless an offset is given)."
+)
+@click.option("--to", "end", default=None, help="Last slot time (default: now; not in the future).")
+@click.option("--dry-run", is_flag=True, help="List the slots and what would happen, change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def backfill_command(job_name: str, start: str, end: str | None, dry_run: bool, yes: bool) -> None:
+    """Enqueue the slots of JOB_NAME between --from and --to that never ran: each slot the schedule
+    had in that range and that has no fire, or only a skipped one (missed, held back, no consumer),
+    is enqueued once, with the scheduler's own slot key — a slot already fired is never repeated, and
+    running the same backfill twice enqueues nothing the second time."""
+    import worker_app
+
+    job = {j.name: j for j in _local_jobs()}.get(job_name)
+    if job is None:
+        raise BadInput(f"no periodic job named {job_name!r}; `worker-app schedules` lists them")
+    if job.actor not in worker_app.broker.actors:
+        raise click.ClickException(f"{job_name}: {job.disabled_reason}")
+    now = datetime.now(UTC)
+    first, last = _moment(start, "--from"), (_moment(end, "--to") if end else now)
+    if last > now:
+        raise BadInput(f"--to {last.isoformat()} is in the future: only past slots can be backfilled")
+    if first > last:
+        raise BadInput(f"--from {first.isoformat()} is after --to {last.isoformat()}")
+    trigger = job.trigger()
+    slots = sorted({trigger.base_time(t) for t in trigger.fire_times(first, last, limit=MAX_BACKFILL_SLOTS)})
+    if len(slots) >= MAX_BACKFILL_SLOTS:
+        raise BadInput(f"{job_name} has {MAX_BACKFILL_SLOTS} or more slots in that range: narrow it")
+    with _connect() as conn:
+        rows = conn.execute(
+            "SELECT scheduled_at, status FROM scheduler_fires WHERE job = %s AND scheduled_at = ANY(%s)",
+            (job.name, slots),
+        ).fetchall()
+        known = {at: status for at, status in rows}
+        todo = [s for s in slots if known.get(s, "skipped") == "skipped"]
+        click.echo(f"{job.name} ({_schedule_text(job)}): {len(slots)} slot(s) from {utc_stamp(first)} to "
+                   f"{utc_stamp(last)} UTC; {len(slots) - len(todo)} fired already, "
+                   f"{len(todo)} to enqueue")  # fmt: skip
+        if dry_run or not todo:
+            for slot in todo:
+                click.echo(
+                    f"  would enqueue {slot.isoformat()}" + (" (was skipped)" if slot in known else "")
+                )
+            return
+        if not yes:
+            click.confirm(f"enqueue {len(todo)} slot(s) of {job.name}?", abort=True, err=True)
+        actor = worker_app.broker.get_actor(job.actor)
+        enqueued = 0
+        for slot in todo:
+            result = backfill(
+                conn, actor, job.name, slot, fired_by=f"worker-app schedules backfill ({process_name()})"
+            )
+            enqueued += result.outcome == "enqueued"
+            click.echo(
+                f"  {slot.isoformat()}: {result.outcome}"
+                + (f" message {result.message_id}" if result.message_id else "")
+            )
+    click.echo(f"enqueued {enqueued} slot(s) of {job.name}")
