@@ -13,6 +13,7 @@ from worker_app.cli.dlq import dlq
 from worker_app.cli.errors import BadInput, CliGroup
 from worker_app.cli.jobs import jobs
 from worker_app.cli.queues import queues
+from worker_app.cli.run import run
 from worker_app.cli.schedules import schedules
 from worker_app.heartbeat import ping as ping_queues
 from worker_app.policies import DOMAINS
@@ -40,6 +41,7 @@ main.add_command(dlq)
 main.add_command(jobs)
 main.add_command(queues)
 main.add_command(schedules)
+main.add_command(run)
 
 
 @main.group()

@@ -54,9 +54,10 @@ class PolicyRetries(dramatiq.Middleware):
         if is_permanent(exception, actor_options):
             self._fail(message, "bad_message" if isinstance(exception, BadMessage) else "permanent_error")
             return
-        if ordered.shard_domain(message.queue_name) is not None:
-            # an ordered queue's actor retries in place: a retry through the delay queue would let the
-            # key's later messages overtake this one (worker_app.ordered)
+        if message.options.get("foreground") or ordered.shard_domain(message.queue_name) is not None:
+            # `worker-app run --once`: one attempt, in the foreground, no retry. An ordered queue's actor
+            # retries in place: a retry through the delay queue would let the key's later messages
+            # overtake this one (worker_app.ordered)
             self._fail(message, "retries_exhausted")
             return
         if (
