@@ -292,28 +292,25 @@ class SchedulerService:
         slot = self.triggers[tick.job].base_time(tick.run_time)
         late_s = (_utcnow() - tick.run_time).total_seconds()
         if late_s > job.grace_s:
-            reason = f"missed by {late_s:.1f} s (grace {job.grace_s} s)"
-            try:
-                with self.lock.connection() as conn:
-                    record_skip(conn, job.name, slot, kind="scheduled", reason=reason, fired_by=self.fired_by)
-            except (NotLeader, psycopg.Error):
-                return
-            self.metrics.skipped(job.name, "missed")
-            log.warning("skipped %s @ %s: %s", job.name, slot.isoformat(), reason)
+            self._skip(job, slot, "missed", f"missed by {late_s:.1f} s (grace {job.grace_s} s)")
             return
         queue = self.broker.get_actor(job.actor).queue_name
         if self.consumers is not None and self.consumers.unconsumed(queue):
-            reason = (f"no worker consumed {queue} in the last {self.consumers.grace_s:.0f} s "
-                      f"(WORKER_QUEUES / ENABLE_{queue.upper()})")  # fmt: skip
-            try:
-                with self.lock.connection() as conn:
-                    record_skip(conn, job.name, slot, kind="scheduled", reason=reason, fired_by=self.fired_by)
-            except (NotLeader, psycopg.Error):
-                return
-            self.metrics.skipped(job.name, "no_consumer")
-            log.warning("skipped %s @ %s: %s", job.name, slot.isoformat(), reason)
+            grace = f"{self.consumers.grace_s:.0f} s"
+            self._skip(job, slot, "no_consumer", f"no worker consumed {queue} in the last {grace} "
+                       f"(WORKER_QUEUES / ENABLE_{queue.upper()})")  # fmt: skip
             return
         self._fire(job, slot, "scheduled", deadline=tick.run_time + timedelta(seconds=job.grace_s))
+
+    def _skip(self, job: ScheduledJob, slot: datetime, why: str, reason: str) -> None:
+        """Record the slot skipped (counted under ``why``) without firing it."""
+        try:
+            with self.lock.connection() as conn:
+                record_skip(conn, job.name, slot, kind="scheduled", reason=reason, fired_by=self.fired_by)
+        except (NotLeader, psycopg.Error):
+            return
+        self.metrics.skipped(job.name, why)
+        log.warning("skipped %s @ %s: %s", job.name, slot.isoformat(), reason)
 
     def _fire(self, job: ScheduledJob, slot: datetime, kind: str, *, deadline: datetime) -> FireResult | None:
         """Fire one slot, retrying a failed publish until ``deadline``; ``None`` if it could not."""

@@ -34,6 +34,7 @@ from pydantic import BaseModel
 
 from worker_app.lazy import created_once
 from worker_app.runtime import Runtime
+from worker_app.web.webhooks import Refused, read_body
 
 PATH = "/webhooks/telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -63,13 +64,6 @@ class WebhookAck(BaseModel):
 
     ok: bool
     error: str | None = None
-
-
-class Refused(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 def add_telegram_webhook_route(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker) -> None:
@@ -114,13 +108,7 @@ def add_telegram_webhook_route(app: OpenAPI, runtime: Runtime, broker: dramatiq.
 
 def _update(limit: int) -> dict[str, Any]:
     """The request's update, once its size, type and shape are right."""
-    if (request.content_length or 0) > limit:
-        raise Refused(413, f"body over {limit} bytes (TELEGRAM_WEBHOOK_MAX_BODY_BYTES)")
-    raw = request.stream.read(limit + 1)
-    if len(raw) > limit:
-        raise Refused(413, f"body over {limit} bytes (TELEGRAM_WEBHOOK_MAX_BODY_BYTES)")
-    if request.mimetype != "application/json":
-        raise Refused(415, f"content type {request.mimetype or 'missing'}, expected application/json")
+    raw = read_body(limit, "TELEGRAM_WEBHOOK_MAX_BODY_BYTES")
     try:
         update = json.loads(raw)
     except (ValueError, RecursionError) as e:

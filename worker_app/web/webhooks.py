@@ -82,7 +82,7 @@ def add_webhook_routes(app: Flask, runtime: Runtime, broker: dramatiq.Broker) ->
     def cryptobot() -> tuple[Response, int]:
         raw = b""
         try:
-            raw = _body(settings.webhook_max_body_bytes)
+            raw = read_body(settings.webhook_max_body_bytes)
             update = _verified(raw, settings.cryptobot_token.get_secret_value(), settings.webhook_max_age_s)
         except Refused as refused:
             _record(runtime, raw, None, refused.reason)
@@ -93,12 +93,13 @@ def add_webhook_routes(app: Flask, runtime: Runtime, broker: dramatiq.Broker) ->
     app.add_url_rule(PATH, "webhook_cryptobot", cryptobot, methods=["POST"])
 
 
-def _body(limit: int) -> bytes:
+def read_body(limit: int, setting: str = "WEBHOOK_MAX_BODY_BYTES") -> bytes:
+    """The request's raw JSON body, at most ``limit`` bytes (the setting named in a 413)."""
     if (request.content_length or 0) > limit:
-        raise Refused(413, f"body over {limit} bytes (WEBHOOK_MAX_BODY_BYTES)")
+        raise Refused(413, f"body over {limit} bytes ({setting})")
     raw = request.stream.read(limit + 1)
     if len(raw) > limit:
-        raise Refused(413, f"body over {limit} bytes (WEBHOOK_MAX_BODY_BYTES)")
+        raise Refused(413, f"body over {limit} bytes ({setting})")
     if request.mimetype != "application/json":
         raise Refused(415, f"content type {request.mimetype or 'missing'}, expected application/json")
     return raw
