@@ -69,6 +69,8 @@ class NotificationBroadcast(CreatedAt, Base):
     cancelled_at: Mapped[datetime | None]
     cancelled_by: Mapped[str | None] = mapped_column(String(128))
     cancelled: Mapped[int] = mapped_column(server_default="0")
+    #: A scheduled broadcast's start (its rows' ``scheduled_at``); null: sent at once.
+    starts_at: Mapped[datetime | None]
 
 
 class NotificationBroadcastItem(Base):

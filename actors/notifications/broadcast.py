@@ -37,7 +37,7 @@ import time
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import dramatiq
@@ -73,6 +73,8 @@ from worker_app.telegram.text import (
 
 QUEUE = "notifications"
 log = logging.getLogger(__name__)
+#: When a scheduled broadcast starts: an ISO 8601 time (checked by :func:`start_time`).
+ScheduledAt = Annotated[str | None, Field(min_length=1, max_length=64)]
 
 _FALLBACKS: weakref.WeakKeyDictionary[redis.Redis, RedisFallback] = weakref.WeakKeyDictionary()
 _FALLBACKS_LOCK = threading.Lock()
@@ -95,8 +97,9 @@ PROGRESS_TTL_S = 7 * 86_400
 _INSERT_ROWS = text(
     """
     WITH inserted AS (
-        INSERT INTO notification_queue (telegram_id, message, notification_type, parse_mode)
-        SELECT unnest(CAST(:telegram_ids AS bigint[])), :message, :notification_type, :parse_mode
+        INSERT INTO notification_queue (telegram_id, message, notification_type, parse_mode, scheduled_at)
+        SELECT unnest(CAST(:telegram_ids AS bigint[])), :message, :notification_type, :parse_mode,
+               coalesce(CAST(:scheduled_at AS timestamptz), now())
         RETURNING id
     )
     INSERT INTO notification_broadcast_items (notification_id, broadcast_id)
@@ -170,6 +173,7 @@ def create_broadcast(
     parse_mode: str | None,
     duplicates_removed: int = 0,
     trace_id: str | None = None,
+    scheduled_at: datetime | None = None,
 ) -> BroadcastCreated:
     """Insert the broadcast and its rows (in the caller's transaction), unless it exists already.
 
@@ -184,6 +188,7 @@ def create_broadcast(
             total=len(telegram_ids),
             duplicates_removed=duplicates_removed,
             trace_id=trace_id,
+            starts_at=scheduled_at,
         )
         .on_conflict_do_nothing()
         .returning(NotificationBroadcast.id)
@@ -202,7 +207,7 @@ def create_broadcast(
             {
                 "telegram_ids": list(telegram_ids[start : start + INSERT_CHUNK]),
                 "message": message, "notification_type": notification_type,
-                "parse_mode": parse_mode, "broadcast_id": broadcast_id,
+                "parse_mode": parse_mode, "broadcast_id": broadcast_id, "scheduled_at": scheduled_at,
             },
         )  # fmt: skip
     outcome = BroadcastCreated(broadcast_id, len(telegram_ids), duplicates_removed, created=True)
@@ -372,9 +377,32 @@ def _write_progress(
     pipe.execute()
 
 
+#: The furthest ahead a broadcast can be scheduled.
+MAX_SCHEDULE_AHEAD = timedelta(days=366)
+
+
+def start_time(value: str | None, now: datetime | None = None) -> datetime | None:
+    """``scheduled_at`` as an aware time (UTC unless it names an offset); ``None`` for none or a time
+    already past (the broadcast goes at once). A time that is not ISO 8601, or over a year ahead,
+    is a :class:`NotificationRejected` naming it."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise NotificationRejected(f"scheduled_at: expected an ISO 8601 time, not {value[:64]!r}") from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    if moment - now > MAX_SCHEDULE_AHEAD:
+        raise NotificationRejected(f"scheduled_at: {moment.isoformat()} is more than 366 days ahead")
+    return moment if moment > now else None
+
+
 def broadcastable(arguments: dict[str, Any]) -> None:
-    """The text is sendable and the distinct chat ids fit BROADCAST_MAX_RECIPIENTS."""
+    """The text is sendable, the distinct chat ids fit BROADCAST_MAX_RECIPIENTS and ``scheduled_at``
+    (if any) is a time within a year."""
     sendable(arguments)
+    start_time(arguments.get("scheduled_at"))
     cap = get_runtime().settings.broadcast_max_recipients
     ids = arguments["telegram_ids"]
     if len(ids) > cap and len(set(ids)) > cap:
@@ -391,8 +419,12 @@ def broadcast_message(
     message: MessageText,
     notification_type: NotificationType,
     parse_mode: ParseMode = "HTML",
+    scheduled_at: ScheduledAt = None,
 ) -> dict[str, Any]:
-    """Queue one message for many chats and start sending it at the rate limit.
+    """Queue one message for many chats and start sending it at the rate limit — at once, or from
+    ``scheduled_at`` (ISO 8601, UTC unless it names an offset; at most a year ahead): its rows wait in
+    ``notification_queue`` until then, and it can be sent now or cancelled meanwhile
+    (:mod:`actors.notifications.scheduled`).
 
     De-duplicates the ids, inserts the rows in batches (once, even if this message is redelivered)
     and tracks progress in the Redis hash ``cybervpn:broadcast:<broadcast_id>``, which holds the
@@ -411,6 +443,7 @@ def broadcast_message(
             parse_mode=mode,
             duplicates_removed=len(telegram_ids) - len(ids),
             trace_id=current_trace_id(),
+            scheduled_at=start_time(scheduled_at),
         )
     if created.created:
         start_progress(runtime.redis, created, time.time())

@@ -128,10 +128,63 @@ def _result(sent: Any, wait_s: float) -> Any:
 @click.argument("telegram_ids", type=int, nargs=-1, required=True)
 @click.option("--message", "-m", required=True)
 @click.option("--type", "notification_type", default="broadcast", show_default=True)
-def broadcast(telegram_ids: tuple[int, ...], message: str, notification_type: str) -> None:
-    """Queue MESSAGE for every TELEGRAM_ID; prints the broadcast id (its progress: `progress ID`)."""
-    sent = _enqueue(_actor("broadcast_message"), (list(telegram_ids), message, notification_type))
-    click.echo(f"broadcast {sent.message_id}: {len(telegram_ids)} chat id(s) queued for insertion")
+@click.option("--at", "scheduled_at", default=None,
+              help="Start sending at this time (ISO 8601, UTC unless an offset; within a year).")  # fmt: skip
+def broadcast(
+    telegram_ids: tuple[int, ...], message: str, notification_type: str, scheduled_at: str | None
+) -> None:
+    """Queue MESSAGE for every TELEGRAM_ID, now or --at a later time; prints the broadcast id (its
+    progress: `progress ID`; a scheduled one: `broadcasts`, `send-now ID`, `worker-app jobs cancel ID`)."""
+    from actors.notifications.broadcast import start_time
+    from worker_app.telegram.text import NotificationRejected
+
+    try:
+        start_time(scheduled_at)
+    except NotificationRejected as e:
+        raise BadInput(str(e)) from None
+    args = (list(telegram_ids), message, notification_type, "HTML", scheduled_at)
+    sent = _enqueue(_actor("broadcast_message"), args)
+    when = f", sending from {scheduled_at}" if scheduled_at else ""
+    click.echo(f"broadcast {sent.message_id}: {len(telegram_ids)} chat id(s) queued for insertion{when}")
+
+
+@notifications.command("broadcasts")
+@click.option("--state", type=click.Choice(["scheduled", "sending", "done", "cancelled", "all"]),
+              default="all", show_default=True)  # fmt: skip
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+def broadcasts(state: str, limit: int, as_json: bool) -> None:
+    """Broadcasts, the latest first: state (scheduled, sending, done, cancelled), start, totals."""
+    from actors.notifications.scheduled import list_broadcasts
+
+    rows = list_broadcasts(get_runtime().database, None if state == "all" else state, limit)  # type: ignore[arg-type]
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.as_dict()))
+        return
+    click.echo(f"{'BROADCAST':<38} {'STATE':<10} {'STARTS (UTC)':<20} {'TOTAL':>7} {'SENT':>7} {'FAILED':>7}")
+    for row in rows:
+        start = row.scheduled_at or row.created_at
+        sent = "-" if row.sent is None else str(row.sent)
+        failed = "-" if row.failed is None else str(row.failed)
+        click.echo(f"{row.broadcast_id:<38} {row.state:<10} {start:%Y-%m-%d %H:%M:%S} "
+                   f"{row.total:>7} {sent:>7} {failed:>7}")  # fmt: skip
+    if not rows:
+        click.echo("no broadcast", err=True)
+
+
+@notifications.command("send-now")
+@click.argument("broadcast_id")
+def send_now_command(broadcast_id: str) -> None:
+    """Start a scheduled broadcast now instead of at its time (exit 1 if it is not scheduled any more)."""
+    from actors.notifications.scheduled import send_now
+
+    moved = send_now(get_runtime().database, broadcast_id)
+    if moved is None:
+        raise click.ClickException(
+            f"{broadcast_id} is not a scheduled broadcast (unknown, started, done or cancelled)"
+        )
+    click.echo(f"broadcast {broadcast_id}: {moved} row(s) due now")
 
 
 @notifications.command("progress")
