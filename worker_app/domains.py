@@ -5,16 +5,19 @@ a domain reaches the shared tools by registering here instead:
 
 * :func:`register_cli` — a click command or group of its own under ``worker-app`` (``worker-app
   notifications ...``), named by import path so that worker processes never import the CLI;
+* :func:`register_web` — HTTP routes of its own on ``worker-app serve`` (``POST /api/v1/broadcasts/...``);
 * :func:`worker_app.jobs.register_canceller` — its part of ``worker-app jobs cancel``.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 import click
 
 _CLI: list[str] = []
+_WEB: list[str] = []
 
 
 def register_cli(path: str) -> None:
@@ -35,3 +38,21 @@ def cli_commands() -> dict[str, click.Command]:
             raise TypeError(f"{path} is a {type(command).__name__}, not a click command")
         commands[command.name or attribute] = command
     return commands
+
+
+def register_web(path: str) -> None:
+    """Have ``worker-app serve`` call ``package.module:function(app, runtime, broker)``: the domain's
+    routes, added after the platform's (behind the same bearer token under ``/api/``)."""
+    if ":" not in path:
+        raise ValueError(f"{path!r} is not 'package.module:attribute'")
+    if path not in _WEB:
+        _WEB.append(path)
+
+
+def web_extensions() -> list[Callable[..., None]]:
+    """Every registered route-adding function, imported now."""
+    found = []
+    for path in _WEB:
+        module, _, attribute = path.partition(":")
+        found.append(getattr(importlib.import_module(module), attribute))
+    return found

@@ -39,7 +39,7 @@ _LIST = text(
     SELECT b.id, {_STATE} AS state, b.notification_type, b.total, b.sent, b.failed, b.cancelled,
            b.starts_at, b.created_at, b.settled_at
     FROM notification_broadcasts b
-    WHERE CAST(:state AS text) IS NULL OR {_STATE} = :state
+    WHERE (CAST(:state AS text) IS NULL OR {_STATE} = :state) AND (CAST(:id AS text) IS NULL OR b.id = :id)
     ORDER BY coalesce(b.starts_at, b.created_at) DESC
     LIMIT :limit
     """
@@ -88,8 +88,15 @@ class BroadcastRow:
 def list_broadcasts(database: Database, state: State | None = None, limit: int = 100) -> list[BroadcastRow]:
     """Broadcasts (``state`` only, if given), the latest start or creation first."""
     with database.new_session() as s:
-        rows = s.execute(_LIST, {"state": state, "limit": limit}).all()
+        rows = s.execute(_LIST, {"state": state, "limit": limit, "id": None}).all()
     return [BroadcastRow(*row) for row in rows]
+
+
+def get_broadcast_row(database: Database, broadcast_id: str) -> BroadcastRow | None:
+    """One broadcast with its state, ``None`` when unknown."""
+    with database.new_session() as s:
+        row = s.execute(_LIST, {"state": None, "limit": 1, "id": broadcast_id}).first()
+    return BroadcastRow(*row) if row else None
 
 
 def send_now(database: Database, broadcast_id: str) -> int | None:

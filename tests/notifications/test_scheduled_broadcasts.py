@@ -92,3 +92,30 @@ def test_the_cli_schedules_lists_and_refuses_a_bad_time(runtime: Runtime, db_eng
     assert listed.exit_code == 0 and "BROADCAST" in listed.output
     missing = CliRunner().invoke(main, ["notifications", "send-now", "nope"])
     assert missing.exit_code == 1 and "nope is not a scheduled broadcast" in missing.output
+
+
+def test_the_api_lists_and_starts_a_scheduled_broadcast(
+    runtime: Runtime, stub_broker: StubBroker, stub_worker: dramatiq.Worker, sandbox: RunningSandbox,
+) -> None:  # fmt: skip
+    from worker_app.web.api import create_app
+
+    later = datetime.now(UTC) + timedelta(hours=5)
+    message = broadcast_message.send([2401], "Soon", "promo", "HTML", later.isoformat())
+    drain(stub_broker, stub_worker)
+    broadcast_id = message.get_result(block=True, timeout=5000)["broadcast_id"]
+    client = create_app(runtime, stub_broker).test_client()  # loopback, no API_TOKEN: no token asked
+
+    listed = client.get("/api/v1/broadcasts?state=scheduled").json
+    assert listed is not None and [b["broadcast_id"] for b in listed["items"]] == [broadcast_id]
+    assert listed["items"][0]["state"] == "scheduled" and listed["items"][0]["total"] == 1
+    assert client.get("/api/v1/broadcasts?state=nope").status_code == 422
+
+    started = client.post(f"/api/v1/broadcasts/{broadcast_id}/send-now")
+    assert (started.status_code, started.json) == (200, {"broadcast_id": broadcast_id, "rows_due": 1})
+    again = client.post(f"/api/v1/broadcasts/{broadcast_id}/send-now")
+    assert again.status_code == 409 and "is sending, not scheduled" in again.json["error"]  # type: ignore[index]
+    assert client.post("/api/v1/broadcasts/unknown/send-now").status_code == 404
+    drain(stub_broker, stub_worker)
+    assert [e["chat_id"] for e in sandbox.state.received()] == [2401]
+    doc = client.get("/api/v1/openapi.json").json
+    assert {"/api/v1/broadcasts", "/api/v1/broadcasts/{broadcast_id}/send-now"} <= set(doc["paths"])  # type: ignore[index]

@@ -166,6 +166,10 @@ def create_app(runtime: Runtime, broker: dramatiq.Broker) -> Flask:
     add_webhook_routes(app, runtime, broker)
     add_download_route(app, runtime)
 
+    from worker_app.domains import web_extensions
+
+    for add_routes in web_extensions():  # the domains' own routes (register_web)
+        add_routes(app, runtime, broker)
     create_dashboard(app, runtime, broker)
     return app
 
