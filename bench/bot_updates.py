@@ -23,21 +23,19 @@ import argparse
 import asyncio
 import itertools
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import redis
 
+from bench.notifications import _free_port
 from bench.rabbit import Rabbit
+from bench.runner import process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -82,32 +80,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, name) <= 0:
             p.error(f"--{name} must be positive")
     return args
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def process(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``argv`` in a process group of its own, stopped with SIGTERM (SIGKILL after 30 s)."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 #: Update ids of this run start here: the workers remember handled update ids for a day
@@ -209,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(tempfile.mkdtemp(prefix="bench-bot-updates-"))
     store = redis.Redis.from_url(args.redis_url, decode_responses=True)
     store.delete(log_key)
-    port = free_port()
+    port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
         "RABBITMQ_URL": rabbit.url(vhost), "REDIS_URL": args.redis_url, "TELEGRAM_WEBHOOK_SECRET": SECRET,
@@ -222,8 +194,12 @@ def main(argv: list[str] | None = None) -> int:
         workers = [str(BIN / "dramatiq"), "worker_app", "bench.apps.bot_handler", "-Q", "bot_updates",
                    "-p", str(args.processes), "-t", str(args.threads)]  # fmt: skip
         with (
-            process(workers, env, logs / "worker.log"),
-            process([str(BIN / "worker-app"), "serve", "--port", str(port)], env, logs / "serve.log"),
+            process_group(tuple(workers), {**os.environ, **env}, logs / "worker.log"),
+            process_group(
+                (str(BIN / "worker-app"), "serve", "--port", str(port)),
+                {**os.environ, **env},
+                logs / "serve.log",
+            ),  # fmt: skip
         ):
             wait_up(base)
             shape = Shape(args.rate, args.chats, args.connections)

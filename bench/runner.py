@@ -180,7 +180,7 @@ def _measure(
 ) -> RunResult:
     launched = time.time()
     rabbit_pids = _server_pids(rabbit)
-    with _workers(contender.argv, env, log_path) as proc:
+    with process_group(contender.argv, env, log_path) as proc:
         deadline = time.monotonic() + config.timeout_s
         waiting = _Waiter(client, proc, deadline, log_path)
         if not waiting.until(f"{key}:first"):
@@ -250,8 +250,10 @@ def _delta(before: float | None, after: float | None) -> float | None:
 
 
 @contextmanager
-def _workers(argv: tuple[str, ...], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Start the worker command in a process group of its own, output to ``log_path``; on exit
+def process_group(
+    argv: tuple[str, ...], env: dict[str, str], log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start the command in a process group of its own, output to ``log_path``; on exit
     stop the whole group (SIGTERM, then SIGKILL after a grace period), whatever happened."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(

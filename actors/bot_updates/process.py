@@ -48,10 +48,6 @@ class Handled:
     attempts: int
     duplicate: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"update_id": self.update_id, "chat": self.chat, "attempts": self.attempts,
-                "duplicate": self.duplicate}  # fmt: skip
-
 
 class Seen:
     """Update ids handled already, in Redis for ``ttl_s``; every Redis error is a miss."""
