@@ -294,7 +294,7 @@ class SchedulerService:
         if late_s > job.grace_s:
             self._skip(job, slot, "missed", f"missed by {late_s:.1f} s (grace {job.grace_s} s)")
             return
-        queue = self.broker.get_actor(job.actor).queue_name
+        queue = job.queue or ""  # an enabled job's actor exists, so its queue is known
         if self.consumers is not None and self.consumers.unconsumed(queue):
             grace = f"{self.consumers.grace_s:.0f} s"
             self._skip(job, slot, "no_consumer", f"no worker consumed {queue} in the last {grace} "

@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 import psycopg
-import redis
 
+from scheduler.consumers import ConsumedQueues
 from scheduler.fire import backfill, conninfo, fire, process_name
 from scheduler.status import JobStatus, ScheduleStatus, current_status
 from scheduler.table import ScheduledJob, resolve_jobs
@@ -21,7 +21,6 @@ from worker_app.errors import ConfigurationError
 from worker_app.runtime import get_runtime
 from worker_app.schedule_canary import read_canary
 from worker_app.timefmt import utc_stamp
-from worker_app.workers import consumed_queues
 
 
 def _local_jobs() -> list[ScheduledJob]:
@@ -138,12 +137,8 @@ def _unconsumed(queues: set[str]) -> set[str] | None:
     """The queues no worker consumed within SCHEDULER_CONSUMER_GRACE_S (the scheduler skips their
     jobs); ``None`` when nothing is known (no worker has beaten, or Redis is down: all fire)."""
     runtime = get_runtime()
-    try:
-        known = consumed_queues(runtime.redis, runtime.settings.scheduler_consumer_grace_s)
-    except redis.RedisError as e:
-        click.echo(f"warning: which queues are consumed is unknown (Redis: {type(e).__name__})", err=True)
-        return None
-    return {q for q in queues if q not in known} if known else None
+    known = ConsumedQueues(runtime.redis, runtime.settings.scheduler_consumer_grace_s).known()
+    return None if known is None else {q for q in queues if q not in known}
 
 
 @schedules.command("run")
