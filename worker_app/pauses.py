@@ -27,6 +27,7 @@ from sqlalchemy import text
 
 from worker_app.db import Database
 from worker_app.ordered import domain_of
+from worker_app.policies import DOMAINS
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,21 @@ class Pause:
                 "reason": self.reason}  # fmt: skip
 
 
+class NotADomainQueue(ValueError):
+    """A pause names a domain queue (its delay queue and shards follow it); this is not one."""
+
+
+def domain_queue(queue: str) -> str:
+    """``queue`` if it is a domain queue, else :class:`NotADomainQueue` naming the domains."""
+    if queue not in DOMAINS:
+        raise NotADomainQueue(f"{queue[:64]!r} is not a domain queue (one of: {', '.join(DOMAINS)})")
+    return queue
+
+
 def pause(database: Database, queue: str, *, by: str, reason: str | None = None) -> bool:
-    """Pause ``queue``; ``False`` when it was paused already (the first pause is kept)."""
+    """Pause ``queue``; ``False`` when it was paused already (the first pause is kept).
+    :class:`NotADomainQueue` when it is not a domain queue."""
+    domain_queue(queue)
     with database.transaction() as s:
         inserted = s.execute(
             text(
@@ -60,7 +74,9 @@ def pause(database: Database, queue: str, *, by: str, reason: str | None = None)
 
 
 def resume(database: Database, queue: str, *, by: str) -> bool:
-    """Resume ``queue``; ``False`` when it was not paused."""
+    """Resume ``queue``; ``False`` when it was not paused. :class:`NotADomainQueue` when it is not a
+    domain queue."""
+    domain_queue(queue)
     with database.transaction() as s:
         deleted = s.execute(
             text("DELETE FROM queue_pauses WHERE queue = :q RETURNING queue"), {"q": queue}

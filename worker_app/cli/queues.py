@@ -82,9 +82,10 @@ def _our_queues() -> set[str]:
 
 
 def _domain(queue: str) -> str:
-    if queue not in DOMAINS:
-        raise BadInput(f"{queue!r} is not a domain queue (one of: {', '.join(DOMAINS)})")
-    return queue
+    try:
+        return pauses.domain_queue(queue)
+    except pauses.NotADomainQueue as e:
+        raise BadInput(str(e)) from None
 
 
 @queues.command("pause")

@@ -58,7 +58,6 @@ from worker_app.arguments import mismatch
 from worker_app.errors import ConfigurationError
 from worker_app.health import DependencyChecker, Health, ping_database
 from worker_app.outages import outage_of
-from worker_app.policies import DOMAINS
 from worker_app.publishing import check_connection
 from worker_app.runtime import Runtime
 from worker_app.web import models as m
@@ -374,9 +373,10 @@ def _queue_routes(app: OpenAPI, runtime: Runtime) -> None:
         return jsonify({**report, "paused": [p.as_dict() for p in paused]})
 
     def domain(queue: str) -> str:
-        if queue not in DOMAINS:
-            raise ApiError(404, f"{queue!r} is not a domain queue (one of: {', '.join(DOMAINS)})")
-        return queue
+        try:
+            return pauses.domain_queue(queue)
+        except pauses.NotADomainQueue as e:
+            raise ApiError(404, str(e)) from None
 
     changes = statuses(200, m.PauseResult, 401, 404, 422)
 
