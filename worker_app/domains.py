@@ -6,6 +6,8 @@ a domain reaches the shared tools by registering here instead:
 * :func:`register_cli` — a click command or group of its own under ``worker-app`` (``worker-app
   notifications ...``), named by import path so that worker processes never import the CLI;
 * :func:`register_web` — HTTP routes of its own on ``worker-app serve`` (``POST /api/v1/broadcasts/...``);
+* :func:`register_dashboard` — pages of its own on the dashboard, behind its login and CSRF check,
+  with a link in its navigation (``/broadcasts``);
 * :func:`worker_app.jobs.register_canceller` — its part of ``worker-app jobs cancel``.
 """
 
@@ -13,11 +15,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import Any
 
 import click
 
 _CLI: list[str] = []
 _WEB: list[str] = []
+_DASHBOARD: list[str] = []
 
 
 def register_cli(path: str) -> None:
@@ -53,6 +57,27 @@ def web_extensions() -> list[Callable[..., None]]:
     """Every registered route-adding function, imported now."""
     found = []
     for path in _WEB:
+        module, _, attribute = path.partition(":")
+        found.append(getattr(importlib.import_module(module), attribute))
+    return found
+
+
+def register_dashboard(path: str) -> None:
+    """Have the dashboard call ``package.module:function(runtime)``, which returns a Flask blueprint
+    of the domain's pages and its navigation links ``[(label, endpoint)]`` (endpoints relative to the
+    blueprint, ``".broadcasts"``). The blueprint is nested in the dashboard's, so its pages are
+    behind the dashboard's login and every POST needs the session's CSRF token; they render with
+    :func:`worker_app.web.dashboard.page` (templates under ``dashboard/<domain>/``)."""
+    if ":" not in path:
+        raise ValueError(f"{path!r} is not 'package.module:attribute'")
+    if path not in _DASHBOARD:
+        _DASHBOARD.append(path)
+
+
+def dashboard_extensions() -> list[Callable[..., tuple[Any, list[tuple[str, str]]]]]:
+    """Every registered page-adding function, imported now."""
+    found = []
+    for path in _DASHBOARD:
         module, _, attribute = path.partition(":")
         found.append(getattr(importlib.import_module(module), attribute))
     return found

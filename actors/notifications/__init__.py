@@ -23,7 +23,7 @@ from actors.notifications.broadcast import broadcast_message
 from actors.notifications.cancel import cancel_notification_job, describe_notification_job
 from actors.notifications.on_demand import defer_notification, send_notification
 from actors.notifications.queue import QUEUE, process_notification_queue
-from worker_app.domains import register_cli, register_web
+from worker_app.domains import register_cli, register_dashboard, register_web
 from worker_app.heartbeat import declare_heartbeat
 from worker_app.jobs import register_canceller
 
@@ -31,6 +31,7 @@ heartbeat = declare_heartbeat(QUEUE)
 register_canceller(cancel_notification_job, describe_notification_job)  # worker-app jobs cancel
 register_cli("actors.notifications.cli:notifications")
 register_web("actors.notifications.web:add_routes")
+register_dashboard("actors.notifications.dashboard:add_pages")
 
 __all__ = [
     "QUEUE",

@@ -119,3 +119,48 @@ def test_the_api_lists_and_starts_a_scheduled_broadcast(
     assert [e["chat_id"] for e in sandbox.state.received()] == [2401]
     doc = client.get("/api/v1/openapi.json").json
     assert {"/api/v1/broadcasts", "/api/v1/broadcasts/{broadcast_id}/send-now"} <= set(doc["paths"])  # type: ignore[index]
+
+
+def test_the_dashboard_lists_a_scheduled_broadcast_sends_it_now_and_links_its_cancellation(
+    runtime: Runtime, stub_broker: StubBroker, stub_worker: dramatiq.Worker, sandbox: RunningSandbox,
+) -> None:  # fmt: skip
+    import re
+
+    from worker_app.web.api import create_app
+
+    later = datetime.now(UTC) + timedelta(hours=3)
+    message = broadcast_message.send([2401, 2402, 2403], "New servers", "promo", "HTML", later.isoformat())
+    drain(stub_broker, stub_worker)
+    broadcast_id = message.get_result(block=True, timeout=5000)["broadcast_id"]
+    client = create_app(runtime, stub_broker).test_client()
+
+    listing = client.get("/broadcasts")
+    assert listing.status_code == 200 and '<a href="/broadcasts">Broadcasts</a>' in client.get("/queues").text
+    row = listing.text[listing.text.index(f'id="broadcast-{broadcast_id}"') :].split("</tr>")[0]
+    assert '<td class="state">scheduled</td>' in row and "<td>3</td>" in row
+    assert f'action="/broadcasts/{broadcast_id}/send-now"' in row
+    assert f'class="cancel" href="/jobs/{broadcast_id}/cancel"' in row
+    assert client.get("/broadcasts?state=nope").status_code == 400
+    assert f"broadcast-{broadcast_id}" not in client.get("/broadcasts?state=done").text
+
+    forged = client.post(f"/broadcasts/{broadcast_id}/send-now", data={"csrf_token": "forged"})
+    assert forged.status_code == 400 and list_broadcasts(runtime.database, "scheduled") != []
+    found = re.search(r'name="csrf_token" value="([^"]+)"', listing.text)
+    assert found is not None
+    token = found.group(1)
+    sent = client.post(
+        f"/broadcasts/{broadcast_id}/send-now", data={"csrf_token": token}, follow_redirects=True
+    )
+    assert f"broadcast {broadcast_id} sends now: 3 row(s) due" in sent.text
+    drain(stub_broker, stub_worker)
+    assert sorted(e["chat_id"] for e in sandbox.state.received()) == [2401, 2402, 2403]
+    done = client.get("/broadcasts?state=done").text
+    row = done[done.index(f'id="broadcast-{broadcast_id}"') :].split("</tr>")[0]
+    assert "send-now" not in row and "Cancel" not in row and "<td>3</td>" in row
+
+    again = client.post(
+        f"/broadcasts/{broadcast_id}/send-now", data={"csrf_token": token}, follow_redirects=True
+    )
+    assert f"broadcast {broadcast_id} is done, not scheduled: nothing changed" in again.text
+    unknown = client.post("/broadcasts/no-such-id/send-now", data={"csrf_token": token})
+    assert unknown.status_code == 404

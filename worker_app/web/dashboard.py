@@ -80,7 +80,10 @@ def _csrf() -> str:
     return str(session["csrf"])
 
 
-def _page(template: str, title: str, refresh: int = 0, **context: Any) -> str:
+def page(template: str, title: str, refresh: int = 0, **context: Any) -> str:
+    """Render ``dashboard/<template>`` (extending ``dashboard/layout.html``) with the page helpers:
+    ``csrf()`` (the form token), ``when`` (a UTC stamp), ``bar`` (a job's progress), ``refresh``
+    (seconds between reloads, 0: none)."""
     return render_template(
         f"dashboard/{template}", title=title, refresh=refresh, csrf=_csrf, when=utc_stamp, bar=_bar,
         download=_download,
@@ -146,7 +149,7 @@ def _confirmation(action: str, where: dead_letters.DeadLetterFilter, count: int)
     count and the selection, and a form posting the same selection again with ``confirm=1``."""
     form = request.form
     kept = [(name, value) for name in SELECTION_FIELDS for value in form.getlist(name)]
-    return _page(
+    return page(
         "confirm.html", f"{action.title()} dead letters?", action=action, count=count,
         described=_described(form, where), kept=kept, back=_back(form),
     )  # fmt: skip
@@ -166,6 +169,14 @@ def create_dashboard(app: Flask, runtime: Runtime, broker: dramatiq.Broker) -> N
     _queue_and_job_pages(pages, runtime)
     _dead_letter_pages(pages, runtime, broker)
     _fleet_pages(pages, runtime, broker)
+    from worker_app.domains import dashboard_extensions
+
+    nav: list[tuple[str, str]] = []
+    for add_pages in dashboard_extensions():  # the domains' own pages (register_dashboard)
+        blueprint, links = add_pages(runtime)
+        pages.register_blueprint(blueprint)
+        nav += [(label, f"dashboard.{blueprint.name}{endpoint}") for label, endpoint in links]
+    app.jinja_env.globals["domain_nav"] = nav
     app.register_blueprint(pages)
 
 
@@ -200,7 +211,7 @@ def _auth_pages(pages: Blueprint, token: str | None) -> None:
                 session["auth"] = True
                 return redirect(target)
             flash("wrong token" if csrf_ok else "bad CSRF token", "error")
-        return _page("login.html", "Log in", next=target)
+        return page("login.html", "Log in", next=target)
 
     @pages.post("/logout")
     def logout() -> Response:
@@ -220,19 +231,20 @@ def _queue_pages(pages: Blueprint, runtime: Runtime) -> None:
         report = queue_report(runtime.settings, database=runtime.database)
         telemetry = dashboard_table(runtime.redis, window)
         paused = pauses.paused_queues(runtime.database)
-        return _page("queues.html", "Queues", refresh=5, report=report, telemetry=telemetry, paused=paused,
+        return page("queues.html", "Queues", refresh=5, report=report, telemetry=telemetry, paused=paused,
                      domains=DOMAINS)  # fmt: skip
 
     @pages.post("/queues/<queue>/<any(pause, resume):action>")
     def pause_or_resume(queue: str, action: str) -> Response:
-        if queue not in DOMAINS:
-            abort(404, description=f"{queue[:64]!r} is not a domain queue")
         by = f"dashboard:{request.remote_addr or '?'}"
-        if action == "pause":
-            reason = (request.form.get("reason") or "").strip()[:500] or None
-            changed = pauses.pause(runtime.database, queue, by=by, reason=reason)
-        else:
-            changed = pauses.resume(runtime.database, queue, by=by)
+        try:
+            if action == "pause":
+                reason = (request.form.get("reason") or "").strip()[:500] or None
+                changed = pauses.pause(runtime.database, queue, by=by, reason=reason)
+            else:
+                changed = pauses.resume(runtime.database, queue, by=by)
+        except pauses.NotADomainQueue as e:
+            abort(404, description=str(e))
         state = "paused" if action == "pause" else "resumed"
         flash(
             f"{queue} {state}: workers follow within a few seconds"
@@ -253,12 +265,12 @@ def _queue_and_job_pages(pages: Blueprint, runtime: Runtime) -> None:
         if status is not None and status not in JOB_STATUSES:
             abort(400, description=f"status: expected one of {', '.join(JOB_STATUSES)}")
         rows = tracking.list_jobs(runtime.database, status=status, limit=100)
-        return _page("jobs.html", "Jobs", refresh=3, rows=rows)
+        return page("jobs.html", "Jobs", refresh=3, rows=rows)
 
     @pages.get("/bulk")
     def bulk() -> str:
         rows = tracking.list_jobs(runtime.database, queue="bulk", limit=100)
-        return _page("bulk.html", "Bulk jobs and exports", refresh=3, rows=rows, active=ACTIVE)
+        return page("bulk.html", "Bulk jobs and exports", refresh=3, rows=rows, active=ACTIVE)
 
     def find_job(job_id: str) -> Any:
         job = tracking.get_job(runtime.database, job_id) if _plausible_id(job_id) else None
@@ -270,12 +282,12 @@ def _queue_and_job_pages(pages: Blueprint, runtime: Runtime) -> None:
     def job_detail(job_id: str) -> str:
         job = find_job(job_id)
         refresh = 0 if job.status in FINISHED else 2
-        return _page("job.html", f"Job {job_id}", refresh=refresh, job=job, fields=tracking.as_dict(job))
+        return page("job.html", f"Job {job_id}", refresh=refresh, job=job, fields=tracking.as_dict(job))
 
     @pages.get("/jobs/<job_id>/cancel")
     def cancel_confirmation(job_id: str) -> str:
         """Nothing changes here: the page asks, and its Confirm button posts."""
-        return _page("cancel_job.html", f"Cancel job {job_id}?", job=find_job(job_id))
+        return page("cancel_job.html", f"Cancel job {job_id}?", job=find_job(job_id))
 
     @pages.post("/jobs/<job_id>/cancel")
     def cancel(job_id: str) -> Response:
@@ -292,7 +304,7 @@ def _dead_letter_pages(pages: Blueprint, runtime: Runtime, broker: dramatiq.Brok
     @pages.get("/dead-letters")
     def dead() -> str:
         where = _filter_of(request.args, [])
-        return _page(
+        return page(
             "dead_letters.html", "Dead letters", rows=dead_letters.listing(database, where, 200),
             total=dead_letters.count(database, where), filters=_filters(request.args), fields=FILTER_FIELDS,
             statuses=dead_letters.STATUSES,
@@ -307,7 +319,7 @@ def _dead_letter_pages(pages: Blueprint, runtime: Runtime, broker: dramatiq.Brok
             abort(404, description=f"no dead letter with id {dead_letter_id}")
         fields = dead_letters.as_dict(found[0])
         traceback = fields.pop("traceback") or "(no traceback)"
-        return _page(
+        return page(
             "dead_letter.html", f"Dead letter {dead_letter_id}", fields=fields, traceback=traceback,
             status=found[0].status, id=dead_letter_id,
         )  # fmt: skip
@@ -338,16 +350,14 @@ def _fleet_pages(pages: Blueprint, runtime: Runtime, broker: dramatiq.Broker) ->
     def schedules() -> str:
         from scheduler.status import current_status
 
-        return _page(
-            "schedules.html", "Schedules", refresh=10, status=current_status(settings, broker.actors)
-        )
+        return page("schedules.html", "Schedules", refresh=10, status=current_status(settings, broker.actors))
 
     @pages.get("/alerts")
     def alerts() -> str:
         from worker_app.alerts import recent_alerts
         from worker_app.open_alerts import OpenAlerts
 
-        return _page(
+        return page(
             "alerts.html", "Alerts", refresh=10, open_alerts=OpenAlerts(runtime.redis).all(),
             alerts=recent_alerts(runtime.redis, 100), now=time.time(),
         )  # fmt: skip
@@ -357,7 +367,7 @@ def _fleet_pages(pages: Blueprint, runtime: Runtime, broker: dramatiq.Broker) ->
         from worker_app.workers import alive_workers
 
         now = time.time()
-        return _page(
+        return page(
             "workers.html", "Workers", refresh=5, workers=alive_workers(runtime.redis),
             ago=lambda t: f"{max(0.0, now - t):.0f} s ago",
         )  # fmt: skip
