@@ -6,7 +6,8 @@ Each records what it saw in Redis, under the run's prefix ``BOT_TEST_PREFIX``:
   handler's own log: ordering and duplicates are read from it);
 * ``<prefix>:attempts`` — attempts per update id (``BOT_TEST_POISON`` ids fail every one);
 * ``<prefix>:trace`` — the trace id each update ran with, and the context's trace id seen inside;
-* ``<prefix>:ran_at`` — when each run happened (unix seconds), for the recovery time.
+* ``<prefix>:ran_at`` — each run as ``<unix seconds>|<pid>|<chat key>``: who ran which chat when, for
+  the recovery time of the shards a killed worker held.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def record(update: dict[str, Any], trace_id: str) -> None:
     pipe = client.pipeline(transaction=False)
     pipe.hset(f"{prefix}:trace", str(update_id), f"{trace_id}|{context.current_trace_id()}")
     pipe.rpush(f"{prefix}:log:{chat_key(update)}", update_id)
-    pipe.rpush(f"{prefix}:ran_at", f"{time.time():.3f}")
+    pipe.rpush(f"{prefix}:ran_at", f"{time.time():.3f}|{os.getpid()}|{chat_key(update)}")
     pipe.execute()
 
 
