@@ -66,7 +66,12 @@ def schedule_status(
     if published:
         order = {job.name: i for i, job in enumerate(local_jobs)}
         published.sort(key=lambda r: (order.get(r[0], len(order)), r[0]))
-        jobs = [ScheduledJob(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], None) for r in published]
+        # a batch limit is the workers' setting, not the scheduler's: this host's configuration says it
+        limits = {job.name: job.batch_limit for job in local_jobs}
+        jobs = [
+            ScheduledJob(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], None, limits.get(r[0]))
+            for r in published
+        ]
         newest = max(published, key=lambda r: r[9])
         published_at, published_by = newest[9], newest[10]
     else:

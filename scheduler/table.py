@@ -15,7 +15,9 @@ Env overrides, read through :class:`worker_app.config.Settings`:
 * ``SCHEDULE_<JOB>_JITTER_S`` — extra delay of up to N seconds, the same on every replica;
 * ``SCHEDULE_<JOB>_GRACE_S`` — how late a fire may still run (later ones are recorded as missed);
 * ``SCHEDULE_<JOB>_IMMEDIATE`` — ``1`` fires the job once when a scheduler process first leads
-  (``SCHEDULER_IMMEDIATE=1`` does it for every job).
+  (``SCHEDULER_IMMEDIATE=1`` does it for every job);
+* ``<JOB>_BATCH_LIMIT`` — the most items one run takes (jobs marked ``batched`` only; the rest wait
+  for the next run). The worker running the job reads it (``Settings.batch_limit``).
 
 A job whose actor does not exist yet is listed as disabled with the reason; it comes alive when its
 actor lands. A bad override stops start-up with one line naming the variable.
@@ -35,7 +37,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from worker_app.config import Settings
+from worker_app.config import BATCH_LIMIT_SUFFIX, Settings
 from worker_app.errors import ConfigurationError
 
 #: The grid every interval schedule is anchored on.
@@ -54,6 +56,8 @@ class Job:
     actor: str = ""
     grace_s: int | None = None
     immediate: bool = False
+    #: The job works through a set of items and honours ``<JOB>_BATCH_LIMIT``.
+    batched: bool = False
 
     @property
     def actor_name(self) -> str:
@@ -62,14 +66,14 @@ class Job:
 
 # fmt: off
 JOBS: tuple[Job, ...] = (
-    #   job                              schedule (UTC)         jitter
+    #   job                              schedule (UTC)         jitter        <JOB>_BATCH_LIMIT
     # notifications
-    Job("process_notification_queue",    "every 30s"),
+    Job("process_notification_queue",    "every 30s",                         batched=True),
     # subscriptions
-    Job("check_expiring_subscriptions",  "0 * * * *",           jitter_s=60),
-    Job("disable_expired_users",         "every 15m",           jitter_s=30),
+    Job("check_expiring_subscriptions",  "0 * * * *",           jitter_s=60,  batched=True),
+    Job("disable_expired_users",         "every 15m",           jitter_s=30,  batched=True),
     Job("reset_monthly_traffic",         "0 0 1 * *",           grace_s=86_400),
-    Job("auto_renew_subscriptions",      "every 30m",           jitter_s=60),
+    Job("auto_renew_subscriptions",      "every 30m",           jitter_s=60,  batched=True),
     # monitoring
     Job("check_server_health",           "every 2m"),
     Job("collect_bandwidth_snapshots",   "every 5m"),
@@ -77,18 +81,18 @@ JOBS: tuple[Job, ...] = (
     Job("check_anomalies",               "every 5m"),
     Job("scheduler_canary",              "every 60s",           immediate=True),
     # payments
-    Job("verify_pending_payments",       "every 5m",            jitter_s=20),
-    Job("retry_failed_webhooks",         "every 30m",           jitter_s=60),
+    Job("verify_pending_payments",       "every 5m",            jitter_s=20,  batched=True),
+    Job("retry_failed_webhooks",         "every 30m",           jitter_s=60,  batched=True),
     Job("aggregate_financial_stats",     "30 0 * * *"),
     # analytics
     Job("aggregate_daily_stats",         "5 0 * * *"),
     Job("aggregate_bandwidth_hourly",    "5 * * * *"),
     Job("update_realtime_metrics",       "every 30s"),
     # cleanup
-    Job("cleanup_old_notifications",     "0 1 * * *"),
-    Job("cleanup_expired_tokens",        "0 2 * * *"),
-    Job("cleanup_audit_logs",            "0 3 * * sun"),
-    Job("cleanup_webhook_logs",          "0 3 * * mon"),
+    Job("cleanup_old_notifications",     "0 1 * * *",                         batched=True),
+    Job("cleanup_expired_tokens",        "0 2 * * *",                         batched=True),
+    Job("cleanup_audit_logs",            "0 3 * * sun",                       batched=True),
+    Job("cleanup_webhook_logs",          "0 3 * * mon",                       batched=True),
     Job("cleanup_stale_cache",           "0 4 * * *"),
     Job("cleanup_expired_exports",       "15 * * * *"),
     # sync
@@ -173,6 +177,8 @@ class ScheduledJob:
     enabled: bool
     disabled_reason: str | None
     overridden_by: str | None
+    #: ``<JOB>_BATCH_LIMIT`` (``None``: unset, or the job takes no batch).
+    batch_limit: int | None = None
 
     def trigger(self) -> FireTrigger:
         """A fresh trigger for this job (each caller gets its own slot memory)."""
@@ -349,6 +355,7 @@ def resolve_jobs(
                 f"{name}: no periodic job named {base.removeprefix('SCHEDULE_').lower()!r} "
                 "(`worker-app schedules` lists them)"
             )
+    _check_batch_limits(settings, jobs)
     resolved: list[ScheduledJob] = []
     for job in jobs:
         var = env_name(job.name)
@@ -383,6 +390,18 @@ def resolve_jobs(
                 enabled=reason is None,
                 disabled_reason=reason,
                 overridden_by=var if var in env else None,
+                batch_limit=settings.batch_limit(job.name) if job.batched else None,
             )
         )
     return resolved
+
+
+def _check_batch_limits(settings: Settings, jobs: tuple[Job, ...]) -> None:
+    """A ``<JOB>_BATCH_LIMIT`` naming a periodic job that takes no batch stops start-up, naming it
+    (one naming no job at all is another program's variable, left alone)."""
+    by_name = {job.name: job for job in jobs}
+    for name in settings.batch_limit_env:
+        job = by_name.get(name.removesuffix(BATCH_LIMIT_SUFFIX).lower())
+        if job is not None and not job.batched:
+            takers = ", ".join(j.name for j in jobs if j.batched)
+            raise ConfigurationError(f"{name}: {job.name} takes no batch to limit (jobs that do: {takers})")

@@ -41,6 +41,10 @@ SECRET_NAMES = SECRET_URL_NAMES + SECRET_TOKEN_NAMES
 SANDBOX_TELEGRAM_TOKEN = "100000:sandbox-bot-token"
 
 
+#: ``<JOB>_BATCH_LIMIT``: see :meth:`Settings.batch_limit`.
+BATCH_LIMIT_SUFFIX = "_BATCH_LIMIT"
+
+
 class Settings(BaseSettings):
     """Every knob of the worker, the scheduler, the CLI and the sandbox."""
 
@@ -242,6 +246,11 @@ class Settings(BaseSettings):
     #: Every ``ENABLE_*`` variable, as set (names upper-cased); only ``ENABLE_<domain>`` is read (see
     #: :meth:`enabled_queues`), a variable of another program is left alone.
     enable_env: dict[str, str] = Field(default_factory=dict)
+    #: Every ``*_BATCH_LIMIT`` variable, as set (names upper-cased): ``<JOB>_BATCH_LIMIT`` caps how many
+    #: items one run of a periodic job takes (:meth:`batch_limit`; the rest wait for the next run).
+    #: ``scheduler.table`` refuses a bad value, or one naming a job that takes no batch; a name of no
+    #: job at all is another program's variable, left alone.
+    batch_limit_env: dict[str, str] = Field(default_factory=dict)
     #: How often each worker process reads the paused queues (``worker-app queues pause``): a pause
     #: takes effect within about twice this.
     queue_pause_poll_s: float = Field(default=2.0, ge=0.1, le=60)
@@ -354,6 +363,24 @@ class Settings(BaseSettings):
             if value.strip().lower() in ("0", "false", "no", "off"):
                 disabled.add(domain)
         return [q for q in (self.worker_queues or list(DOMAINS)) if q not in disabled]
+
+    def batch_limit(self, job: str) -> int | None:
+        """``<JOB>_BATCH_LIMIT`` for the periodic job ``job``: the most items one run takes, or
+        ``None`` when unset (no cap beyond the job's own time budget). A bad value raises
+        :class:`ConfigurationError` naming the variable: the scheduler checks every batched job's at
+        start-up (``scheduler.table.resolve_jobs``); a worker whose environment differs fails the job
+        run, naming it (dead-lettered with that line)."""
+        name = f"{job.upper()}{BATCH_LIMIT_SUFFIX}"
+        raw = self.batch_limit_env.get(name, "").strip()
+        if not raw:
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigurationError(f"{name}: {raw!r} is not a whole number of items") from None
+        if not 1 <= value <= 10_000_000:
+            raise ConfigurationError(f"{name}: {raw!r} must be between 1 and 10000000")
+        return value
 
     @field_validator("api_actors", mode="before")
     @classmethod
@@ -515,6 +542,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             k.upper(): v for k, v in env.items() if k.upper().startswith("SCHEDULE_")
         }
         overrides["enable_env"] = {k.upper(): v for k, v in env.items() if k.upper().startswith("ENABLE_")}
+        overrides["batch_limit_env"] = {
+            k.upper(): v for k, v in env.items() if k.upper().endswith(BATCH_LIMIT_SUFFIX)
+        }
         if environ is None:
             return Settings(**overrides)
         return _settings_from_mapping(env, overrides)

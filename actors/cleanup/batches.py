@@ -16,9 +16,10 @@ the same job (a redelivery while the first still runs) finds it busy and ends at
 connection is discarded afterwards (settings and lock go with it, nothing leaks into the pool).
 
 Between batches the run stops cleanly — counting what it deleted, the reason in ``stopped`` — when
-its time budget is spent (``time budget``), the worker is shutting down (``shutdown``) or a batch
-hit a timeout (``timeout``: a lock held too long, the database slow); the next run carries on with
-the rows left. With an archive (:mod:`actors.cleanup.archive`) the ``DELETE`` returns the rows
+its time budget is spent (``time budget``), it deleted its ``max_rows`` (``batch limit``), the
+worker is shutting down (``shutdown``) or a batch hit a timeout (``timeout``: a lock held too long,
+the database slow); the next run carries on with the rows left. With an archive
+(:mod:`actors.cleanup.archive`) the ``DELETE`` returns the rows
 whole and they are written durably before the batch commits."""
 
 from __future__ import annotations
@@ -77,19 +78,21 @@ class Target:
 
 @dataclass(frozen=True)
 class Limits:
-    """How a run deletes: rows per batch, seconds it may run, pause between batches, and the
-    session's ``statement_timeout`` / ``lock_timeout``."""
+    """How a run deletes: rows per batch, seconds it may run, pause between batches, the
+    session's ``statement_timeout`` / ``lock_timeout``, and the most rows the run deletes
+    (``max_rows``, the job's ``<JOB>_BATCH_LIMIT``; ``None``: no cap)."""
 
     batch_size: int = 1000
     budget_s: float = 300.0
     pause_s: float = 0.0
     statement_timeout_ms: int = 5000
     lock_timeout_ms: int = 1000
+    max_rows: int | None = None
 
     @classmethod
-    def of(cls, settings: Settings) -> Limits:
-        """The CLEANUP_* settings; the budget ends a batch's worst case before TIME_LIMIT_MS would
-        interrupt the run."""
+    def of(cls, settings: Settings, job: str | None = None) -> Limits:
+        """The CLEANUP_* settings (and ``job``'s batch limit); the budget ends a batch's worst case
+        before TIME_LIMIT_MS would interrupt the run."""
         most_s = (settings.time_limit_ms - settings.cleanup_statement_timeout_ms) / 1000
         return cls(
             batch_size=settings.cleanup_batch_size,
@@ -97,6 +100,7 @@ class Limits:
             pause_s=settings.cleanup_batch_pause_ms / 1000,
             statement_timeout_ms=settings.cleanup_statement_timeout_ms,
             lock_timeout_ms=settings.cleanup_lock_timeout_ms,
+            max_rows=settings.batch_limit(job) if job else None,
         )
 
 
@@ -190,6 +194,11 @@ class _Run:
                 return "shutdown"
             if self.out_of_time():
                 return "time budget"
+            if self.limits.max_rows is not None:
+                left = self.limits.max_rows - sum(self.deleted.counts.values())
+                if left <= 0:
+                    return "batch limit"
+                walk.n = min(walk.n, left)
             deleted, last = self.batch(target, walk)
             walk.advance(self.conn, deleted, last)
             if self.limits.pause_s and not walk.done and _paused(self.stop, self.limits.pause_s):

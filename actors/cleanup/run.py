@@ -27,8 +27,8 @@ def run_job(runtime: Runtime, job: str, targets: Sequence[Target], *,
     started = time.monotonic()
     counter = deleted_total().labels(job)
     deleted = delete_in_batches(
-        runtime.database, job, targets, Limits.of(runtime.settings), archive=archive, stop=runtime.stopping,
-        progress=lambda _name, rows: counter.inc(rows),
+        runtime.database, job, targets, Limits.of(runtime.settings, job), archive=archive,
+        stop=runtime.stopping, progress=lambda _name, rows: counter.inc(rows),
     )  # fmt: skip
     longest_batch_seconds().labels(job).set(deleted.longest_batch_s)
     summary = summarise(job, targets, deleted, started)
@@ -50,8 +50,9 @@ def log_done(job: str, counts: Mapping[str, int], summary: dict[str, Any], *, st
 
 def summarise(job: str, targets: Sequence[Target], deleted: Deleted, started: float) -> dict[str, Any]:
     """The run's summary: ``job``, ``counts`` (rows deleted per target), ``batches``,
-    ``longest_batch_s``, ``stopped`` (``None``, ``time budget``, ``shutdown``, ``timeout``, ``another
-    run in progress``), ``due_before`` (each target's bound, UTC) and ``duration_s``."""
+    ``longest_batch_s``, ``stopped`` (``None``, ``time budget``, ``batch limit``, ``shutdown``,
+    ``timeout``, ``another run in progress``), ``due_before`` (each target's bound, UTC) and
+    ``duration_s``."""
     return {
         "job": job, "counts": dict(deleted.counts), "batches": deleted.batches,
         "longest_batch_s": round(deleted.longest_batch_s, 4), "stopped": deleted.stopped,

@@ -37,6 +37,8 @@ class Walk(Protocol):
     done: bool
     plain: bool
     """Whether a batch may first be one plain ``DELETE`` of its window (waiting on held rows)."""
+    n: int
+    """The most rows the next batch deletes (a run near its batch limit lowers it)."""
 
     def window(self) -> tuple[str, dict[str, Any]]:
         """SQL that follows the due condition (``AND ...``, ordering, limit) and its values."""

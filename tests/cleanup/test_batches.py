@@ -186,3 +186,24 @@ def test_a_gap_of_keys_not_due_is_jumped_over_in_one_step(
         assert (walk.lo, walk.done) == (last[0], False)
         walk.advance(conn, 5, None)
         assert walk.done
+
+
+def test_a_batch_limit_caps_the_rows_of_a_run_exactly_and_the_next_run_takes_the_rest(
+    database: Database, clean_tables: sa.Engine, old: Target
+) -> None:
+    # Given 25 old rows and 5 young ones
+    due = audit_logs(clean_tables, days_ago(*[95 + n / 100 for n in range(25)]))
+    young = audit_logs(clean_tables, days_ago(*[10 + n for n in range(5)]))
+    limits = Limits(batch_size=10, max_rows=13)  # CLEANUP_TEST_BATCH_LIMIT=13
+
+    # When a run limited to 13 rows deletes batches of 10
+    first = delete_in_batches(database, JOB, [old], limits)
+
+    # Then it deleted exactly 13 (a full batch, then one cut to the 3 left), saying why it stopped
+    assert (first.counts, first.batches, first.stopped) == ({"deleted": 13}, 2, "batch limit")
+    assert len(ids(clean_tables, "audit_logs") & set(due)) == 12
+
+    # And the next run takes the other 12 and ends with nothing due
+    second = delete_in_batches(database, JOB, [old], limits)
+    assert (second.counts, second.stopped) == ({"deleted": 12}, None)
+    assert ids(clean_tables, "audit_logs") == set(young)

@@ -71,6 +71,22 @@ def test_expired_and_revoked_tokens_go_each_counted_once_and_valid_ones_stay(
     assert not {expired, both, revoked, revoked_later} & ids(clean_tables, "refresh_tokens")
 
 
+def test_the_job_s_batch_limit_caps_a_run_across_its_targets_and_the_next_run_takes_the_rest(
+    make_runtime: MakeRuntime, clean_tables: sa.Engine
+) -> None:
+    make_runtime(CLEANUP_EXPIRED_TOKENS_BATCH_LIMIT=3)
+    future, past = now_minus(days=-5), now_minus(days=1)
+    *due, valid = tokens(clean_tables, [
+        (past, None), (past, None), (future, now_minus(hours=1)), (future, now_minus(hours=2)), (future, None),
+    ])  # fmt: skip
+
+    first = cleanup_expired_tokens()
+    assert (first["counts"], first["stopped"]) == ({"expired": 2, "revoked": 1}, "batch limit")
+    second = cleanup_expired_tokens()
+    assert (second["counts"], second["stopped"]) == ({"expired": 0, "revoked": 1}, None)
+    assert ids(clean_tables, "refresh_tokens") == {valid}
+
+
 def test_webhook_logs_past_their_retention_go(make_runtime: MakeRuntime, clean_tables: sa.Engine) -> None:
     make_runtime(CLEANUP_WEBHOOK_RETENTION_DAYS=30)
     _old, young = webhook_logs(clean_tables, [now_minus(days=30, minutes=1), now_minus(days=29, hours=23)])

@@ -11,7 +11,7 @@ from scheduler.table import JOBS, FireTrigger, Job, parse_schedule, resolve_jobs
 from worker_app.config import load_settings
 from worker_app.errors import ConfigurationError
 
-TABLE = (Job("tick", "every 1s"), Job("nightly", "0 3 * * *", jitter_s=60), Job("future", "every 5m"))
+TABLE = (Job("tick", "every 1s", batched=True), Job("nightly", "0 3 * * *", jitter_s=60), Job("future", "every 5m"))
 ACTORS: dict[str, Any] = {"tick": object(), "nightly": object()}
 
 
@@ -73,6 +73,20 @@ def test_bad_jitter_grace_immediate_and_unknown_jobs_name_the_variable() -> None
         ({"SCHEDULE_TICK_GRACE_S": "0"}, "SCHEDULE_TICK_GRACE_S: '0' must be at least 1"),
         ({"SCHEDULE_TICK_IMMEDIATE": "maybe"}, "SCHEDULE_TICK_IMMEDIATE: 'maybe' is not a boolean"),
         ({"SCHEDULE_TIKC": "every 5s"}, "SCHEDULE_TIKC: no periodic job named 'tikc'"),
+    ]:
+        with pytest.raises(ConfigurationError, match=expected):
+            resolve(**env)
+
+
+def test_a_batch_limit_reaches_its_job_and_a_bad_one_names_the_variable() -> None:
+    jobs = resolve(TICK_BATCH_LIMIT="500", OTHER_PROGRAM_BATCH_LIMIT="whatever")
+    assert (jobs["tick"].batch_limit, jobs["nightly"].batch_limit) == (500, None)
+    assert load_settings({"TICK_BATCH_LIMIT": " 7 "}).batch_limit("tick") == 7
+    assert load_settings({}).batch_limit("tick") is None
+    for env, expected in [
+        ({"TICK_BATCH_LIMIT": "lots"}, "TICK_BATCH_LIMIT: 'lots' is not a whole number of items"),
+        ({"TICK_BATCH_LIMIT": "0"}, "TICK_BATCH_LIMIT: '0' must be between 1 and 10000000"),
+        ({"NIGHTLY_BATCH_LIMIT": "10"}, "NIGHTLY_BATCH_LIMIT: nightly takes no batch to limit .jobs that do: tick."),
     ]:
         with pytest.raises(ConfigurationError, match=expected):
             resolve(**env)

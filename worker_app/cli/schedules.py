@@ -43,6 +43,10 @@ def _schedule_text(job: ScheduledJob) -> str:
     return job.schedule + (f" +≤{job.jitter_s}s" if job.jitter_s else "")
 
 
+def _limit_text(job: ScheduledJob) -> str:
+    return f"  ≤{job.batch_limit}/run" if job.batch_limit else ""
+
+
 def _last_text(item: JobStatus) -> str:
     if item.last is None:
         return "-"
@@ -74,6 +78,7 @@ def _as_json(status: ScheduleStatus) -> dict[str, Any]:
                 "schedule": item.job.schedule,
                 "jitter_s": item.job.jitter_s,
                 "grace_s": item.job.grace_s,
+                "batch_limit": item.job.batch_limit,
                 "enabled": item.job.enabled,
                 "disabled_reason": item.job.disabled_reason,
                 "last_fire": fire_dict(item),
@@ -127,7 +132,7 @@ def schedules(ctx: click.Context, as_json: bool) -> None:
             flag = f"  NO CONSUMER ({job.queue}): not fired" if unconsumed and job.queue in unconsumed else ""
             click.echo(
                 f"{job.name:<30} {_schedule_text(job):<18} {_last_text(item):<34} "
-                f"{utc_stamp(item.next_fire_at)}{flag}"
+                f"{utc_stamp(item.next_fire_at)}{_limit_text(job)}{flag}"
             )
         else:
             click.echo(f"{job.name:<30} {_schedule_text(job):<18} disabled: {job.disabled_reason}")
