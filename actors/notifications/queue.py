@@ -22,6 +22,10 @@ While the breaker is open the drain does not claim rows only to defer them: it w
 cooldown (or stops, ``breaker``, when the cooldown outlasts its budget; the next tick resumes), and
 the step after a cooldown claims a single row, the breaker's probe, before full batches resume.
 
+``PROCESS_NOTIFICATION_QUEUE_BATCH_LIMIT`` caps the rows one drain claims (each claim counts, a
+deferred row claimed again included): no batch claims more than the room left, and the drain stops
+``batch limit`` without re-enqueueing itself, so the rest wait for the next tick.
+
 Delivery is at-least-once, with duplicates bounded by the sends in flight: a worker killed (or
 PostgreSQL restarting) after Telegram accepted a message but before the commit leaves the row
 pending, but the send was recorded in the sent journal (:mod:`worker_app.telegram.journal`)
@@ -57,6 +61,7 @@ from worker_app.telegram.sender import DEFERRED, FAILED, HALT, RETRY, SENT, Deli
 from worker_app.telegram.text import NotificationRejected, check_text
 
 QUEUE = "notifications"
+JOB = "process_notification_queue"
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (30, 60, 300, 900, 3600)
@@ -142,7 +147,8 @@ class DrainConfig:
 class DrainReport:
     """What one drain did. ``stopped``: ``empty`` (nothing due), ``budget`` (time is up),
     ``paused`` (a 429 pause outlasts the budget), ``breaker`` (Telegram is down: the circuit breaker
-    stays open past the budget), ``halt`` (bad bot token), ``shutdown``."""
+    stays open past the budget), ``halt`` (bad bot token), ``shutdown``, ``batch limit`` (claimed
+    ``batch_limit`` rows)."""
 
     batches: int = 0
     sent: int = 0
@@ -154,13 +160,24 @@ class DrainReport:
     halt_error: str | None = None
     deferred_due: list[float] = field(default_factory=list)
     """Heap of the (monotonic) times at which rows this drain deferred are due again."""
+    batch_limit: int | None = None
+    """The most rows this drain may claim (``None``: no cap)."""
+
+    def room(self, batch: int) -> int:
+        """How many rows the next claim may take: ``batch``, or fewer near the batch limit."""
+        if self.batch_limit is None:
+            return batch
+        return min(batch, self.batch_limit - (self.sent + self.retried + self.failed + self.deferred))
 
     def summary(self) -> dict[str, object]:
         """JSON-able counts (the actor's result and log line)."""
-        return {
+        counts: dict[str, object] = {
             "batches": self.batches, "sent": self.sent, "retried": self.retried, "failed": self.failed,
             "deferred": self.deferred, "stopped": self.stopped,
         }  # fmt: skip
+        if self.batch_limit is not None:
+            counts["batch_limit"] = self.batch_limit
+        return counts
 
 
 def settle(row: Row, delivery: Delivery, max_retries: int) -> Settlement:
@@ -209,12 +226,13 @@ class QueueDrainer:
         """Stop the send threads (after the sends in progress)."""
         self.pool.shutdown()
 
-    def drain(self) -> DrainReport:
-        """Claim, send and settle batches until none is due (or, lingering, the budget ends)."""
+    def drain(self, limit: int | None = None) -> DrainReport:
+        """Claim, send and settle batches until none is due (or, lingering, the budget ends), or
+        ``limit`` rows were claimed (``None``: no cap)."""
         deadline = self._clock() + self.config.budget_s
-        report = DrainReport()
+        report = DrainReport(batch_limit=limit)
         while not report.stopped:
-            report.stopped = self._reason_to_stop(deadline)
+            report.stopped = "batch limit" if report.room(1) <= 0 else self._reason_to_stop(deadline)
             if not report.stopped and not self._step(report, deadline) and not self._idle(report, deadline):
                 report.stopped = "empty"
         return report
@@ -258,7 +276,7 @@ class QueueDrainer:
 
     def _step(self, report: DrainReport, deadline: float) -> bool:
         """One claim-send-settle round; False when nothing was due."""
-        limit = self.config.batch_size if self.sender.breaker.closed else 1  # 1: the breaker's probe
+        limit = report.room(self.config.batch_size if self.sender.breaker.closed else 1)  # 1: the probe
         with self.database.transaction() as session:
             rows = claim(session, limit)
             if not rows:
@@ -391,7 +409,8 @@ def process_notification_queue() -> None:
 
     Runs only when one of NOTIFICATION_DRAINERS fleet-wide slots is free; drains (polling every
     NOTIFICATION_POLL_INTERVAL_S for new rows) until NOTIFICATION_DRAIN_BUDGET_S ends or the worker
-    stops, then re-enqueues itself if it sent anything, so a busy queue is drained continuously.
+    stops, then re-enqueues itself if it sent anything, so a busy queue is drained continuously —
+    unless it stopped at PROCESS_NOTIFICATION_QUEUE_BATCH_LIMIT: then the rest wait for the next tick.
     Rows that used up their attempts raise one (de-duplicated) admin alert per drain.
     """
     runtime = get_runtime()
@@ -401,7 +420,7 @@ def process_notification_queue() -> None:
         log.info("notification drain skipped: %d drains already running", slots.max_holders)
         return
     try:
-        report = runtime.service(drainer).drain()
+        report = runtime.service(drainer).drain(runtime.settings.batch_limit(JOB))
         broadcast.refresh_progress(runtime.database, runtime.redis, broadcast.unsettled(runtime.database))
     except OperationalError as e:
         # PostgreSQL unreachable: nothing was claimed, so nothing is lost; the next tick drains again.

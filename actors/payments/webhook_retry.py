@@ -8,6 +8,9 @@ Which rows: ``webhook_logs`` from Crypto Pay, valid, ``invoice_paid``, accepted 
 ``PAYMENTS_WEBHOOK_RETRY_AFTER_MIN`` (10: a completion still in flight is left alone). ``attempts``
 counts the enqueues (the receiver's own is the first). Enqueueing again is safe: the completion is
 idempotent (:mod:`actors.payments.activation`).
+
+``RETRY_FAILED_WEBHOOKS_BATCH_LIMIT`` caps the webhooks one run takes (enqueued, marked processed or
+given up), those tried fewest times first, then the oldest: the rest wait for the next run.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from worker_app.db import Database
 from worker_app.runtime import get_runtime
 
 log = logging.getLogger(__name__)
+JOB = "retry_failed_webhooks"
 
 _DUE = text(
     """
@@ -34,7 +38,8 @@ _DUE = text(
     WHERE w.source = 'cryptobot' AND w.is_valid AND w.event_type = 'invoice_paid' AND w.error_message IS NULL
       AND w.processed_at IS NULL AND w.created_at > now() - interval '24 hours'
       AND w.created_at < now() - CAST(:after AS interval)
-    ORDER BY w.created_at
+    ORDER BY w.attempts, w.created_at
+    LIMIT :limit
     FOR UPDATE OF w SKIP LOCKED
     """
 )
@@ -57,12 +62,15 @@ def mark_processed(database: Database, invoice_id: int | str) -> None:
 
 
 def retry(
-    database: Database, send: Any, alerts: AdminAlerts, *, max_tries: int, retry_after: timedelta
-) -> dict[str, int]:
-    """One run; ``send(payment_id, invoice, provider)`` enqueues a completion. Counts by outcome."""
+    database: Database, send: Any, alerts: AdminAlerts, *, max_tries: int, retry_after: timedelta,
+    limit: int | None = None,
+) -> dict[str, int]:  # fmt: skip
+    """One run; ``send(payment_id, invoice, provider)`` enqueues a completion. Counts by outcome.
+    Takes at most ``limit`` webhooks (``None``: every one due), only those it locks."""
     counts: dict[str, int] = {}
+    due = {"after": f"{int(retry_after.total_seconds())} seconds", "limit": limit}
     with database.transaction() as s:
-        for row in s.execute(_DUE, {"after": f"{int(retry_after.total_seconds())} seconds"}).all():
+        for row in s.execute(_DUE, due).all():
             if row.status == "completed":
                 s.execute(_PROCESSED, {"invoice": row.external_id})
                 outcome = "already_completed"
@@ -99,9 +107,12 @@ def retry_failed_webhooks() -> dict[str, Any]:
 
     runtime = get_runtime()
     s = runtime.settings
+    limit = s.batch_limit(JOB)
     counts = retry(runtime.database, process_payment_completion.send, runtime.alerts,
-                   max_tries=s.payments_webhook_max_tries,
+                   max_tries=s.payments_webhook_max_tries, limit=limit,
                    retry_after=timedelta(minutes=s.payments_webhook_retry_after_min))  # fmt: skip
-    summary = {"job": "retry_failed_webhooks", "counts": counts}
+    summary: dict[str, Any] = {"job": JOB, "counts": counts}
+    if limit is not None:  # limited: this run took all it may; more may be waiting
+        summary |= {"batch_limit": limit, "limited": sum(counts.values()) >= limit}
     log.info("payments job done: retry_failed_webhooks %s", counts, extra=summary)
     return summary

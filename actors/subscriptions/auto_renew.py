@@ -14,6 +14,10 @@ once). A second run in the same period finds the invoice and creates nothing. A 
 between ``createInvoice`` and that record makes the next run create a second invoice for the same
 payment: both carry its id, so whichever is paid activates it (and the poller follows the recorded
 one; the other expires unpaid). Paying is then the payments domain's business (webhook or poller).
+
+``AUTO_RENEW_SUBSCRIPTIONS_BATCH_LIMIT`` caps the invoices one run creates: the run stops at the
+first due user it has no room for (``limited``); the next run finds the users invoiced already
+(they take no room) and invoices the rest.
 """
 
 from __future__ import annotations
@@ -34,11 +38,12 @@ from actors.subscriptions.check_expiring import QUEUE
 from actors.subscriptions.disable_expired import period_of
 from actors.subscriptions.report import RunReport
 from worker_app.clients.cryptobot import CryptoPayClient
-from worker_app.clients.remnawave import RemnawaveClient, RemnawaveNotFound
+from worker_app.clients.remnawave import RemnawaveClient, RemnawaveNotFound, User
 from worker_app.db import Database
 from worker_app.runtime import get_runtime
 
 log = logging.getLogger(__name__)
+JOB = "auto_renew_subscriptions"
 NAMESPACE = uuid.UUID("0b6f0d8e-3c55-4f0e-9d64-2b8c7a1e5f42")
 """Namespace of auto-renew payment ids (uuid5 of ``auto_renew:<user>:<expiry>``): fixed forever."""
 CRYPTO_ASSETS = frozenset({"USDT", "TON", "BTC", "ETH", "LTC", "BNB", "TRX", "USDC", "SOL", "DOGE", "NOT"})
@@ -90,9 +95,13 @@ def preferences(database: Database) -> list[Preference]:
 
 def auto_renew(
     database: Database, panel: RemnawaveClient, cryptopay: CryptoPayClient, report: RunReport, *,
-    now: datetime, window: timedelta, invoice_expires_s: int, renew_url: str,
+    now: datetime, window: timedelta, invoice_expires_s: int, renew_url: str, limit: int | None = None,
 ) -> None:  # fmt: skip
-    """One run over every preference (see the module docstring)."""
+    """One run over every preference (see the module docstring), creating at most ``limit``
+    invoices (``None``: no cap)."""
+    if limit is not None:
+        report.details.update(batch_limit=limit, limited=False)
+    invoiced = 0
     for pref in preferences(database):
         try:
             user = panel.get_user(pref.user_id)
@@ -102,31 +111,43 @@ def auto_renew(
         if user.expire_at > now + window:
             report.add("not_due")
             continue
-        payment_id = payment_id_for(pref.user_id, user.expire_at)
-        telegram_id = pref.telegram_id if pref.telegram_id is not None else user.telegram_id
-        with database.transaction() as s:
-            s.execute(_PAYMENT, {"id": payment_id, "user_id": pref.user_id, "telegram_id": telegram_id,
-                                 "plan_id": pref.plan_id, "amount": pref.price, "currency": pref.currency,
-                                 "days": pref.days})  # fmt: skip
-            existing = s.execute(_INVOICED, {"id": payment_id}).one()
-        if existing.external_id is not None or existing.status != "pending":
-            report.add("already_handled")
-            continue
-        invoice = cryptopay.create_invoice(
-            pref.price, **_currency(pref.currency), payload=str(payment_id), expires_in_s=invoice_expires_s,
-            description=f"CyberVPN {pref.plan}: {pref.days} days", paid_btn_name="callback",
-            paid_btn_url=renew_url,
-        )  # fmt: skip
-        with database.transaction() as s:
-            recorded = s.execute(
-                _RECORD, {"invoice": str(invoice.invoice_id), "id": payment_id}
-            ).one_or_none()
-            if recorded is not None and telegram_id is not None:
-                message = texts.auto_renew_invoice(pref.plan, pref.price, pref.currency, user.expire_at,
-                                                   invoice.bot_invoice_url)  # fmt: skip
-                queue_notifications(s, [Outgoing(f"auto_renew:{payment_id}", telegram_id, message,
-                                                 NOTIFICATION_TYPE)])  # fmt: skip
-        report.add("queued" if recorded is not None and telegram_id is not None else "invoiced")
+        if limit is not None and invoiced >= limit:  # this user and the rest: the next run
+            report.details["limited"] = True
+            return
+        outcome = _invoice(database, cryptopay, pref, user, invoice_expires_s=invoice_expires_s,
+                           renew_url=renew_url)  # fmt: skip
+        report.add(outcome)
+        invoiced += outcome != "already_handled"
+
+
+def _invoice(
+    database: Database, cryptopay: CryptoPayClient, pref: Preference, user: User, *,
+    invoice_expires_s: int, renew_url: str,
+) -> str:  # fmt: skip
+    """The payment row of ``user``'s period, then its invoice and message unless it has them; the
+    outcome: ``already_handled``, ``queued`` (message queued) or ``invoiced`` (no message)."""
+    payment_id = payment_id_for(pref.user_id, user.expire_at)
+    telegram_id = pref.telegram_id if pref.telegram_id is not None else user.telegram_id
+    with database.transaction() as s:
+        s.execute(_PAYMENT, {"id": payment_id, "user_id": pref.user_id, "telegram_id": telegram_id,
+                             "plan_id": pref.plan_id, "amount": pref.price, "currency": pref.currency,
+                             "days": pref.days})  # fmt: skip
+        existing = s.execute(_INVOICED, {"id": payment_id}).one()
+    if existing.external_id is not None or existing.status != "pending":
+        return "already_handled"
+    invoice = cryptopay.create_invoice(
+        pref.price, **_currency(pref.currency), payload=str(payment_id), expires_in_s=invoice_expires_s,
+        description=f"CyberVPN {pref.plan}: {pref.days} days", paid_btn_name="callback",
+        paid_btn_url=renew_url,
+    )  # fmt: skip
+    with database.transaction() as s:
+        recorded = s.execute(_RECORD, {"invoice": str(invoice.invoice_id), "id": payment_id}).one_or_none()
+        if recorded is not None and telegram_id is not None:
+            message = texts.auto_renew_invoice(pref.plan, pref.price, pref.currency, user.expire_at,
+                                               invoice.bot_invoice_url)  # fmt: skip
+            queue_notifications(s, [Outgoing(f"auto_renew:{payment_id}", telegram_id, message,
+                                             NOTIFICATION_TYPE)])  # fmt: skip
+    return "queued" if recorded is not None and telegram_id is not None else "invoiced"
 
 
 def _currency(currency: str) -> dict[str, str]:
@@ -140,9 +161,9 @@ def auto_renew_subscriptions() -> dict[str, Any]:
     per period, with a message carrying the pay link (every 30 min)."""
     runtime = get_runtime()
     s = runtime.settings
-    with RunReport("auto_renew_subscriptions").running() as report:
+    with RunReport(JOB).running() as report:
         auto_renew(runtime.database, runtime.remnawave, runtime.cryptobot, report, now=datetime.now(UTC),
                    window=timedelta(minutes=s.auto_renew_window_min),
                    invoice_expires_s=s.auto_renew_invoice_expires_s,
-                   renew_url=s.subscriptions_renew_url)  # fmt: skip
+                   renew_url=s.subscriptions_renew_url, limit=s.batch_limit(JOB))  # fmt: skip
     return report.summary

@@ -11,6 +11,10 @@ Once per user and bracket, twice over: the Redis key ``cybervpn:sub_reminder:{us
 run or a worker killed between the insert and the key inserts nothing twice. The reminder goes
 through ``notification_queue``: rate limits, retries and the sent journal apply. Users without a
 telegram id are skipped and counted.
+
+``CHECK_EXPIRING_SUBSCRIPTIONS_BATCH_LIMIT`` caps the reminders one run queues: the run stops
+scanning at the first user it has no room for (``limited``), and the next run, finding the users
+reminded already, reminds the rest.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from worker_app.runtime import get_runtime
 from worker_app.telegram.text import CHAT_ID_MAX, CHAT_ID_MIN
 
 QUEUE = "subscriptions"
+JOB = "check_expiring_subscriptions"
 log = logging.getLogger(__name__)
 
 BRACKETS = (("6h", 6 * 3600), ("24h", 24 * 3600), ("3d", 3 * 86_400), ("7d", 7 * 86_400))
@@ -63,8 +68,12 @@ def queue_reminders(
     now: datetime,
     renew_url: str,
     report: RunReport,
+    limit: int | None = None,
 ) -> None:
-    """Queue the reminder every due user of ``pages`` has not had yet in its bracket."""
+    """Queue the reminder every due user of ``pages`` has not had yet in its bracket; at most
+    ``limit`` of them (``None``: no cap)."""
+    if limit is not None:
+        report.details.update(batch_limit=limit, limited=False)
     for page in pages:
         report.add("scanned", len(page))
         due = [(u, b) for u in page if u.status in REMIND_STATUSES and (b := bracket_of(u.expire_at, now))]
@@ -74,12 +83,27 @@ def queue_reminders(
         reachable = [(u, b) for u, b in with_id if CHAT_ID_MIN <= (u.telegram_id or 0) <= CHAT_ID_MAX]
         report.add("bad_telegram_id", len(with_id) - len(reachable))
         fresh = _not_reminded(redis_client, reachable)
-        messages = [_reminder(u, name, renew_url) for u, (name, _) in fresh]
+        room = None if limit is None else limit - report.counts["queued"]
+        offered, queued = _queue(database, [_reminder(u, name, renew_url) for u, (name, _) in fresh], room)
+        report.add("queued", queued)
+        report.add("already_reminded", len(reachable) - len(fresh) + offered - queued)
+        _mark_reminded(redis_client, fresh[:offered])
+        if offered < len(fresh):  # the rest of the due users wait for the next run
+            report.details["limited"] = True
+            return
+
+
+def _queue(database: Database, messages: Sequence[Outgoing], room: int | None) -> tuple[int, int]:
+    """Queue ``messages`` in order until ``room`` are queued (``None``: no cap); (how many were
+    offered, how many queued). A message queued before (its row exists) takes no room, so the rest
+    are offered in turn: a lost Redis key cannot hold the same users at the head of every run."""
+    offered = queued = 0
+    while offered < len(messages) and (room is None or queued < room):
+        chunk = messages[offered:] if room is None else messages[offered : offered + room - queued]
         with database.transaction() as s:
-            queued = queue_notifications(s, messages)
-        report.add("queued", len(queued))
-        report.add("already_reminded", len(reachable) - len(queued))
-        _mark_reminded(redis_client, fresh)
+            queued += len(queue_notifications(s, chunk))
+        offered += len(chunk)
+    return offered, queued
 
 
 def _reminder(user: User, bracket: str, renew_url: str) -> Outgoing:
@@ -138,5 +162,6 @@ def check_expiring_subscriptions() -> dict[str, Any]:
             now=datetime.now(UTC),
             renew_url=runtime.settings.subscriptions_renew_url,
             report=report,
+            limit=runtime.settings.batch_limit(JOB),
         )
     return report.summary

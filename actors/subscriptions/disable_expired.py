@@ -19,6 +19,10 @@ renewal instructions) and written once to ``audit_logs`` (``action='subscription
 users (and more than SUBSCRIPTIONS_DISABLE_VALVE_MIN_USERS), it disables no one and
 raises one critical alert: a wrong clock or a panel bug must not switch off the business.
 ``worker-app subscriptions disable-expired --dry-run`` lists who would be disabled.
+
+**Batch limit.** ``DISABLE_EXPIRED_USERS_BATCH_LIMIT`` caps the users one run disables (the valve
+still weighs every expired user); the rest are disabled by the next runs. Users handled before
+(an admin re-enabled them) take no room.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from worker_app.db import Database
 from worker_app.runtime import get_runtime
 
 QUEUE = "subscriptions"
+JOB = "disable_expired_users"
 KIND = "disable"
 AUDIT_ACTION = "subscription_disabled"
 NOTIFICATION_TYPE = "subscription_disabled"
@@ -100,8 +105,12 @@ def disable_expired(
     valve: Valve,
     renew_url: str,
     report: RunReport,
+    limit: int | None = None,
 ) -> Selection:
-    """Finish what a killed run left open, then disable every expired user the valve allows."""
+    """Finish what a killed run left open, then disable every expired user the valve allows — at
+    most ``limit`` of them (``None``: no cap)."""
+    if limit is not None:
+        report.details.update(batch_limit=limit, limited=False)
     if not report.dry_run:
         recover(client, database, renew_url=renew_url, report=report)
     found = select_expired(client.user_pages(), now, keep_preview=report.dry_run)
@@ -115,15 +124,30 @@ def disable_expired(
         return found
     if report.dry_run:
         return found
-    for start in range(0, len(found.expired), BULK_MAX_IDS):
-        batch = found.expired[start : start + BULK_MAX_IDS]
+    _disable(client, database, found.expired, renew_url=renew_url, report=report, limit=limit)
+    return found
+
+
+def _disable(
+    client: RemnawaveClient, database: Database, expired: Sequence[Planned], *, renew_url: str,
+    report: RunReport, limit: int | None,
+) -> None:  # fmt: skip
+    """Disable ``expired`` in bulk calls of ≤ 500, at most ``limit`` users: each batch is no larger
+    than the room left, so no user is recorded or locked that the run will not disable."""
+    disabled = start = 0
+    while start < len(expired) and (limit is None or disabled < limit):
+        size = BULK_MAX_IDS if limit is None else min(BULK_MAX_IDS, limit - disabled)
+        batch = expired[start : start + size]
         acted, calls = actions.act(
             database, KIND, batch, client.bulk_disable, audit_action=AUDIT_ACTION, notice=_notice(renew_url)
         )
+        disabled += acted
+        start += len(batch)
         report.add("disabled", acted)
         report.add("bulk_calls", calls)
         report.add("already_handled", len(batch) - acted)
-    return found
+    if start < len(expired):  # the rest wait for the next run
+        report.details["limited"] = True
 
 
 def recover(client: RemnawaveClient, database: Database, *, renew_url: str, report: RunReport) -> None:
@@ -186,5 +210,6 @@ def disable_expired_users() -> dict[str, Any]:
             valve=Valve(s.subscriptions_disable_max_fraction, s.subscriptions_disable_valve_min_users),
             renew_url=s.subscriptions_renew_url,
             report=report,
+            limit=s.batch_limit(JOB),
         )
     return report.summary

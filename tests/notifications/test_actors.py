@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import dramatiq
+import pytest
 import sqlalchemy as sa
 from dramatiq.brokers.stub import StubBroker
 
 from actors.notifications import broadcast, broadcast_message, process_notification_queue, send_notification
 from actors.notifications.slots import SLOTS_KEY
 from sandbox.server import RunningSandbox
-from tests.fixtures.notifications import ADMIN_CHAT, insert_rows, rows
+from tests.fixtures.notifications import ADMIN_CHAT, MakeRuntime, insert_rows, rows
 from tests.fixtures.stub import DelayCapturingStubBroker, run_until_idle
 from worker_app.policies import MAX_RATE_LIMITED_RETRIES
 from worker_app.runtime import Runtime
@@ -153,6 +154,33 @@ def test_drain_alerts_the_admins_once_per_incident(
     drain_stub(stub_broker, stub_worker)
     assert runtime.alerts.flush(10)
     assert len(admin_messages(sandbox)) == 1
+
+
+@pytest.fixture
+def limited_runtime(make_runtime: MakeRuntime) -> Runtime:
+    """The sandbox-backed runtime with PROCESS_NOTIFICATION_QUEUE_BATCH_LIMIT=3 (made before the stub
+    broker, whose middleware it serves)."""
+    return make_runtime(PROCESS_NOTIFICATION_QUEUE_BATCH_LIMIT="3")
+
+
+def test_a_tick_stopped_by_its_batch_limit_leaves_the_rest_to_the_next_tick(
+    limited_runtime: Runtime,
+    stub_broker: StubBroker,
+    stub_worker: dramatiq.Worker,
+    sandbox: RunningSandbox,
+    db_engine: sa.Engine,
+) -> None:
+    # Given five due rows and PROCESS_NOTIFICATION_QUEUE_BATCH_LIMIT=3
+    insert_rows(db_engine, [1501, 1502, 1503, 1504, 1505])
+    # When one tick runs
+    process_notification_queue.send()
+    drain_stub(stub_broker, stub_worker)
+    # Then it sends three and does not carry on in a fresh message
+    assert sorted(r["status"] for r in rows(db_engine)) == ["pending"] * 2 + ["sent"] * 3
+    # And the next tick sends the other two: each row once
+    process_notification_queue.send()
+    drain_stub(stub_broker, stub_worker)
+    assert sorted(e["chat_id"] for e in sandbox.state.received()) == [1501, 1502, 1503, 1504, 1505]
 
 
 def test_a_tick_is_a_no_op_while_every_drainer_slot_is_taken(

@@ -177,6 +177,24 @@ def test_a_drain_keeps_claiming_batches_until_nothing_is_due(
     assert len({e["chat_id"] for e in sends(sandbox)}) == 50
 
 
+def test_a_batch_limit_stops_the_drain_after_that_many_rows_and_the_next_drain_sends_the_rest(
+    make_runtime: MakeRuntime, sandbox: RunningSandbox, db_engine: sa.Engine
+) -> None:
+    # Given five due rows, batches of two, and a limit of three rows a drain
+    runtime = make_runtime(NOTIFICATION_BATCH_SIZE=2)
+    insert_rows(db_engine, list(range(1400, 1405)))
+    # When the queue is drained
+    first = runtime.service(drainer).drain(limit=3)
+    # Then it claims two rows, then one (none it would not send), and stops at its limit
+    assert (first.batches, first.sent, first.stopped) == (2, 3, "batch limit")
+    assert first.summary()["batch_limit"] == 3
+    assert sorted(r["status"] for r in rows(db_engine)) == ["pending"] * 2 + ["sent"] * 3
+    # And the next drain sends the other two: each row once
+    second = runtime.service(drainer).drain(limit=3)
+    assert (second.sent, second.stopped) == (2, "empty")
+    assert sorted(e["chat_id"] for e in sends(sandbox)) == list(range(1400, 1405))
+
+
 def test_a_lingering_drain_sends_rows_that_arrive_while_it_runs_and_stops_on_shutdown(
     make_runtime: MakeRuntime, sandbox: RunningSandbox, db_engine: sa.Engine
 ) -> None:

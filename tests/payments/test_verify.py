@@ -1,6 +1,7 @@
 """verify_pending_payments on the real services: the sandbox Crypto Pay's invoices, the sandbox panel,
 PostgreSQL. A paid invoice whose webhook was lost is completed by one run; an expired one fails its
-payment and tells the user once; the ids go to getInvoices in calls of at most 1,000."""
+payment and tells the user once; the ids go to getInvoices in calls of at most 1,000.
+VERIFY_PENDING_PAYMENTS_BATCH_LIMIT caps the payments of one run, and the runs go round all of them."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from actors.payments.activation import begin
-from actors.payments.verify import verify
-from tests.fixtures.cryptobot import CryptoPay
+from actors.payments.verify import RESUME_KEY, verify, verify_pending_payments
+from tests.fixtures.cryptobot import TOKEN, CryptoPay
+from tests.fixtures.notifications import MakeRuntime
 from tests.fixtures.remnawave import Panel, user_spec
 from tests.payments.test_activation import new_payment, parse, queued, row
 from worker_app.clients.cryptobot import CryptoPayClient
@@ -132,3 +134,44 @@ def test_fifteen_hundred_pending_payments_cost_two_get_invoices_calls(
     before = len(cryptopay.calls("getInvoices"))
     assert run(panel_runtime, cryptobot) == {"active": 1500}
     assert len(cryptopay.calls("getInvoices")) - before == 2
+
+
+def asked(cryptopay: CryptoPay) -> list[list[int]]:
+    """The invoice ids of each getInvoices call so far."""
+    return [sorted(map(int, c["params"]["invoice_ids"].split(","))) for c in cryptopay.calls("getInvoices")]
+
+
+def test_a_batch_limit_checks_that_many_payments_a_run_and_the_runs_go_round_all_of_them(
+    make_runtime: MakeRuntime, cryptopay: CryptoPay, cryptobot: CryptoPayClient, clean_tables: sa.Engine,
+    redis_client: Any,
+) -> None:  # fmt: skip
+    # Given five pending payments whose invoices stay unpaid, and VERIFY_PENDING_PAYMENTS_BATCH_LIMIT=3
+    make_runtime(CRYPTOBOT_API_URL=cryptopay.url, CRYPTOBOT_TOKEN=TOKEN,
+                 VERIFY_PENDING_PAYMENTS_BATCH_LIMIT="3")  # fmt: skip
+    invoices = [with_invoice(clean_tables, cryptobot, 42)[1] for _ in range(5)]
+    # When the job runs three times
+    runs = [verify_pending_payments() for _ in range(3)]
+    # Then the first checks the three oldest and says it stopped at its limit, the second the other
+    # two (not the three still pending again), and the third starts over
+    assert asked(cryptopay) == [invoices[:3], invoices[3:], invoices[:3]]
+    assert [(r["counts"], r["batch_limit"], r["limited"]) for r in runs] == [
+        ({"active": 3}, 3, True), ({"active": 2}, 3, False), ({"active": 3}, 3, True),
+    ]  # fmt: skip
+    assert redis_client.ttl(RESUME_KEY) > 23 * 3600
+
+
+def test_a_batch_limit_fails_that_many_too_old_payments_a_run_and_the_next_run_the_rest(
+    runtime: Runtime, cryptobot: CryptoPayClient, clean_tables: sa.Engine
+) -> None:
+    payments = [with_invoice(clean_tables, cryptobot, 42)[0] for _ in range(4)]
+    with clean_tables.begin() as conn:
+        conn.execute(sa.text("UPDATE payments SET created_at = now() - interval '25 hours'"))
+
+    def run() -> tuple[dict[str, int], bool]:
+        report = verify(runtime.database, cryptobot, runtime.remnawave, runtime.alerts, now=datetime.now(UTC),
+                        max_age=DAY, limit=3)  # fmt: skip
+        return report.counts, report.limited
+
+    assert [run(), run(), run()] == [({"too_old": 3}, True), ({"too_old": 1}, False), ({}, False)]
+    assert {row(clean_tables, p).status for p in payments} == {"failed"}
+    assert len(queued(clean_tables)) == 4

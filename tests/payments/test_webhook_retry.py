@@ -1,6 +1,7 @@
 """retry_failed_webhooks over PostgreSQL: a genuine webhook recorded but not processed is enqueued again
 (after it had time to finish), at most PAYMENTS_WEBHOOK_MAX_TRIES times in all, then alerted once;
-process_payment_completion marks its webhooks processed."""
+process_payment_completion marks its webhooks processed. RETRY_FAILED_WEBHOOKS_BATCH_LIMIT caps the
+webhooks of one run, the least tried first."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import dramatiq
 import sqlalchemy as sa
+from dramatiq.brokers.stub import StubBroker
 
 from actors.payments.completion import process_payment_completion
-from actors.payments.webhook_retry import retry
+from actors.payments.webhook_retry import mark_processed, retry, retry_failed_webhooks
 from sandbox.server import RunningSandbox
 from tests.fixtures.cryptobot import CryptoPay
-from tests.fixtures.notifications import admin_messages
+from tests.fixtures.notifications import MakeRuntime, admin_messages
 from tests.fixtures.remnawave import Panel, user_spec
 from tests.payments.test_activation import new_payment
 from worker_app.clients.cryptobot import CryptoPayClient
@@ -107,3 +110,48 @@ def test_the_completion_marks_its_webhooks_processed_and_counts_the_payment(
     assert payments.window(3600, time.time()) == {"completed": 1}  # the payment_failure anomaly's input
     again = process_payment_completion(str(payment_id), dict(paid.raw), "cryptobot")
     assert again["outcome"] == "already_completed" and payments.window(3600, time.time()) == {"completed": 1}
+
+
+def completions(broker: StubBroker) -> list[str]:
+    """The payment ids of the completions enqueued on ``broker``, in order."""
+    queue = broker.queues.get("payments")
+    return [str(dramatiq.Message.decode(raw).args[0]) for raw in (queue.queue if queue else [])]
+
+
+def test_a_batch_limit_enqueues_that_many_webhooks_a_run_and_the_next_run_the_rest(
+    make_runtime: MakeRuntime, stub_broker: StubBroker, clean_tables: sa.Engine
+) -> None:
+    # Given five unprocessed webhooks, oldest first, and RETRY_FAILED_WEBHOOKS_BATCH_LIMIT=3
+    runtime = make_runtime(RETRY_FAILED_WEBHOOKS_BATCH_LIMIT="3")
+    payments = [new_payment(clean_tables, 40 + i) for i in range(5)]
+    for i, payment_id in enumerate(payments):
+        webhook(clean_tables, 700 + i, payment_id, age_min=50 - i, attempts=1)
+    # When the job runs
+    first = retry_failed_webhooks()
+    # Then it enqueues the completions of the three oldest and says it stopped at its limit
+    assert (first["counts"], first["batch_limit"], first["limited"]) == ({"enqueued": 3}, 3, True)
+    assert completions(stub_broker) == [str(p) for p in payments[:3]]
+    # And once those completions are done, the next run enqueues the other two, and nothing twice
+    for invoice_id in (700, 701, 702):
+        mark_processed(runtime.database, invoice_id)
+    second = retry_failed_webhooks()
+    assert (second["counts"], second["batch_limit"], second["limited"]) == ({"enqueued": 2}, 3, False)
+    assert completions(stub_broker) == [str(p) for p in payments]
+
+
+def test_a_webhook_still_unprocessed_does_not_hold_back_those_not_retried_yet(
+    make_runtime: MakeRuntime, clean_tables: sa.Engine
+) -> None:
+    runtime = make_runtime()
+    payments = [new_payment(clean_tables, 50 + i) for i in range(3)]
+    for i, payment_id in enumerate(payments):
+        webhook(clean_tables, 800 + i, payment_id, age_min=50 - i, attempts=1)
+    sent: list[str] = []
+
+    def run() -> dict[str, int]:
+        return retry(runtime.database, lambda p, *_: sent.append(p), runtime.alerts, max_tries=3,
+                     retry_after=timedelta(minutes=10), limit=2)  # fmt: skip
+
+    # the first run's completions never finish: the second run takes the untried one before them
+    assert [run(), run()] == [{"enqueued": 2}, {"enqueued": 2}]
+    assert sent == [str(payments[0]), str(payments[1]), str(payments[2]), str(payments[0])]

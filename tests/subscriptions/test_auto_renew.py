@@ -1,6 +1,7 @@
 """auto_renew_subscriptions on the real services: preferences and payments in PostgreSQL, expiries from
 the sandbox panel, invoices in the sandbox Crypto Pay. One invoice and one message per period, the
-payment row first; paid, it renews the user through the payments domain."""
+payment row first; paid, it renews the user through the payments domain. AUTO_RENEW_SUBSCRIPTIONS_BATCH_LIMIT
+caps the invoices of one run."""
 
 from __future__ import annotations
 
@@ -43,10 +44,15 @@ def prefer(
 
 
 def run(runtime: Runtime, cryptobot: CryptoPayClient) -> dict[str, int]:
+    return dict(run_report(runtime, cryptobot).counts)
+
+
+def run_report(runtime: Runtime, cryptobot: CryptoPayClient, limit: int | None = None) -> RunReport:
     report = RunReport("auto_renew_subscriptions")
     auto_renew(runtime.database, runtime.remnawave, cryptobot, report, now=datetime.now(UTC),
-               window=timedelta(hours=1), invoice_expires_s=3600, renew_url=RENEW_URL)  # fmt: skip
-    return dict(report.counts)
+               window=timedelta(hours=1), invoice_expires_s=3600, renew_url=RENEW_URL,
+               limit=limit)  # fmt: skip
+    return report
 
 
 def rows(engine: sa.Engine, sql: str) -> list[Any]:
@@ -140,3 +146,29 @@ def test_a_crash_after_create_invoice_makes_a_second_invoice_either_of_which_act
                 for _ in range(2)]  # fmt: skip
     assert outcomes == ["completed", "already_completed"]
     assert parse(panel.user(user_id)["expireAt"]) == before + timedelta(days=30)
+
+
+def test_a_batch_limit_makes_that_many_invoices_a_run_and_the_next_run_the_rest(
+    panel: Panel,
+    panel_runtime: Runtime,
+    cryptopay: CryptoPay,
+    cryptobot: CryptoPayClient,
+    clean_tables: sa.Engine,
+) -> None:
+    # Given five users with auto-renew ending in 30 minutes, and a limit of 3 invoices a run
+    users = panel.add_users(*[user_spec(expire_in=timedelta(minutes=30)) for _ in range(5)])
+    pro = plan(clean_tables)
+    for user_id in users:
+        prefer(clean_tables, user_id, pro)
+    # When the job runs
+    first = run_report(panel_runtime, cryptobot, limit=3)
+    # Then it invoices three, writes no payment for the others, and says it stopped at its limit
+    assert (dict(first.counts), first.details) == ({"queued": 3}, {"batch_limit": 3, "limited": True})
+    assert len(rows(clean_tables, "SELECT id FROM payments")) == 3
+    # And the next run invoices the other two; one invoice and one message per user in all
+    second = run_report(panel_runtime, cryptobot, limit=3)
+    assert dict(second.counts) == {"already_handled": 3, "queued": 2}
+    assert second.details == {"batch_limit": 3, "limited": False}
+    assert sorted(r.user_id for r in rows(clean_tables, "SELECT user_id FROM payments")) == sorted(users)
+    assert len(cryptopay.calls("createInvoice")) == 5
+    assert len(rows(clean_tables, "SELECT id FROM notification_queue")) == 5

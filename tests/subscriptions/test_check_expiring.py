@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 
 from actors.subscriptions import check_expiring_subscriptions
 from actors.subscriptions.check_expiring import bracket_of, reminder_key
+from tests.fixtures.notifications import MakeRuntime
 from tests.fixtures.remnawave import Panel, user_spec
 from worker_app.runtime import Runtime
 
@@ -97,3 +99,38 @@ def test_the_next_bracket_reminds_again(panel: Panel, panel_runtime: Runtime, db
     )
     check_expiring_subscriptions()
     assert ["in 7 days" in r.message for r in reminders(db_engine)] == [True, False]
+
+
+def limited_runtime(panel: Panel, make_runtime: MakeRuntime, limit: int) -> Runtime:
+    panel.admin("POST", "tokens", {"token": os.environ["REMNAWAVE_API_TOKEN"], "scopes": None})
+    return make_runtime(REMNAWAVE_URL=panel.url, CHECK_EXPIRING_SUBSCRIPTIONS_BATCH_LIMIT=limit)
+
+
+def test_a_batch_limit_queues_that_many_reminders_a_run_and_the_next_run_the_rest(
+    panel: Panel, make_runtime: MakeRuntime, db_engine: sa.Engine
+) -> None:
+    # Given five due users and CHECK_EXPIRING_SUBSCRIPTIONS_BATCH_LIMIT=3
+    limited_runtime(panel, make_runtime, 3)
+    panel.add_users(*[user_spec(expire_in=timedelta(hours=20), telegram_id=4001 + i) for i in range(5)])
+    # When the job runs
+    first = check_expiring_subscriptions()
+    # Then it queues three reminders and says it stopped at its limit
+    assert len(reminders(db_engine)) == 3
+    assert (first["counts"]["queued"], first["batch_limit"], first["limited"]) == (3, 3, True)
+    # And the next run queues the other two, and no one twice
+    second = check_expiring_subscriptions()
+    assert [r.telegram_id for r in reminders(db_engine)] == [4001, 4002, 4003, 4004, 4005]
+    assert (second["counts"]["queued"], second["counts"]["already_reminded"]) == (2, 3)
+    assert (second["batch_limit"], second["limited"]) == (3, False)
+
+
+def test_with_a_batch_limit_lost_redis_keys_do_not_hold_the_rest_back(
+    panel: Panel, make_runtime: MakeRuntime, db_engine: sa.Engine, redis_client: Any
+) -> None:
+    limited_runtime(panel, make_runtime, 2)
+    panel.add_users(*[user_spec(expire_in=timedelta(hours=3), telegram_id=5001 + i) for i in range(3)])
+    check_expiring_subscriptions()
+    redis_client.flushdb()  # the first two users' keys are gone; their rows say they were reminded
+    again = check_expiring_subscriptions()
+    assert [r.telegram_id for r in reminders(db_engine)] == [5001, 5002, 5003]
+    assert (again["counts"]["queued"], again["counts"]["already_reminded"], again["limited"]) == (1, 2, False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -215,3 +216,46 @@ def test_dry_run_with_a_rejected_token_exits_2_naming_the_setting(
     assert (
         "REMNAWAVE_API_TOKEN is not accepted" in result.output and "not-the-panels-token" not in result.output
     )
+
+
+def limited_runtime(panel: Panel, make_runtime: MakeRuntime, limit: int) -> Runtime:
+    panel.admin("POST", "tokens", {"token": os.environ["REMNAWAVE_API_TOKEN"], "scopes": None})
+    return make_runtime(REMNAWAVE_URL=panel.url, DISABLE_EXPIRED_USERS_BATCH_LIMIT=limit)
+
+
+def test_a_batch_limit_disables_that_many_users_a_run_and_the_next_run_the_rest(
+    panel: Panel, make_runtime: MakeRuntime, db_engine: sa.Engine
+) -> None:
+    # Given five expired users on a lagging panel and DISABLE_EXPIRED_USERS_BATCH_LIMIT=3
+    panel.faults(auto_expire=False)
+    limited_runtime(panel, make_runtime, 3)
+    expired = panel.add_users(*[user_spec(expire_in=-timedelta(hours=1), telegram_id=1100 + i)
+                                for i in range(5)])  # fmt: skip
+    # When the job runs
+    first = disable_expired_users()
+    # Then it disables three, in one bulk call of three, and says it stopped at its limit
+    assert statuses(panel, expired).count("DISABLED") == 3
+    assert (first["counts"]["disabled"], first["batch_limit"], first["limited"]) == (3, 3, True)
+    assert [c["user_ids"] for c in panel.calls("/api/users/bulk/update")] == [3]
+    # And the next run disables the other two; each user is notified and audited once
+    second = disable_expired_users()
+    assert statuses(panel, expired) == ["DISABLED"] * 5
+    assert (second["counts"]["disabled"], second["batch_limit"], second["limited"]) == (2, 3, False)
+    assert [c["user_ids"] for c in panel.calls("/api/users/bulk/update")] == [3, 2]
+    assert notices(db_engine) == [1100, 1101, 1102, 1103, 1104]
+    assert sorted(audited(db_engine)) == sorted(str(i) for i in expired)
+
+
+def test_with_a_batch_limit_a_user_an_admin_re_enabled_takes_no_room(
+    panel: Panel, make_runtime: MakeRuntime
+) -> None:
+    panel.faults(auto_expire=False)
+    runtime = limited_runtime(panel, make_runtime, 1)
+    first, second = panel.add_users(user_spec(expire_in=-timedelta(hours=2), telegram_id=1201),
+                                     user_spec(expire_in=-timedelta(hours=1), telegram_id=1202))  # fmt: skip
+    assert disable_expired_users()["limited"] is True
+    runtime.remnawave.user_action(first, "enable")  # support lets the first user in for a day
+    again = disable_expired_users()
+    assert statuses(panel, [first, second]) == ["ACTIVE", "DISABLED"]
+    assert again["counts"]["already_handled"] == 1 and again["counts"]["disabled"] == 1
+    assert again["limited"] is False
