@@ -76,8 +76,9 @@ def test_the_job_s_batch_limit_caps_a_run_across_its_targets_and_the_next_run_ta
 ) -> None:
     make_runtime(CLEANUP_EXPIRED_TOKENS_BATCH_LIMIT=3)
     future, past = now_minus(days=-5), now_minus(days=1)
-    *due, valid = tokens(clean_tables, [
-        (past, None), (past, None), (future, now_minus(hours=1)), (future, now_minus(hours=2)), (future, None),
+    *_due, valid = tokens(clean_tables, [
+        (past, None), (past, None), (future, now_minus(hours=1)), (future, now_minus(hours=2)),
+        (future, None),
     ])  # fmt: skip
 
     first = cleanup_expired_tokens()
