@@ -234,6 +234,14 @@ class _Consumer(_RabbitmqConsumer):
     flush clears the pending flag *before* it drains the deque, so an entry appended at any moment
     is drained by a flush that starts after it. Settlements keep their order, and Dramatiq's
     ``close`` (a last callback it waits for) still runs after every flush scheduled before it.
+
+    A flush sends the acks it drains as one ``basic.ack(multiple=True)`` of the highest tag when no
+    delivery at or below that tag is unsettled: none still running (``known_tags``, read under the
+    same lock a worker thread holds to move its tag from there into the deque, so a tag is always in
+    one of the two) and none being nacked in the same flush. Every tag below it that is in neither
+    was settled before (an ack, a nack, a parked message's ack, a pending delivery returned on pause);
+    tags not yet handed out are all higher. On a quorum queue each ``basic.ack`` is a Raft command
+    written by every member, so one per flush instead of one per message saves RabbitMQ CPU.
     """
 
     broker: CyberRabbitmqBroker
@@ -256,24 +264,29 @@ class _Consumer(_RabbitmqConsumer):
         self._settle(message, ack=False)
 
     def _nack(self, tag: int) -> None:
-        self._settlements.append((tag, False))
+        with self._flush_lock:
+            self._settlements.append((tag, False))
+            if self._flush_pending:
+                return
+            self._flush_pending = True
         self._schedule_flush()
 
     def _settle(self, message: MessageProxy, *, ack: bool) -> None:
         tag: int = message._tag  # a _RabbitmqMessage's delivery tag
-        try:
-            self.known_tags.remove(tag)
-        except KeyError:  # as Dramatiq: a tag of a consumer that was reset since
-            log.warning("Failed to %s message %s: not in known tags.", "ack" if ack else "nack", tag)
-            return
-        self._settlements.append((tag, ack))
-        self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        with self._flush_lock:
+        with self._flush_lock:  # the tag moves from known_tags to the deque at once (see the class doc)
+            try:
+                self.known_tags.remove(tag)
+            except KeyError:  # as Dramatiq: a tag of a consumer that was reset since
+                log.warning("Failed to %s message %s: not in known tags.", "ack" if ack else "nack", tag)
+                return
+            self._settlements.append((tag, ack))
             if self._flush_pending:
                 return  # a flush that has not started yet will take this entry
             self._flush_pending = True
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """Have the I/O thread flush (the caller set ``_flush_pending``)."""
         scheduled = False
         try:
             self.connection.add_callback_threadsafe(self._flush_settlements)
@@ -286,12 +299,21 @@ class _Consumer(_RabbitmqConsumer):
                     self._flush_pending = False
 
     def _flush_settlements(self) -> None:
-        """On the I/O thread: send every queued ack and nack, in order."""
+        """On the I/O thread: send every queued ack and nack, in order, the acks below every
+        unsettled tag as one multiple ack (see the class doc)."""
         with self._flush_lock:
             self._flush_pending = False
-        settlements = self._settlements
-        while settlements:
-            tag, ack = settlements.popleft()
+            batch = list(self._settlements)
+            self._settlements.clear()
+            bound = min(self.known_tags, default=None)
+        for tag, ack in batch:
+            if not ack and (bound is None or tag < bound):
+                bound = tag
+        below = [tag for tag, ack in batch if ack and (bound is None or tag < bound)]
+        if len(below) > 1:
+            self.channel.basic_ack(max(below), multiple=True)
+            batch = [(tag, ack) for tag, ack in batch if not (ack and (bound is None or tag < bound))]
+        for tag, ack in batch:
             if ack:
                 self.channel.basic_ack(tag)
             else:

@@ -13,7 +13,6 @@ import itertools
 import queue
 import threading
 import uuid
-from collections import deque
 from typing import Any
 
 import pika
@@ -88,36 +87,73 @@ def test_concurrent_acks_and_nacks_all_reach_rabbitmq(rabbitmq_vhost: str) -> No
     assert not consumer._settlements and not consumer._flush_pending
 
 
-class _LateSettlement(deque[tuple[int, bool]]):
-    """The consumer's settlement deque, which settles ``late`` at the worst moment: right after a
-    flush has found the deque empty and before that flush returns, as another worker thread could."""
+class _ChannelSpy:
+    """The consumer's channel, recording each ``basic_ack`` as ``(tag, multiple)`` and calling
+    ``during_ack`` (once) inside the first: as another worker thread could settle then, after the
+    flush took its batch."""
 
-    def __init__(self, consumer: _Consumer, late: Any) -> None:
-        super().__init__()
-        self.consumer, self.late = consumer, late
+    def __init__(self, channel: Any, during_ack: Any = None) -> None:
+        self.channel, self.during_ack, self.acks = channel, during_ack, list[tuple[int, bool]]()
 
-    def __bool__(self) -> bool:
-        if len(self) == 0 and self.late is not None:
-            late, self.late = self.late, None
-            self.consumer.ack(late)  # appended after the flush's last look
-            return False
-        return len(self) > 0
+    def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        self.acks.append((delivery_tag, multiple))
+        self.channel.basic_ack(delivery_tag, multiple=multiple)
+        if self.during_ack is not None:
+            during, self.during_ack = self.during_ack, None
+            during()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.channel, name)
+
+
+def in_flight(consumer: _Consumer, count: int) -> list[Any]:
+    return [wait_for(lambda: next(consumer), 10, "a delivery") for _ in range(count)]
+
+
+def flushed(consumer: _Consumer) -> bool:
+    next(consumer)  # runs the I/O loop once (nothing is left to deliver)
+    return not consumer._settlements and not consumer._flush_pending
 
 
 def test_a_settlement_queued_as_a_flush_ends_is_sent_by_another_flush(rabbitmq_vhost: str) -> None:
     # Given two deliveries in flight
     name, consumer = consuming(2)
-    first, second = (wait_for(lambda: next(consumer), 10, "a delivery") for _ in range(2))
+    first, second = in_flight(consumer, 2)
 
-    # When the second is acked just as the flush sending the first one's ack runs out of entries
-    consumer._settlements = _LateSettlement(consumer, second)
+    # When the second is acked while the flush sending the first one's ack is sending it
+    spy = _ChannelSpy(consumer.channel, during_ack=lambda: consumer.ack(second))
+    consumer.channel = spy
     consumer.ack(first)
 
     # Then a second flush sends it: nothing is left waiting, and nothing comes back on close
-    def settled() -> bool:
-        next(consumer)  # runs the I/O loop once (nothing is left to deliver)
-        return not consumer._settlements and not consumer._flush_pending
-
-    wait_for(settled, 10, "every settlement to be sent")
+    wait_for(lambda: flushed(consumer), 10, "every settlement to be sent")
     consumer.close()
     assert ready_count(name) == 0
+    assert [tag for tag, _multiple in spy.acks] == [first._tag, second._tag]
+
+
+def test_acks_of_one_flush_go_as_one_multiple_ack_unless_a_lower_delivery_still_runs(
+    rabbitmq_vhost: str,
+) -> None:
+    # Given six deliveries in flight
+    name, consumer = consuming(6)
+    one, two, three, _four, five, six = in_flight(consumer, 6)
+    spy = _ChannelSpy(consumer.channel)
+    consumer.channel = spy
+
+    # When 1, 2 and 3 are acked in one flush: nothing below 3 runs, so one multiple ack
+    for message in (one, two, three):
+        consumer.ack(message)
+    wait_for(lambda: flushed(consumer), 10, "the first flush")
+    assert spy.acks == [(three._tag, True)]
+
+    # And 5 and 6 are acked in one flush while 4 still runs: each alone (a multiple ack of 6 would
+    # settle 4 too)
+    consumer.ack(five)
+    consumer.ack(six)
+    wait_for(lambda: flushed(consumer), 10, "the second flush")
+    assert spy.acks[1:] == [(five._tag, False), (six._tag, False)]
+
+    # Then closing with 4 unsettled puts exactly 4 back on the queue
+    consumer.close()
+    assert ready_count(name) == 1
