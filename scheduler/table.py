@@ -400,8 +400,8 @@ def _check_batch_limits(settings: Settings, jobs: tuple[Job, ...]) -> None:
     """A ``<JOB>_BATCH_LIMIT`` naming a periodic job that takes no batch stops start-up, naming it
     (one naming no job at all is another program's variable, left alone)."""
     by_name = {job.name: job for job in jobs}
-    for name in settings.batch_limit_env:
+    for name, value in settings.batch_limit_env.items():
         job = by_name.get(name.removesuffix(BATCH_LIMIT_SUFFIX).lower())
-        if job is not None and not job.batched:
+        if job is not None and not job.batched and value.strip():  # empty: unset, as batch_limit reads it
             takers = ", ".join(j.name for j in jobs if j.batched)
             raise ConfigurationError(f"{name}: {job.name} takes no batch to limit (jobs that do: {takers})")

@@ -26,12 +26,15 @@ def run_job(runtime: Runtime, job: str, targets: Sequence[Target], *,
     """Run ``job`` over ``targets`` now with the CLEANUP_* limits; its summary."""
     started = time.monotonic()
     counter = deleted_total().labels(job)
+    limits = Limits.of(runtime.settings, job)
     deleted = delete_in_batches(
-        runtime.database, job, targets, Limits.of(runtime.settings, job), archive=archive,
+        runtime.database, job, targets, limits, archive=archive,
         stop=runtime.stopping, progress=lambda _name, rows: counter.inc(rows),
     )  # fmt: skip
     longest_batch_seconds().labels(job).set(deleted.longest_batch_s)
     summary = summarise(job, targets, deleted, started)
+    if limits.max_rows is not None:
+        summary["batch_limit"] = limits.max_rows
     if archive is not None:
         summary["archived"] = archive.rows
     log_done(job, deleted.counts, summary, stopped=deleted.stopped, what="row(s)", then="continues")

@@ -341,3 +341,13 @@ def test_a_queue_is_paused_and_resumed_from_the_queues_page(
     resumed = client.post("/queues/payments/resume", data={"csrf_token": token}, follow_redirects=True)
     assert "payments resumed" in resumed.text and paused_queues(get_runtime().database) == {}
     assert client.post("/queues/nope/pause", data={"csrf_token": token}).status_code == 404
+
+
+def test_a_bad_batch_limit_makes_the_schedules_page_name_it(make_runtime: MakeRuntime) -> None:
+    import worker_app
+
+    client = create_app(make_runtime(CHECK_ANOMALIES_BATCH_LIMIT="5"), worker_app.broker).test_client()
+    answer = client.get("/schedules")
+    assert answer.status_code == 500
+    expected = "CHECK_ANOMALIES_BATCH_LIMIT: check_anomalies takes no batch to limit"
+    assert expected in html.unescape(answer.text)

@@ -83,6 +83,7 @@ def test_the_job_s_batch_limit_caps_a_run_across_its_targets_and_the_next_run_ta
 
     first = cleanup_expired_tokens()
     assert (first["counts"], first["stopped"]) == ({"expired": 2, "revoked": 1}, "batch limit")
+    assert first["batch_limit"] == 3
     second = cleanup_expired_tokens()
     assert (second["counts"], second["stopped"]) == ({"expired": 0, "revoked": 1}, None)
     assert ids(clean_tables, "refresh_tokens") == {valid}

@@ -87,6 +87,7 @@ def test_a_batch_limit_reaches_its_job_and_a_bad_one_names_the_variable() -> Non
     assert (jobs["tick"].batch_limit, jobs["nightly"].batch_limit) == (500, None)
     assert load_settings({"TICK_BATCH_LIMIT": " 7 "}).batch_limit("tick") == 7
     assert load_settings({}).batch_limit("tick") is None
+    assert resolve(NIGHTLY_BATCH_LIMIT=" ")["nightly"].batch_limit is None  # empty is unset, for any job
     for env, expected in [
         ({"TICK_BATCH_LIMIT": "lots"}, "TICK_BATCH_LIMIT: 'lots' is not a whole number of items"),
         ({"TICK_BATCH_LIMIT": "0"}, "TICK_BATCH_LIMIT: '0' must be between 1 and 10000000"),

@@ -349,8 +349,13 @@ def _fleet_pages(pages: Blueprint, runtime: Runtime, broker: dramatiq.Broker) ->
     @pages.get("/schedules")
     def schedules() -> str:
         from scheduler.status import current_status
+        from worker_app.errors import ConfigurationError
 
-        return page("schedules.html", "Schedules", refresh=10, status=current_status(settings, broker.actors))
+        try:
+            status = current_status(settings, broker.actors)
+        except ConfigurationError as e:  # a bad SCHEDULE_* or <JOB>_BATCH_LIMIT in this host's env
+            abort(500, description=f"the schedule configuration is invalid: {e}")
+        return page("schedules.html", "Schedules", refresh=10, status=status)
 
     @pages.get("/alerts")
     def alerts() -> str:
