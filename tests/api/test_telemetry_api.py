@@ -161,3 +161,43 @@ def test_the_landing_page_still_renders_while_redis_is_down(
     assert page.status_code == 200
     assert re.search(r'id="telemetry-error">Telemetry unavailable: Redis is unreachable', page.text)
     assert '<table id="queues">' in page.text
+
+
+def chart_points(page: str, series: str) -> list[tuple[float, float]]:
+    found = re.search(rf'<polyline class="series" data-series="{series}"[^>]* points="([^"]+)"', page)
+    assert found is not None, page
+    return [(float(x), float(y)) for x, y in (p.split(",") for p in found.group(1).split())]
+
+
+def test_the_landing_page_charts_attempts_per_minute_and_per_hour_with_a_strict_csp(
+    dashboard: FlaskClient, redis_client: redis.Redis
+) -> None:
+    # Given 4 completions and a failure this minute, and 2 retries 30 minutes ago
+    record(redis_client, 0, "sync_users", "completed", 40.0, n=4)
+    record(redis_client, 0, "sync_users", "failed", 900.0)
+    record(redis_client, 30, "send_notification", "retried", 2.0, n=2)
+
+    # When the landing page is shown
+    page = dashboard.get("/queues")
+
+    # Then its chart has one point a minute for the hour, the largest on top, the last minute's
+    # completions at the peak and its failure a quarter of the way up
+    assert page.status_code == 200 and '<svg id="throughput-chart"' in page.text
+    completed, retried, failed = (chart_points(page.text, s) for s in ("completed", "retried", "failed"))
+    assert len(completed) == len(retried) == len(failed) == 60
+    top, bottom = completed[-1][1], completed[0][1]
+    assert top < bottom and failed[-1][1] == bottom - (bottom - top) / 4
+    assert min(y for _x, y in retried) == bottom - (bottom - top) / 2  # the 2 retries, 30 min back
+    assert "completed (4)" in page.text and "retried (2)" in page.text and "failed (1)" in page.text
+    assert "minute over the last hour" in page.text
+    # And the 24 h window charts hours instead
+    day = dashboard.get("/queues", query_string={"window": "24h"})
+    assert len(chart_points(day.text, "completed")) == 24 and "hour over the last 24 h" in day.text
+
+    # And the page may load nothing from anywhere and run no script
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    assert "script-src" not in policy and "<script" not in page.text
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    missing = dashboard.get("/jobs/no-such-job")  # an error page of the dashboard too
+    assert missing.status_code == 404 and missing.headers["Content-Security-Policy"] == policy

@@ -40,6 +40,13 @@ from worker_app.telemetry import WINDOWS
 from worker_app.timefmt import utc_stamp
 from worker_app.web.models import DeadLetterQuery, JobPath, problems
 
+#: Every dashboard page (domain pages included): nothing loads from anywhere, not even this server,
+#: but the page's own inline ``<style>`` and inline SVG; no script runs; forms post here only; no
+#: other site frames it.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 FILTER_FIELDS = ("queue", "actor", "error", "since", "until")
 SELECTION_FIELDS = ("ids", "all", *FILTER_FIELDS)  # what a replay/discard confirmation posts again
 FINISHED = FINISHED_JOB_STATUSES
@@ -164,6 +171,14 @@ def create_dashboard(app: Flask, runtime: Runtime, broker: dramatiq.Broker) -> N
         else secrets.token_hex(32)
     )
     pages = Blueprint("dashboard", __name__, template_folder="dashboard_templates")
+
+    @pages.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
     _auth_pages(pages, token)
     _queue_pages(pages, runtime)
     _queue_and_job_pages(pages, runtime)

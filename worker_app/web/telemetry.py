@@ -4,7 +4,8 @@ buckets every worker process writes (:mod:`worker_app.telemetry`, whose docstrin
 count means and where each window's edge lies). Bearer token as every ``/api/`` route; 503 when
 Redis is unreachable.
 
-Also the dashboard's per-actor table (:func:`dashboard_table`), from the same summary.
+Also the dashboard's per-actor table and throughput chart (:func:`dashboard_table`), from the same
+buckets.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from typing import Any, Literal
 import redis
 from flask import Response, jsonify
 from flask_openapi3.openapi import OpenAPI
+from markupsafe import Markup
 from pydantic import BaseModel, Field
 
 from worker_app import telemetry
 from worker_app.outages import outage_of
 from worker_app.runtime import Runtime
 from worker_app.timefmt import iso_ms
+from worker_app.web.charts import line_chart
 from worker_app.web.models import Strict
 
 PATH = "/api/v1/telemetry/summary"
@@ -94,7 +97,28 @@ def dashboard_table(client: redis.Redis, window: str) -> dict[str, Any]:
         found = telemetry.summary(client, (window,))[window]
         context["actors"] = {actor: counts.as_dict() for actor, counts in found.actors.items()}
         context["totals"] = found.totals.as_dict()
+        context["chart_window"], context["chart"] = throughput_chart(client, window)
     except redis.RedisError as e:
         outage = outage_of(e)
         context["error"] = outage.line() if outage else f"Redis: {type(e).__name__}: {e}"
     return context
+
+
+def throughput_chart(client: redis.Redis, window: str) -> tuple[str, Markup]:
+    """Completed, retried and failed attempts of every actor per bucket, as an SVG line chart: per
+    minute over the last hour (windows ``5m`` and ``1h``), per hour over the last day (``24h``).
+    Raises :class:`redis.RedisError`."""
+    chart_window = "24h" if window == "24h" else "1h"
+    points = telemetry.series(client, chart_window)
+    totals = [point.totals() for point in points]
+    chart = line_chart(
+        "throughput-chart",
+        [point.start for point in points],
+        {
+            "completed": [t.completed for t in totals],
+            "retried": [t.retried for t in totals],
+            "failed": [t.failed for t in totals],
+        },
+        time_format="%d %b %H:00" if chart_window == "24h" else "%H:%M",
+    )
+    return chart_window, chart
