@@ -58,6 +58,7 @@ TARGET_SSE_S = 2.0
 OTHER_JOBS = (
     "PROCESS_NOTIFICATION_QUEUE", "CHECK_EXPIRING_SUBSCRIPTIONS", "DISABLE_EXPIRED_USERS",
     "RESET_MONTHLY_TRAFFIC", "AUTO_RENEW_SUBSCRIPTIONS", "COLLECT_BANDWIDTH_SNAPSHOTS",
+    "SAMPLE_QUEUE_DEPTHS",
 )  # fmt: skip
 """Jobs turned off: all but check_server_health, check_anomalies, check_external_services and the
 canary."""

@@ -80,6 +80,7 @@ JOBS: tuple[Job, ...] = (
     Job("check_external_services",       "every 60s",           immediate=True),
     Job("check_anomalies",               "every 5m"),
     Job("scheduler_canary",              "every 60s",           immediate=True),
+    Job("sample_queue_depths",           "every 60s"),
     # payments
     Job("verify_pending_payments",       "every 5m",            jitter_s=20,  batched=True),
     Job("retry_failed_webhooks",         "every 30m",           jitter_s=60,  batched=True),

@@ -16,6 +16,7 @@ from actors.monitoring.anomalies import check_anomalies
 from actors.monitoring.bandwidth import collect_bandwidth_snapshots
 from actors.monitoring.canary import QUEUE, scheduler_canary
 from actors.monitoring.health import check_server_health
+from actors.monitoring.queue_depths import sample_queue_depths
 from actors.monitoring.services import check_external_services
 from worker_app.heartbeat import declare_heartbeat
 
@@ -28,5 +29,6 @@ __all__ = [
     "check_server_health",
     "collect_bandwidth_snapshots",
     "heartbeat",
+    "sample_queue_depths",
     "scheduler_canary",
 ]

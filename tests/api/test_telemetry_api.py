@@ -201,3 +201,30 @@ def test_the_landing_page_charts_attempts_per_minute_and_per_hour_with_a_strict_
     assert page.headers["X-Content-Type-Options"] == "nosniff"
     missing = dashboard.get("/jobs/no-such-job")  # an error page of the dashboard too
     assert missing.status_code == 404 and missing.headers["Content-Security-Policy"] == policy
+
+
+def test_the_landing_page_charts_queue_depths_and_a_sparkline_per_queue(
+    dashboard: FlaskClient, redis_client: redis.Redis
+) -> None:
+    from worker_app import queue_history
+    from worker_app.queues import QueueDepth, QueueReport
+
+    # Before any sample, the page says where samples come from
+    assert 'id="depth-none"' in dashboard.get("/queues").text
+
+    # Given samples 10 minutes ago and now: sync had 8 ready + 2 delayed, then 1 ready and 4 dead
+    now = time.time()
+    for ago_min, ready, delayed, dead in ((10, 8, 2, 0), (0, 1, 0, 4)):
+        report = QueueReport("amqp", None, [QueueDepth("sync", ready, None, delayed, dead, 1, None, None)])
+        queue_history.record(redis_client, report, now - 60 * ago_min)
+
+    # When the landing page is shown
+    page = dashboard.get("/queues").text
+
+    # Then the depth chart has a point a minute, 10 at its peak 10 minutes ago, and the sync row a sparkline
+    assert '<svg id="depth-chart"' in page and "ready (now 1)" in page and "dead (now 4)" in page
+    ready = chart_points(page, "ready")
+    assert len(ready) == 60 and ready[-11][1] == min(y for _x, y in ready)
+    row = re.search(r'<tr id="queue-sync">(.*?)</tr>', page, re.S)
+    assert row is not None and 'class="sparkline"' in row.group(1)
+    assert "sync: ready + delayed, per minute over the last hour (latest 1)" in row.group(1)

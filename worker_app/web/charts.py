@@ -25,9 +25,12 @@ def line_chart(
     width: int = 720,
     height: int = 160,
     time_format: str = "%H:%M",
+    gauge: bool = False,
 ) -> Markup:
     """An inline ``<svg id=chart_id>``: one polyline per series over the buckets starting at
-    ``starts`` (unix s, oldest first), all series on one scale from 0 to the largest value."""
+    ``starts`` (unix s, oldest first), all series on one scale from 0 to the largest value. The
+    legend gives each series' total (counts per bucket) or, for a ``gauge`` (a depth sampled each
+    bucket), its latest value."""
     if any(len(values) != len(starts) for values in series.values()):
         raise ValueError("every series needs one value per bucket")
     left, right, top, bottom = 44, 8, 8, 34
@@ -75,10 +78,33 @@ def line_chart(
             for i, v in enumerate(values)
             if v
         )
+        figure = f"now {values[-1]}" if gauge and values else str(sum(values))
         parts.append(
             f'<rect x="{legend_x}" y="{height - 10}" width="10" height="3" fill="{colour}" />'
-            f'<text x="{legend_x + 14}" y="{height - 6}" font-size="11">{label} ({sum(values)})</text>'
+            f'<text x="{legend_x + 14}" y="{height - 6}" font-size="11">{label} ({figure})</text>'
         )
-        legend_x += 14 + 8 * (len(name) + len(str(sum(values))) + 3)
+        legend_x += 14 + 8 * (len(name) + len(figure) + 3)
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def sparkline(values: Sequence[int | None], *, width: int = 120, height: int = 22, title: str = "") -> Markup:
+    """A small inline line of ``values`` (oldest first) from 0 to their largest, for a table cell;
+    a ``None`` (no sample) breaks the line. ``title`` is its tooltip."""
+    peak = max((v for v in values if v is not None), default=0)
+    step = (width - 2) / max(len(values) - 1, 1)
+    runs: list[list[str]] = [[]]
+    for i, v in enumerate(values):
+        if v is None:
+            runs.append([])
+            continue
+        runs[-1].append(f"{round(1 + i * step, 1)},{round(height - 1 - v * (height - 2) / max(peak, 1), 1)}")
+    lines = "".join(
+        f'<polyline fill="none" stroke="#3455a4" stroke-width="1.2" points="{" ".join(run)}" />'
+        for run in runs
+        if run
+    )
+    return Markup(
+        f'<svg class="sparkline" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>{lines}</svg>'
+    )

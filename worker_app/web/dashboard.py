@@ -238,16 +238,17 @@ def _queue_pages(pages: Blueprint, runtime: Runtime) -> None:
     @pages.get("/queues")
     def queues() -> str:
         from worker_app.queues import queue_report
-        from worker_app.web.telemetry import DASHBOARD_DEFAULT_WINDOW, dashboard_table
+        from worker_app.web.telemetry import DASHBOARD_DEFAULT_WINDOW, dashboard_table, depth_charts
 
         window = request.args.get("window") or DASHBOARD_DEFAULT_WINDOW
         if window not in WINDOWS:
             abort(400, description=f"window: expected one of {', '.join(WINDOWS)}")
         report = queue_report(runtime.settings, database=runtime.database)
         telemetry = dashboard_table(runtime.redis, window)
+        depths = depth_charts(runtime.redis)
         paused = pauses.paused_queues(runtime.database)
         return page("queues.html", "Queues", refresh=5, report=report, telemetry=telemetry, paused=paused,
-                     domains=DOMAINS)  # fmt: skip
+                     domains=DOMAINS, depths=depths)  # fmt: skip
 
     @pages.post("/queues/<queue>/<any(pause, resume):action>")
     def pause_or_resume(queue: str, action: str) -> Response:

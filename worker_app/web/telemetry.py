@@ -10,6 +10,7 @@ buckets.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -19,11 +20,11 @@ from flask_openapi3.openapi import OpenAPI
 from markupsafe import Markup
 from pydantic import BaseModel, Field
 
-from worker_app import telemetry
+from worker_app import queue_history, telemetry
 from worker_app.outages import outage_of
 from worker_app.runtime import Runtime
 from worker_app.timefmt import iso_ms
-from worker_app.web.charts import line_chart
+from worker_app.web.charts import line_chart, sparkline
 from worker_app.web.models import Strict
 
 PATH = "/api/v1/telemetry/summary"
@@ -122,3 +123,35 @@ def throughput_chart(client: redis.Redis, window: str) -> tuple[str, Markup]:
         time_format="%d %b %H:00" if chart_window == "24h" else "%H:%M",
     )
     return chart_window, chart
+
+
+def depth_charts(client: redis.Redis, now: float | None = None) -> dict[str, Any]:
+    """The last hour of queue depths (:mod:`worker_app.queue_history`): ``chart``, every queue's ready,
+    delayed and dead messages together per minute; ``sparklines``, each queue's ready + delayed per
+    minute; ``sampled``, whether any minute has a sample. ``error`` (one line) instead when Redis
+    cannot be read."""
+    minute = int((time.time() if now is None else now) // 60)
+    try:
+        samples = queue_history.history(client, range(minute - 59, minute + 1))
+    except redis.RedisError as e:
+        outage = outage_of(e)
+        return {"error": outage.line() if outage else f"Redis: {type(e).__name__}: {e}"}
+    chart = line_chart(
+        "depth-chart",
+        [sample.minute * 60 for sample in samples],
+        {state: [sample.total(state) or 0 for sample in samples] for state in queue_history.STATES},
+        gauge=True,
+    )
+    sparklines = {}
+    for queue in sorted({queue for sample in samples for queue in sample.depths}):
+        values = [
+            sample.depths[queue].get("ready", 0) + sample.depths[queue].get("delayed", 0)
+            if queue in sample.depths
+            else None
+            for sample in samples
+        ]
+        latest = next((v for v in reversed(values) if v is not None), 0)
+        sparklines[queue] = sparkline(
+            values, title=f"{queue}: ready + delayed, per minute over the last hour (latest {latest})"
+        )
+    return {"chart": chart, "sparklines": sparklines, "sampled": any(sample.depths for sample in samples)}
