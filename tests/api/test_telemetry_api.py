@@ -160,6 +160,7 @@ def test_the_landing_page_still_renders_while_redis_is_down(
     page = telemetry_app(make_runtime(REDIS_URL=unreachable_redis_url())).test_client().get("/queues")
     assert page.status_code == 200
     assert re.search(r'id="telemetry-error">Telemetry unavailable: Redis is unreachable', page.text)
+    assert re.search(r'id="depth-error">Queue depth history unavailable: Redis is unreachable', page.text)
     assert '<table id="queues">' in page.text
 
 

@@ -100,8 +100,7 @@ def dashboard_table(client: redis.Redis, window: str) -> dict[str, Any]:
         context["totals"] = found.totals.as_dict()
         context["chart_window"], context["chart"] = throughput_chart(client, window)
     except redis.RedisError as e:
-        outage = outage_of(e)
-        context["error"] = outage.line() if outage else f"Redis: {type(e).__name__}: {e}"
+        context["error"] = _redis_error(e)
     return context
 
 
@@ -134,8 +133,7 @@ def depth_charts(client: redis.Redis, now: float | None = None) -> dict[str, Any
     try:
         samples = queue_history.history(client, range(minute - 59, minute + 1))
     except redis.RedisError as e:
-        outage = outage_of(e)
-        return {"error": outage.line() if outage else f"Redis: {type(e).__name__}: {e}"}
+        return {"error": _redis_error(e)}
     chart = line_chart(
         "depth-chart",
         [sample.minute * 60 for sample in samples],
@@ -155,3 +153,9 @@ def depth_charts(client: redis.Redis, now: float | None = None) -> dict[str, Any
             values, title=f"{queue}: ready + delayed, per minute over the last hour (latest {latest})"
         )
     return {"chart": chart, "sparklines": sparklines, "sampled": any(sample.depths for sample in samples)}
+
+
+def _redis_error(e: redis.RedisError) -> str:
+    """The one line a page shows for a Redis failure."""
+    outage = outage_of(e)
+    return outage.line() if outage else f"Redis: {type(e).__name__}: {e}"
