@@ -18,7 +18,7 @@ log = logging.getLogger("actors.monitoring")
 JOB = "sample_queue_depths"
 
 
-@dramatiq.actor(queue_name=QUEUE, max_age=120_000)
+@dramatiq.actor(queue_name=QUEUE, max_age=120_000, store_results=True)
 def sample_queue_depths() -> dict[str, Any]:
     """One sample of the queue depths (from the management API, or passive declares without it);
     an old message (over 2 min) is skipped: a late sample would land in the wrong minute's slot."""
