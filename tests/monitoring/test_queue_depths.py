@@ -53,3 +53,16 @@ def test_the_job_samples_every_domain_queue_from_rabbitmq(
     assert {"notifications", "payments", "sync", "bot_updates"} <= set(sample.depths)
     assert not any("." in queue for queue in sample.depths), "shards are summed under their domain"
     assert sample.depths["sync"]["ready"] == ready_count("sync")
+
+
+def test_until_this_minute_is_sampled_the_charted_hour_ends_at_the_minute_before(
+    redis_client: redis.Redis,
+) -> None:
+    from worker_app.web.telemetry import depth_charts
+
+    minute = int(time.time() // 60)
+    queue_history.record(redis_client, QueueReport("amqp", None, [depth("sync", 7)]), minute * 60)
+    for now in (minute * 60 + 59, (minute + 1) * 60 + 5):  # later in that minute; early in the next
+        charts = depth_charts(redis_client, now)
+        assert charts["sampled"] and "ready (now 7)" in str(charts["chart"])
+        assert "(latest 7)" in str(charts["sparklines"]["sync"])

@@ -125,15 +125,17 @@ def throughput_chart(client: redis.Redis, window: str) -> tuple[str, Markup]:
 
 
 def depth_charts(client: redis.Redis, now: float | None = None) -> dict[str, Any]:
-    """The last hour of queue depths (:mod:`worker_app.queue_history`): ``chart``, every queue's ready,
-    delayed and dead messages together per minute; ``sparklines``, each queue's ready + delayed per
-    minute; ``sampled``, whether any minute has a sample. ``error`` (one line) instead when Redis
-    cannot be read."""
+    """The last hour of queue depths (:mod:`worker_app.queue_history`), up to the newest minute
+    sampled: ``chart``, every queue's ready, delayed and dead messages together per minute;
+    ``sparklines``, each queue's ready + delayed per minute; ``sampled``, whether any minute has a
+    sample. ``error`` (one line) instead when Redis cannot be read."""
     minute = int((time.time() if now is None else now) // 60)
     try:
-        samples = queue_history.history(client, range(minute - 59, minute + 1))
+        samples = queue_history.history(client, range(minute - 60, minute + 1))
     except redis.RedisError as e:
         return {"error": _redis_error(e)}
+    # this minute's sample is taken some time within it: until then the hour ends a minute earlier
+    samples = samples[1:] if samples[-1].depths else samples[:-1]
     chart = line_chart(
         "depth-chart",
         [sample.minute * 60 for sample in samples],
