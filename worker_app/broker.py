@@ -21,6 +21,7 @@ wakes the consumer's I/O loop only when no wake-up is already pending.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import uuid
 from collections import deque
@@ -264,29 +265,25 @@ class _Consumer(_RabbitmqConsumer):
         self._settle(message, ack=False)
 
     def _nack(self, tag: int) -> None:
-        with self._flush_lock:
-            self._settlements.append((tag, False))
-            if self._flush_pending:
-                return
-            self._flush_pending = True
-        self._schedule_flush()
+        self._queue_settlement(tag, ack=False, known=False)
 
     def _settle(self, message: MessageProxy, *, ack: bool) -> None:
-        tag: int = message._tag  # a _RabbitmqMessage's delivery tag
-        with self._flush_lock:  # the tag moves from known_tags to the deque at once (see the class doc)
-            try:
-                self.known_tags.remove(tag)
-            except KeyError:  # as Dramatiq: a tag of a consumer that was reset since
-                log.warning("Failed to %s message %s: not in known tags.", "ack" if ack else "nack", tag)
-                return
+        self._queue_settlement(message._tag, ack=ack, known=True)  # a _RabbitmqMessage's delivery tag
+
+    def _queue_settlement(self, tag: int, *, ack: bool, known: bool) -> None:
+        """Queue ``(tag, ack)`` for the I/O thread and schedule a flush unless one is pending. A
+        ``known`` tag moves from ``known_tags`` to the deque under the lock (see the class doc)."""
+        with self._flush_lock:
+            if known:
+                try:
+                    self.known_tags.remove(tag)
+                except KeyError:  # as Dramatiq: a tag of a consumer that was reset since
+                    log.warning("Failed to %s message %s: not in known tags.", "ack" if ack else "nack", tag)
+                    return
             self._settlements.append((tag, ack))
             if self._flush_pending:
                 return  # a flush that has not started yet will take this entry
             self._flush_pending = True
-        self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        """Have the I/O thread flush (the caller set ``_flush_pending``)."""
         scheduled = False
         try:
             self.connection.add_callback_threadsafe(self._flush_settlements)
@@ -305,14 +302,12 @@ class _Consumer(_RabbitmqConsumer):
             self._flush_pending = False
             batch = list(self._settlements)
             self._settlements.clear()
-            bound = min(self.known_tags, default=None)
-        for tag, ack in batch:
-            if not ack and (bound is None or tag < bound):
-                bound = tag
-        below = [tag for tag, ack in batch if ack and (bound is None or tag < bound)]
+            running = min(self.known_tags, default=math.inf)
+        bound = min([running, *(tag for tag, ack in batch if not ack)])
+        below = [tag for tag, ack in batch if ack and tag < bound]
         if len(below) > 1:
             self.channel.basic_ack(max(below), multiple=True)
-            batch = [(tag, ack) for tag, ack in batch if not (ack and (bound is None or tag < bound))]
+            batch = [(tag, ack) for tag, ack in batch if not (ack and tag < bound)]
         for tag, ack in batch:
             if ack:
                 self.channel.basic_ack(tag)

@@ -24,42 +24,46 @@ _WEB: list[str] = []
 _DASHBOARD: list[str] = []
 
 
-def register_cli(path: str) -> None:
-    """Add the click command at ``path`` (``"package.module:attribute"``) to ``worker-app``."""
+def _register(paths: list[str], path: str) -> None:
     if ":" not in path:
         raise ValueError(f"{path!r} is not 'package.module:attribute'")
-    if path not in _CLI:
-        _CLI.append(path)
+    if path not in paths:
+        paths.append(path)
+
+
+def _imported(paths: list[str]) -> list[tuple[str, Any]]:
+    """Each ``package.module:attribute`` of ``paths`` with the object it names, imported now."""
+    found = []
+    for path in paths:
+        module, _, attribute = path.partition(":")
+        found.append((path, getattr(importlib.import_module(module), attribute)))
+    return found
+
+
+def register_cli(path: str) -> None:
+    """Add the click command at ``path`` (``"package.module:attribute"``) to ``worker-app``."""
+    _register(_CLI, path)
 
 
 def cli_commands() -> dict[str, click.Command]:
     """Every registered domain command, by its name, imported now."""
     commands: dict[str, click.Command] = {}
-    for path in _CLI:
-        module, _, attribute = path.partition(":")
-        command = getattr(importlib.import_module(module), attribute)
+    for path, command in _imported(_CLI):
         if not isinstance(command, click.Command):
             raise TypeError(f"{path} is a {type(command).__name__}, not a click command")
-        commands[command.name or attribute] = command
+        commands[command.name or path.partition(":")[2]] = command
     return commands
 
 
 def register_web(path: str) -> None:
     """Have ``worker-app serve`` call ``package.module:function(app, runtime, broker)``: the domain's
     routes, added after the platform's (behind the same bearer token under ``/api/``)."""
-    if ":" not in path:
-        raise ValueError(f"{path!r} is not 'package.module:attribute'")
-    if path not in _WEB:
-        _WEB.append(path)
+    _register(_WEB, path)
 
 
 def web_extensions() -> list[Callable[..., None]]:
     """Every registered route-adding function, imported now."""
-    found = []
-    for path in _WEB:
-        module, _, attribute = path.partition(":")
-        found.append(getattr(importlib.import_module(module), attribute))
-    return found
+    return [function for _path, function in _imported(_WEB)]
 
 
 def register_dashboard(path: str) -> None:
@@ -68,16 +72,9 @@ def register_dashboard(path: str) -> None:
     blueprint, ``".broadcasts"``). The blueprint is nested in the dashboard's, so its pages are
     behind the dashboard's login and every POST needs the session's CSRF token; they render with
     :func:`worker_app.web.dashboard.page` (templates under ``dashboard/<domain>/``)."""
-    if ":" not in path:
-        raise ValueError(f"{path!r} is not 'package.module:attribute'")
-    if path not in _DASHBOARD:
-        _DASHBOARD.append(path)
+    _register(_DASHBOARD, path)
 
 
 def dashboard_extensions() -> list[Callable[..., tuple[Any, list[tuple[str, str]]]]]:
     """Every registered page-adding function, imported now."""
-    found = []
-    for path in _DASHBOARD:
-        module, _, attribute = path.partition(":")
-        found.append(getattr(importlib.import_module(module), attribute))
-    return found
+    return [function for _path, function in _imported(_DASHBOARD)]
