@@ -8,6 +8,8 @@ a domain reaches the shared tools by registering here instead:
 * :func:`register_web` — HTTP routes of its own on ``worker-app serve`` (``POST /api/v1/broadcasts/...``);
 * :func:`register_dashboard` — pages of its own on the dashboard, behind its login and CSRF check,
   with a link in its navigation (``/broadcasts``);
+* :func:`register_overview` — tiles of its own on the dashboard's landing page (``Nodes: 2 of 12
+  down``), red when they mean trouble;
 * :func:`worker_app.jobs.register_canceller` — its part of ``worker-app jobs cancel``.
 """
 
@@ -22,6 +24,7 @@ import click
 _CLI: list[str] = []
 _WEB: list[str] = []
 _DASHBOARD: list[str] = []
+_OVERVIEW: list[str] = []
 
 
 def _register(paths: list[str], path: str) -> None:
@@ -78,3 +81,16 @@ def register_dashboard(path: str) -> None:
 def dashboard_extensions() -> list[Callable[..., tuple[Any, list[tuple[str, str]]]]]:
     """Every registered page-adding function, imported now."""
     return [function for _path, function in _imported(_DASHBOARD)]
+
+
+def register_overview(path: str) -> None:
+    """Have the dashboard's landing page call ``package.module:function(runtime)`` on every render;
+    it returns the domain's tiles (:class:`worker_app.web.overview.Tile`). It should answer from
+    what the domain already stores, in a few milliseconds; an exception shows as one tile naming it
+    (the page still renders)."""
+    _register(_OVERVIEW, path)
+
+
+def overview_extensions() -> list[tuple[str, Callable[..., Any]]]:
+    """Every registered tile function with its path, imported now."""
+    return _imported(_OVERVIEW)

@@ -26,12 +26,13 @@ from typing import Any
 import dramatiq
 import redis
 from dramatiq.middleware import CurrentMessage
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Select, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from models import DeadLetter, Job
 from worker_app import context
 from worker_app.db import Database
+from worker_app.dlq import contains
 from worker_app.errors import JobCancelled
 from worker_app.runtime import get_runtime
 
@@ -168,19 +169,34 @@ def get_job(database: Database, job_id: str) -> Job | None:
         return s.get(Job, job_id)
 
 
-def list_jobs(
-    database: Database, *, status: str | None = None, actor: str | None = None, queue: str | None = None,
-    limit: int = 20,
-) -> list[Job]:  # fmt: skip
-    query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+def jobs_query(
+    *, status: str | None = None, actor: str | None = None, queue: str | None = None, q: str | None = None
+) -> Select[Job]:
+    """The jobs matching every filter given; ``q`` is a case-insensitive substring of the job id,
+    the actor or the error (the search of the dashboard's Jobs page)."""
+    query = select(Job)
     if status:
         query = query.where(Job.status == status)
     if actor:
         query = query.where(Job.actor_name == actor)
     if queue:
         query = query.where(Job.queue_name == queue)
+    if q:
+        pattern = contains(q)
+        query = query.where(
+            or_(*(column.ilike(pattern, escape="\\") for column in (Job.job_id, Job.actor_name, Job.error)))
+        )
+    return query
+
+
+def list_jobs(
+    database: Database, *, status: str | None = None, actor: str | None = None, queue: str | None = None,
+    q: str | None = None, limit: int = 20,
+) -> list[Job]:  # fmt: skip
+    """The most recent matching jobs first (:func:`jobs_query`)."""
+    query = jobs_query(status=status, actor=actor, queue=queue, q=q).order_by(Job.created_at.desc())
     with database.new_session() as s:
-        return list(s.scalars(query))
+        return list(s.scalars(query.limit(limit)))
 
 
 def as_dict(job: Job) -> dict[str, Any]:

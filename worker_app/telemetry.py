@@ -11,9 +11,11 @@ What is counted, per actor (:class:`~worker_app.middleware.telemetry.Telemetry` 
   arguments, too many redeliveries — which is failed without having started).
 
 A skipped message (a duplicate, a job cancelled before or while it ran) is not counted at all.
-Durations (ms, of attempts that ended in completed, retried or failed) go into a fixed log-scale
-histogram: bucket ``i`` holds ``(bound(i-1), bound(i)]`` with ``bound(i) = 0.1 ms × 2^(i/4)``
-(each ~19 % wider than the last, 0.1 ms to 25 h), so a percentile is exact to within its bucket.
+Durations (ms, of attempts that ended in completed, retried or failed) and waits (ms in the queue
+before the attempt began: from the message's enqueue, or from when it fell due when it was delayed or
+a retry — option ``due_at``, set by the middleware — to the start) go into fixed log-scale
+histograms: bucket ``i`` holds ``(bound(i-1), bound(i)]`` with ``bound(i) = 0.1 ms × 2^(i/4)`` (each
+~19 % wider than the last, 0.1 ms to 25 h), so a percentile is exact to within its bucket.
 
 No Redis call per message: each worker process counts in memory
 (:class:`~worker_app.middleware.telemetry.Aggregator`) and adds its counts to Redis with
@@ -21,16 +23,23 @@ No Redis call per message: each worker process counts in memory
 the counts stay in memory for the next flush; beyond ``MAX_PENDING_MINUTES`` distinct minutes the
 oldest are dropped (logged and counted).
 
-Redis keys (hash fields ``<actor>|started``, ``|completed``, ``|failed``, ``|retried`` and
-``<actor>|h<bucket>`` → count): ``cybervpn:telemetry:m:<unix minute>`` expiring ``MINUTE_KEEP_S``
-after its minute, and ``cybervpn:telemetry:h:<unix hour>`` expiring ``HOUR_KEEP_S`` after its hour,
-both written by the same flush. The windows read whole buckets, the current one included: ``5m`` the
-last 5 minute buckets (4–5 min), ``1h`` the last 60 (59–60 min), ``24h`` the last 24 hour buckets
-(23–24 h) — the 24 h window's far edge moves by whole hours.
+Redis keys (hash fields ``<actor>|started``, ``|completed``, ``|failed``, ``|retried``,
+``<actor>|h<bucket>`` (durations) and ``<actor>|w<bucket>`` (waits) → count):
+``cybervpn:telemetry:m:<unix minute>`` expiring ``MINUTE_KEEP_S`` after its minute, and
+``cybervpn:telemetry:h:<unix hour>`` expiring ``HOUR_KEEP_S`` after its hour, both written by the
+same flush. The windows read whole buckets, the current one included: ``5m`` the last 5 minute
+buckets (4–5 min), ``1h`` the last 60 (59–60 min), ``24h`` the last 24 hour buckets (23–24 h) —
+the 24 h window's far edge moves by whole hours.
+
+Each actor's last error (an attempt that raised, retried or failed for good) is kept in the hash
+``cybervpn:telemetry:last_error`` (actor → JSON ``{"at": unix s, "error": "Type: message"}``, the
+message cut to ``LAST_ERROR_CHARS``), written by the same flush; one field per actor, so it stays
+small.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
@@ -45,6 +54,8 @@ MINUTE_KEEP_S = 2 * 3600
 HOUR_KEEP_S = 24 * 3600
 MAX_PENDING_MINUTES = 120
 KINDS = ("started", "completed", "failed", "retried")
+LAST_ERROR_CHARS = 300
+LAST_ERROR_KEY = key("telemetry", "last_error")
 DURATION_BOUNDS_MS = tuple(0.1 * 2 ** (i / 4) for i in range(120))
 """Upper bounds of the duration buckets; a duration above the last is counted in bucket 120."""
 
@@ -76,6 +87,8 @@ class Counts:
     retried: int = 0
     durations: dict[int, int] = field(default_factory=dict)
     """Histogram bucket (index into ``DURATION_BOUNDS_MS``) → attempts."""
+    waits: dict[int, int] = field(default_factory=dict)
+    """The same buckets for the time each attempt waited in its queue → attempts."""
 
     def add(self, other: Counts) -> None:
         self.started += other.started
@@ -84,13 +97,16 @@ class Counts:
         self.retried += other.retried
         for bucket, n in other.durations.items():
             self.durations[bucket] = self.durations.get(bucket, 0) + n
+        for bucket, n in other.waits.items():
+            self.waits[bucket] = self.waits.get(bucket, 0) + n
 
     def events(self) -> int:
         return self.started + self.completed + self.failed + self.retried
 
     def is_empty(self) -> bool:
         """Nothing counted (a ``started`` taken back by a skip leaves it so)."""
-        counted = (self.started, self.completed, self.failed, self.retried, *self.durations.values())
+        counted = (self.started, self.completed, self.failed, self.retried, *self.durations.values(),
+                   *self.waits.values())  # fmt: skip
         return not any(counted)
 
     def fields(self, actor: str) -> Iterator[tuple[str, int]]:
@@ -102,25 +118,32 @@ class Counts:
         for bucket, n in self.durations.items():
             if n:
                 yield f"{actor}|h{bucket}", n
+        for bucket, n in self.waits.items():
+            if n:
+                yield f"{actor}|w{bucket}", n
 
-    def percentile_ms(self, q: float) -> float | None:
-        """The ``q`` quantile (0–1) of the durations, interpolated within its bucket; ``None`` if none."""
-        total = sum(self.durations.values())
+    def percentile_ms(self, q: float, histogram: Mapping[int, int] | None = None) -> float | None:
+        """The ``q`` quantile (0–1) of the durations (or of ``histogram``, e.g. :attr:`waits`),
+        interpolated within its bucket; ``None`` if none."""
+        histogram = self.durations if histogram is None else histogram
+        total = sum(histogram.values())
         if total <= 0:
             return None
         rank, seen = q * total, 0
-        for bucket in sorted(self.durations):
-            n = self.durations[bucket]
+        for bucket in sorted(histogram):
+            n = histogram[bucket]
             if n > 0 and seen + n >= rank:
                 return round(_interpolate(bucket, (rank - seen) / n), 3)
             seen += n
         return round(DURATION_BOUNDS_MS[-1], 3)
 
     def as_dict(self) -> dict[str, int | float | None]:
-        """What the summary shows of an actor: the four counts, p50 and p95 in ms."""
+        """What the summary shows of an actor: the four counts, p50 and p95 duration in ms, and the
+        p95 of the time its messages waited in the queue (ms)."""
         return {
             "started": self.started, "completed": self.completed, "failed": self.failed,
             "retried": self.retried, "p50_ms": self.percentile_ms(0.5), "p95_ms": self.percentile_ms(0.95),
+            "wait_p95_ms": self.percentile_ms(0.95, self.waits),
         }  # fmt: skip
 
 
@@ -145,9 +168,14 @@ def hour_key(hour: int) -> str:
     return key("telemetry", "h", hour)
 
 
-def write(client: redis.Redis, counts: Mapping[tuple[int, str], Counts]) -> None:
+def write(
+    client: redis.Redis,
+    counts: Mapping[tuple[int, str], Counts],
+    last_errors: Mapping[str, tuple[float, str]] | None = None,
+) -> None:
     """Add ``counts`` ((unix minute, actor) → counts) to their minute and hour buckets, setting each
-    bucket's expiry; one MULTI/EXEC, so a failure adds nothing. Raises :class:`redis.RedisError`."""
+    bucket's expiry, and set ``last_errors`` (actor → (unix s, error)); one MULTI/EXEC, so a failure
+    adds nothing. Raises :class:`redis.RedisError`."""
     minutes: dict[int, dict[str, int]] = {}
     hours: dict[int, dict[str, int]] = {}
     for (minute, actor), c in counts.items():
@@ -165,7 +193,24 @@ def write(client: redis.Redis, counts: Mapping[tuple[int, str], Counts]) -> None
                 for name, n in fields.items():
                     pipe.hincrby(bucket_key(bucket), name, n)
                 pipe.expireat(bucket_key(bucket), (bucket + 1) * size_s + keep_s)
+        if last_errors:
+            pipe.hset(LAST_ERROR_KEY, mapping={
+                actor: json.dumps({"at": round(at, 3), "error": error[:LAST_ERROR_CHARS]})
+                for actor, (at, error) in last_errors.items()
+            })  # fmt: skip
         pipe.execute()
+
+
+def last_errors(client: redis.Redis) -> dict[str, tuple[float, str]]:
+    """Each actor's last error as ``(unix s, "Type: message")``. Raises :class:`redis.RedisError`."""
+    found: dict[str, tuple[float, str]] = {}
+    for actor, value in dict(client.hgetall(LAST_ERROR_KEY)).items():
+        try:
+            data = json.loads(value)
+            found[str(actor)] = (float(data["at"]), str(data["error"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # a field this version does not understand
+    return found
 
 
 def parse_bucket(fields: Mapping[str, str]) -> dict[str, Counts]:
@@ -176,9 +221,10 @@ def parse_bucket(fields: Mapping[str, str]) -> dict[str, Counts]:
         if kind in KINDS:
             counts = actors.setdefault(actor, Counts())
             setattr(counts, kind, getattr(counts, kind) + int(value))
-        elif kind[:1] == "h" and kind[1:].isdigit():
-            durations = actors.setdefault(actor, Counts()).durations
-            durations[int(kind[1:])] = durations.get(int(kind[1:]), 0) + int(value)
+        elif kind[:1] in ("h", "w") and kind[1:].isdigit():
+            counts = actors.setdefault(actor, Counts())
+            histogram = counts.durations if kind[0] == "h" else counts.waits
+            histogram[int(kind[1:])] = histogram.get(int(kind[1:]), 0) + int(value)
     return actors
 
 

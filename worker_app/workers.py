@@ -2,7 +2,8 @@
 
 Each ``dramatiq worker_app`` process writes ``cybervpn:workers:<host>:<pid>`` (a hash: host, pid,
 queues, threads, in_flight, processed, started_at, beat_at, memory_used, memory_limit,
-memory_source; TTL ``WORKER_BEAT_TTL_S``) every ``WORKER_BEAT_EVERY_S`` seconds and keeps its name in
+memory_source, breakers — JSON, service → closed/half_open/open of the process's circuit
+breakers; TTL ``WORKER_BEAT_TTL_S``) every ``WORKER_BEAT_EVERY_S`` seconds and keeps its name in
 the sorted set ``cybervpn:workers`` scored by the last beat. A worker that stops beating drops out
 after the TTL. Each beat also stamps the domain queues the process consumes in the sorted set
 ``cybervpn:queues:consumed`` (queue -> last beat): the scheduler does not fire a job whose queue no
@@ -20,6 +21,7 @@ working set against that limit — what the OOM killer judges; elsewhere the pro
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -32,6 +34,7 @@ from typing import Any, cast
 import dramatiq
 import redis
 
+from worker_app.clients.breaker import process_states
 from worker_app.errors import RateLimited
 from worker_app.ordered import domain_of
 from worker_app.redis_client import key
@@ -59,6 +62,8 @@ class WorkerInfo:
     memory_used: int = 0
     memory_limit: int = 0
     memory_source: str = ""
+    breakers: dict[str, str] | None = None
+    """Service → this process's circuit breaker state (``None``: not reported)."""
 
     @property
     def memory_pct(self) -> float | None:
@@ -82,10 +87,18 @@ def alive_workers(client: redis.Redis, now: float | None = None) -> list[WorkerI
                 in_flight=int(data.get("in_flight", 0)), processed=int(data.get("processed", 0)),
                 started_at=float(data.get("started_at", 0)), beat_at=float(data.get("beat_at", 0)),
                 memory_used=int(data.get("memory_used", 0)), memory_limit=int(data.get("memory_limit", 0)),
-                memory_source=data.get("memory_source", ""),
+                memory_source=data.get("memory_source", ""), breakers=_breakers(data.get("breakers")),
             )
         )  # fmt: skip
     return found
+
+
+def _breakers(value: str | None) -> dict[str, str] | None:
+    try:
+        found = json.loads(value) if value else None
+    except ValueError:
+        return None
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else None
 
 
 class WorkerHeartbeats(dramatiq.Middleware):
@@ -169,6 +182,7 @@ class WorkerHeartbeats(dramatiq.Middleware):
             "processed": processed,
             "started_at": self._started_at, "beat_at": now,
             "memory_used": used, "memory_limit": limit, "memory_source": source,
+            "breakers": json.dumps(process_states()),
         }  # fmt: skip
         with self.client.pipeline() as pipe:
             pipe.hset(key("workers", self.name), mapping=cast(Any, fields))

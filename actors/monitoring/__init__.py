@@ -18,9 +18,12 @@ from actors.monitoring.canary import QUEUE, scheduler_canary
 from actors.monitoring.health import check_server_health
 from actors.monitoring.queue_depths import sample_queue_depths
 from actors.monitoring.services import check_external_services
+from worker_app.domains import register_dashboard, register_overview
 from worker_app.heartbeat import declare_heartbeat
 
 heartbeat = declare_heartbeat(QUEUE)
+register_dashboard("actors.monitoring.dashboard:add_pages")
+register_overview("actors.monitoring.dashboard:tiles")
 
 __all__ = [
     "QUEUE",

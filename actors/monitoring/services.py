@@ -43,6 +43,9 @@ from worker_app.runtime import Runtime, get_runtime
 QUEUE = "monitoring"
 log = logging.getLogger(__name__)
 
+SERVICES = ("remnawave", "postgresql", "redis", "telegram", "rabbitmq")
+"""What :func:`default_probes` probes, in its order (the dashboard lists them so)."""
+
 Probe = Callable[[], object]
 """Raises when the service is down; what it returns is ignored."""
 
@@ -206,13 +209,14 @@ def default_probes(runtime: Runtime, timeout_s: float) -> dict[str, Probe]:
         params.connection_attempts, params.retry_delay = 1, 0
         pika.BlockingConnection(params).close()
 
-    return {
+    probes: dict[str, Probe] = {
         "remnawave": runtime.remnawave.system_health,
         "postgresql": postgresql,
         "redis": runtime.redis.ping,
         "telegram": runtime.telegram.get_me,
         "rabbitmq": rabbitmq,
     }
+    return {name: probes[name] for name in SERVICES}
 
 
 def monitor(runtime: Runtime) -> ServiceMonitor:

@@ -6,13 +6,15 @@ Package = domain = queue ``payments``; retry policy: ``worker_app.policies.POLIC
 
 from __future__ import annotations
 
-from worker_app.domains import register_cli
+from worker_app.domains import register_cli, register_dashboard, register_overview
 from worker_app.heartbeat import declare_heartbeat
 
 QUEUE = "payments"
 
 heartbeat = declare_heartbeat(QUEUE)
 register_cli("actors.payments.cli:payments")
+register_dashboard("actors.payments.dashboard:add_pages")
+register_overview("actors.payments.dashboard:tiles")
 
 from actors.payments.completion import process_payment_completion  # noqa: E402  (needs QUEUE)
 from actors.payments.financial_stats import aggregate_financial_stats  # noqa: E402

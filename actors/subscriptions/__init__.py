@@ -22,11 +22,13 @@ from actors.subscriptions.auto_renew import auto_renew_subscriptions
 from actors.subscriptions.check_expiring import QUEUE, check_expiring_subscriptions
 from actors.subscriptions.disable_expired import disable_expired_users
 from actors.subscriptions.reset_traffic import reset_monthly_traffic
-from worker_app.domains import register_cli
+from worker_app.domains import register_cli, register_dashboard, register_overview
 from worker_app.heartbeat import declare_heartbeat
 
 heartbeat = declare_heartbeat(QUEUE)
 register_cli("actors.subscriptions.cli:subscriptions")
+register_dashboard("actors.subscriptions.dashboard:add_pages")
+register_overview("actors.subscriptions.dashboard:tiles")
 
 __all__ = [
     "QUEUE",

@@ -116,6 +116,40 @@ def test_dead_letters_listed_shown_replayed_and_discarded(
     assert client.get("/api/v1/dead-letters", headers=AUTH).json["total"] == 0
 
 
+def test_dead_letters_are_searched_and_a_search_is_discarded(
+    client: FlaskClient, clean_tables: sa.Engine
+) -> None:
+    with clean_tables.begin() as conn:
+        for message_id, kwargs in (
+            ("q-1", '{"email": "Ann@Example.com"}'),
+            ("q-2", '{"email": "bob@x.org"}'),
+        ):
+            conn.execute(
+                sa.text("""INSERT INTO dead_letters (message_id, queue_name, actor_name, args, kwargs, reason,
+                           first_failed_at, last_failed_at)
+                           VALUES (:m, 'sync', 'sync_user', '[]', CAST(:k AS jsonb), 'failed', now(),
+                           now())"""),
+                {"m": message_id, "k": kwargs},
+            )
+    found = client.get("/api/v1/dead-letters?q=ann@example", headers=AUTH).json
+    assert found["total"] == 1 and found["items"][0]["message_id"] == "q-1"
+    assert client.get("/api/v1/dead-letters?q=SYNC_USER", headers=AUTH).json["total"] == 2
+    assert (
+        client.get("/api/v1/dead-letters?q=%00", headers=AUTH)
+        .json["error"]
+        .startswith("q: must not contain NUL")
+    )
+    discarded = client.post("/api/v1/dead-letters/discard", json={"q": "bob@"}, headers=AUTH)
+    assert discarded.json == {"discarded": 1}
+    assert [i["message_id"] for i in client.get("/api/v1/dead-letters", headers=AUTH).json["items"]] == [
+        "q-1"
+    ]
+    document = client.get("/api/v1/openapi.json").json
+    listing = document["paths"]["/api/v1/dead-letters"]["get"]["parameters"]
+    assert "arguments" in next(p for p in listing if p["name"] == "q")["description"]
+    assert "q" in document["components"]["schemas"]["Selection"]["properties"]
+
+
 def test_health_readiness_queues_and_openapi(client: FlaskClient) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
     ready = client.get("/readyz")

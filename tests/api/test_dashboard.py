@@ -221,7 +221,7 @@ def test_the_queues_page_shows_open_dead_letters_with_the_xq_count_beside(
     log_in(client)
 
     def sync_row() -> str | None:
-        row = re.search(r'<tr id="queue-sync">(.*?)</tr>', client.get("/queues").text, re.S)
+        row = re.search(r'<tr id="queue-sync"[^>]*>(.*?)</tr>', client.get("/queues").text, re.S)
         assert row is not None
         return row.group(1) if "XQ 1<" in row.group(1) else None  # management stats lag ~5 s
 
@@ -351,3 +351,197 @@ def test_a_bad_batch_limit_makes_the_schedules_page_name_it(make_runtime: MakeRu
     assert answer.status_code == 500
     expected = "CHECK_ANOMALIES_BATCH_LIMIT: check_anomalies takes no batch to limit"
     assert expected in html.unescape(answer.text)
+
+
+def many_dead_letters(engine: sa.Engine, count: int, *, kwargs: str, seconds_apart: int = 1) -> list[int]:
+    """``count`` open dead letters of actor ``pay``, each ``seconds_apart`` older than the one
+    before; their ids, newest first."""
+    with engine.begin() as conn:
+        return [
+            int(i)
+            for i in conn.execute(
+                sa.text("""INSERT INTO dead_letters (message_id, queue_name, actor_name, args, kwargs, reason,
+                           exception_type, exception_message, attempts, first_failed_at, last_failed_at,
+                           dead_at)
+                           SELECT 'many-' || gen_random_uuid(), 'payments', 'pay', '[1]',
+                                  CAST(:kwargs AS jsonb), 'failed', 'KeyError', 'k', 1, now(), now(),
+                                  now() - make_interval(secs => n * :apart)
+                           FROM generate_series(1, :count) AS n ORDER BY n RETURNING id"""),
+                {"count": count, "kwargs": kwargs, "apart": seconds_apart},
+            ).scalars()
+        ]
+
+
+def page_link(page: str, kind: str) -> str | None:
+    found = re.search(rf'<p class="pages" id="pages-top">.*?<a class="{kind}" href="([^"]+)"', page, re.S)
+    return html.unescape(found.group(1)) if found else None
+
+
+def page_range(page: str) -> str:
+    found = re.search(r'id="pages-top">\s*<span class="range">([^<]*)</span>', page)
+    assert found is not None, page
+    return found.group(1)
+
+
+def test_dead_letters_are_searched_and_paged_newest_first(
+    client: FlaskClient, clean_tables: sa.Engine
+) -> None:
+    # Given 53 dead letters whose arguments name a customer, and others that do not
+    wanted = many_dead_letters(clean_tables, 53, kwargs='{"customer": "ACME_Corp"}')
+    many_dead_letters(clean_tables, 3, kwargs='{"customer": "other"}', seconds_apart=7)
+    log_in(client)
+
+    # When the operator searches for the customer (any case)
+    first = client.get("/dead-letters?q=acme_corp").text
+
+    # Then the newest 50 matches show, "1–50 of 53", with an Older link and no Newer one
+    assert 'id="total">53 dead letter(s) match.' in first
+    assert page_range(first) == "1–50 of 53" and listed_ids(first) == wanted[:50]
+    assert page_link(first, "newer") is None
+    older = page_link(first, "older")
+    assert older is not None and older.startswith("/dead-letters?q=acme_corp&older=")
+    second = client.get(older).text
+    assert page_range(second) == "51–53 of 53" and listed_ids(second) == wanted[50:]
+    assert page_link(second, "older") is None
+    back = page_link(second, "newer")
+    assert back is not None and listed_ids(client.get(back).text) == wanted[:50]
+    assert client.get("/dead-letters?older=nonsense").status_code == 400
+    assert client.get("/dead-letters?newer=1_99999999999999999999").status_code == 400
+
+    # And the search reads the actor, the error and the arguments; % and _ are themselves
+    assert 'id="total">56 dead' in client.get("/dead-letters?q=PAY").text
+    assert 'id="total">56 dead' in client.get("/dead-letters?q=keyerror").text
+    assert 'id="total">0 dead' in client.get("/dead-letters?q=acme%25corp").text
+    assert 'id="total">3 dead' in client.get("/dead-letters?q=other&queue=payments").text
+
+
+def test_discard_all_of_a_search_asks_with_its_count_and_discards_only_its_matches(
+    client: FlaskClient, clean_tables: sa.Engine
+) -> None:
+    wanted = many_dead_letters(clean_tables, 52, kwargs='{"customer": "acme"}')
+    others = many_dead_letters(clean_tables, 2, kwargs='{"customer": "other"}')
+    log_in(client)
+    listing = client.get("/dead-letters?q=ACME").text
+    assert (
+        'id="discard-all">Discard all 52<' in listing
+        and '<input type="hidden" name="q" value="ACME">' in listing
+    )
+
+    asked = client.post("/dead-letters/discard", data={
+        "csrf_token": csrf_of(client, "/dead-letters"), "all": "1", "q": "ACME",
+        "next": "/dead-letters?q=ACME",
+    })  # fmt: skip
+    assert "Discard 52 dead letters matching search=ACME?" in asked.text
+    assert status_of(clean_tables, wanted[0]) == "dead"
+    done = client.post("/dead-letters/discard", data=MultiDict(hidden_fields(asked.text)))
+    assert done.status_code == 302 and done.headers["Location"] == "/dead-letters?q=ACME"
+    assert {status_of(clean_tables, i) for i in wanted} == {"discarded"}
+    assert {status_of(clean_tables, i) for i in others} == {"dead"}
+
+
+TRACEBACK = """Traceback (most recent call last):
+  File "/opt/venv/lib/python3.11/site-packages/dramatiq/worker.py", line 519, in process_message
+    res = actor(*message.args, **message.kwargs)
+  File "/opt/venv/lib/python3.11/site-packages/actors/payments/verify.py", line 42, in verify_pending
+    raise PermanentError(f"invoice {invoice_id} is <gone>")
+worker_app.errors.PermanentError: invoice 7 is <gone>
+"""
+
+
+def test_a_dead_letter_reads_as_times_json_and_a_marked_traceback(
+    client: FlaskClient, clean_tables: sa.Engine
+) -> None:
+    # Given a dead letter with a long argument, empty kwargs, no trace id, and a traceback
+    with clean_tables.begin() as conn:
+        dead_id = conn.execute(
+            sa.text("""INSERT INTO dead_letters (message_id, queue_name, actor_name, args, kwargs, options,
+                       reason, exception_type, exception_message, traceback, attempts, first_failed_at,
+                       last_failed_at)
+                       VALUES ('readable-1', 'payments', 'verify_pending', CAST(:args AS jsonb), '{}',
+                               '{"job": {"initiated_by": "admin:7"}}', 'permanent_error',
+                               'worker_app.errors.PermanentError', 'invoice 7 is <gone>', :tb, 1,
+                               now() - interval '2 hours', now() - interval '1 hour')
+                       RETURNING id"""),
+            {"args": '[7, "' + "z" * 300 + '"]', "tb": TRACEBACK},
+        ).scalar_one()
+    log_in(client)
+
+    page = client.get(f"/dead-letters/{dead_id}").text
+
+    # Then times are moments, JSON is indented with the long string folded, empty fields are hidden
+    fields = page[page.index('id="fields"') : page.index("</table>")]
+    assert re.search(r'<tr id="field-dead_at"><th>Dead at</th><td><time datetime="[^"]+Z"', fields)
+    assert "1.0 h ago" in fields or "1 h ago" in fields, "last failed an hour ago"
+    assert (
+        '<div class="json">[\n  7,\n  &#34;' + "z" * 120 + '<details class="fold"><summary>… 180 more chars'
+        in fields
+    )
+    assert '"initiated_by": "admin:7"' in html.unescape(fields)
+    for hidden in ("kwargs", "trace_id", "replayed_at", "discarded_at", "raw_body", "traceback"):
+        assert f'id="field-{hidden}"' not in fields, hidden
+    assert ">None<" not in page and "datetime.datetime" not in page
+
+    # And the traceback marks the actor's own failing line and the exception, escaped
+    assert re.search(
+        r'<mark class="frame">  File &#34;/opt/venv/lib/python3.11/site-packages/actors/payments/'
+        r"verify.py&#34;, line 42, in verify_pending\n    raise PermanentError\(.*&lt;gone&gt;.*\)</mark>",
+        page,
+    )
+    assert (
+        '<mark class="exception">worker_app.errors.PermanentError: invoice 7 is &lt;gone&gt;</mark>' in page
+    )
+
+    # And the list shows the error's short type with the full one as its title, and the arguments
+    row = client.get("/dead-letters").text
+    assert (
+        '<abbr title="worker_app.errors.PermanentError">PermanentError</abbr>: invoice 7 is &lt;gone&gt;'
+        in row
+    )
+    assert '<td class="args">[7, &#34;zzz' in row
+
+
+def test_jobs_are_searched_by_id_actor_or_error_and_paged(
+    client: FlaskClient, clean_tables: sa.Engine
+) -> None:
+    # Given 55 failed exports (one a minute) and one notification
+    with clean_tables.begin() as conn:
+        conn.execute(
+            sa.text("""
+            INSERT INTO jobs (job_id, actor_name, queue_name, args, kwargs, status, error, result, created_at)
+            SELECT 'exp-' || lpad(n::text, 3, '0'), 'generate_data_export', 'bulk', '[]', '{}', 'failed',
+                   'UpstreamUnavailable: S3 answered 503', '{"rows": 10}', now() - make_interval(mins => n)
+            FROM generate_series(1, 55) AS n;
+            INSERT INTO jobs (job_id, actor_name, queue_name, args, kwargs, status, result)
+            VALUES ('note-1', 'send_notification', 'notifications', '[42]', '{}', 'succeeded', NULL)
+        """)
+        )
+    log_in(client)
+
+    # The newest first, 50 a page, refreshing itself while it is the live first page
+    live = client.get("/jobs").text
+    assert page_range(live) == "1–50 of 56" and 'http-equiv="refresh" content="3"' in live
+    assert live.index(">note-1<") < live.index(">exp-001<") and ">exp-050<" not in live
+    older = page_link(live, "older")
+    assert older is not None
+    deeper = client.get(older).text
+    assert page_range(deeper) == "51–56 of 56" and ">exp-050<" in deeper and ">exp-055<" in deeper
+    assert 'http-equiv="refresh"' not in deeper, "an older page holds still"
+
+    # A search reads the job id, the actor and the error, any case; it does not refresh under the typist
+    found = client.get("/jobs?q=s3+ANSWERED").text
+    assert page_range(found) == "1–50 of 55" and ">note-1<" not in found
+    assert 'http-equiv="refresh"' not in found
+    assert page_range(client.get("/jobs?q=exp-05").text) == "1–6 of 6"
+    assert page_range(client.get("/jobs?q=send_notif&status=succeeded").text) == "1–1 of 1"
+    assert "No job matches." in client.get("/jobs?q=nothing-like-it").text
+    assert client.get("/jobs?older=1_x").status_code == 200, "a cursor to nowhere is an empty page"
+    assert client.get("/jobs?q=%00").status_code == 400 and client.get("/jobs?older=x").status_code == 400
+
+    # A job's page shows its result as JSON and leaves its empty fields out
+    detail = client.get("/jobs/exp-001").text
+    assert (
+        '<tr id="field-result"><th>Result</th><td><div class="json">{\n  &#34;rows&#34;: 10\n}</div>'
+        in detail
+    )
+    assert 'id="field-progress"' not in detail and 'id="field-started_at"' not in detail
+    assert ">None<" not in detail

@@ -86,7 +86,7 @@ def test_one_window_can_be_asked_for_and_an_empty_one_has_no_percentiles(
     empty = answer.json["windows"]["1h"]
     assert empty["actors"] == {}
     assert empty["totals"] == {"started": 0, "completed": 0, "failed": 0, "retried": 0, "p50_ms": None,
-                               "p95_ms": None}  # fmt: skip
+                               "p95_ms": None, "wait_p95_ms": None}  # fmt: skip
 
 
 def test_the_token_and_the_window_are_checked(client: FlaskClient, redis_client: redis.Redis) -> None:
@@ -106,7 +106,7 @@ def test_the_openapi_document_describes_the_summary_under_bearer_auth(client: Fl
     schemas = document["components"]["schemas"]
     assert {"TelemetrySummary", "WindowTelemetry", "ActorTelemetry"} <= set(schemas)
     assert set(schemas["ActorTelemetry"]["properties"]) == {
-        "started", "completed", "failed", "retried", "p50_ms", "p95_ms",
+        "started", "completed", "failed", "retried", "p50_ms", "p95_ms", "wait_p95_ms",
     }  # fmt: skip
 
 
@@ -127,7 +127,7 @@ def dashboard(make_runtime: MakeRuntime, no_leftover_messages: None) -> Iterator
 
 
 def actor_row(page: str, actor: str) -> str:
-    row = re.search(rf'<tr id="actor-{actor}">(.*?)</tr>', page, re.S)
+    row = re.search(rf'<tr id="actor-{actor}"[^>]*>(.*?)</tr>', page, re.S)
     assert row is not None, page
     return row.group(1)
 
@@ -148,7 +148,9 @@ def test_the_landing_page_shows_each_actors_figures_for_the_chosen_window(
     row = actor_row(landing.text, "sync_users")
     assert '<td class="completed">1</td>' in row and '<td class="failed">0</td>' in row
     assert '<a href="/queues?window=1h">1h</a>' in landing.text
-    assert '<td class="failed">1</td>' in actor_row(hour.text, "sync_users")
+    assert re.search(r'<td class="failed"><a href="/dead-letters\?actor=sync_users">1</a></td>',
+                     actor_row(hour.text, "sync_users"))  # fmt: skip
+    assert re.search(r'<tr id="actor-sync_users" class="trouble">', hour.text)
     assert '<td class="started">2</td>' in actor_row(hour.text, "sync_users")
     assert "<strong>1h</strong>" in hour.text
     assert dashboard.get("/queues", query_string={"window": "7d"}).status_code == 400
@@ -198,10 +200,16 @@ def test_the_landing_page_charts_attempts_per_minute_and_per_hour_with_a_strict_
     day = dashboard.get("/queues", query_string={"window": "24h"})
     assert len(chart_points(day.text, "completed")) == 24 and "hour over the last 24 h" in day.text
 
-    # And the page may load nothing from anywhere and run no script
+    # And the page may load nothing from anywhere but this server, and no inline script: its one
+    # script is the dashboard's own file, which the server serves
     policy = page.headers["Content-Security-Policy"]
     assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
-    assert "script-src" not in policy and "<script" not in page.text
+    assert "script-src 'self';" in policy and "unsafe-inline" not in policy.split("style-src")[0]
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", page.text, re.S)
+    assert scripts == [(' src="/dashboard-static/moments.js" defer', "")], scripts
+    with dashboard.get("/dashboard-static/moments.js") as served:
+        assert served.status_code == 200 and b"Intl.DateTimeFormat" in served.data
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.text)
     assert page.headers["X-Content-Type-Options"] == "nosniff"
     missing = dashboard.get("/jobs/no-such-job")  # an error page of the dashboard too
     assert missing.status_code == 404 and missing.headers["Content-Security-Policy"] == policy

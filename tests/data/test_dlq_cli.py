@@ -127,3 +127,46 @@ def test_filters_discard_and_export(
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["message_id"] for r in records] == ["a", "b"]
     assert records[0]["exception_message"] == "invoice missing" and "traceback" in records[0]
+
+
+def test_a_search_matches_the_actor_the_error_or_the_arguments_in_any_case(clean_tables: sa.Engine) -> None:
+    from worker_app import dlq as ops
+    from worker_app.db import Database
+
+    # Given three dead letters differing in actor, error and arguments
+    with clean_tables.begin() as conn:
+        for message_id, queue, actor, args, error in (
+            ("s1", "payments", "verify_pending", '["inv_100%"]', "invoice missing"),
+            ("s2", "payments", "poll_invoices", '[{"user": "Ann"}]', "crypto pay 502"),
+            ("s3", "sync", "sync_user", "[]", "panel answered 503 for ann"),
+        ):
+            conn.execute(
+                sa.text("""INSERT INTO dead_letters (message_id, queue_name, actor_name, args, kwargs, reason,
+                           exception_type, exception_message, first_failed_at, last_failed_at)
+                           VALUES (:m, :q, :a, CAST(:args AS jsonb), '{"mode": "full"}', 'failed',
+                                   'UpstreamUnavailable', :e, now(), now())"""),
+                {"m": message_id, "q": queue, "a": actor, "args": args, "e": error},
+            )
+    database = Database(clean_tables.url.render_as_string(hide_password=False))
+
+    def found(q: str, **filters: str) -> list[str]:
+        where = ops.DeadLetterFilter(q=q, queue=filters.get("queue"))
+        assert ops.count(database, where) == len(ops.listing(database, where, 10))
+        return sorted(d.message_id for d in ops.listing(database, where, 10))
+
+    # Then a search reads each of them, case-insensitively, and combines with the other filters
+    assert found("VERIFY") == ["s1"]
+    assert found("upstreamunavailable") == ["s1", "s2", "s3"]
+    assert found("ann") == ["s2", "s3"] and found("ann", queue="sync") == ["s3"]
+    assert found('"user": "ann"') == ["s2"], "arguments are searched as their JSON text"
+    assert found("full") == ["s1", "s2", "s3"], "kwargs too"
+    assert (
+        found("100%") == ["s1"] and found("inv_1") == ["s1"] and found("1%0") == [] and found("v_1") == ["s1"]
+    )
+    assert found("in_") == [], "_ is an underscore, not any character"
+    assert not ops.DeadLetterFilter(q="x").is_empty()
+
+    # And discarding a search discards exactly its matches
+    assert ops.discard(database, ops.DeadLetterFilter(q="ANN")) == 2
+    assert found("ann") == [] and found("inv") == ["s1"]
+    database.dispose()

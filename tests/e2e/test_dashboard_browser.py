@@ -25,11 +25,12 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from tests.fixtures.api import serving
+from tests.fixtures.browser import CHROMEDRIVER, CHROMIUM, follow
+from tests.fixtures.browser import mid_reload as _mid_reload
 from tests.fixtures.scheduler import purge
 from tests.fixtures.worker import run_worker, wait_for
 
 TOKEN = "dashboard-test-token"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 @pytest.fixture
@@ -121,7 +122,7 @@ def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_
         browser.find_element(By.ID, "token").send_keys(TOKEN)
         shot("01-login")
         browser.find_element(By.ID, "login").click()
-        shows("h1", "Queues")
+        shows("h1", "Overview")
         shot("02-queues")
 
         # See a queue's depth change (the page refreshes itself every 5 s)
@@ -142,6 +143,11 @@ def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_
         shot("04-dead-letters")
         click("a.dead-link")
         assert "PermanentError: cause of" in text("#traceback")
+        assert "e2e_actors.py" in text("#traceback mark.frame"), "the actor's own failing line is marked"
+        assert text("#traceback mark.exception").endswith(f"PermanentError: cause of {key} not fixed yet")
+        assert text("#field-dead_at").startswith("Dead at ") and " · " in text("#field-dead_at"), (
+            "relative · absolute"
+        )
         shot("05-dead-letter")
 
         # Replay it once its cause is fixed: asked first, nothing sent on Cancel, sent on Confirm
@@ -165,6 +171,11 @@ def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_
         other = f"dash-{uuid.uuid4().hex[:8]}"
         e2e_actors.e2e_fails_until_fixed.send(other)
         other_id = wait_for(lambda: dead(other), 30, "the second dead letter")
+        browser.get(f"{server}/dead-letters")
+        browser.find_element(By.ID, "q").send_keys(other.upper())  # the search reads the arguments, any case
+        click("#filter")
+        shows("#total", "1 dead letter(s) match.")
+        assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, "a.dead-link")] == [str(other_id)]
         browser.get(f"{server}/dead-letters?actor=e2e_fails_until_fixed")
         shows("#total", "1 dead letter(s) match.")
         click("#discard-all")
@@ -220,44 +231,3 @@ def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_
             shot(f"13-{page}")
         assert "payments" in text("#workers"), "the worker's heartbeat lists its queues"
     assert len(list(shots.glob("*.png"))) == 15
-
-
-def follow(browser: Any, css: str) -> None:
-    """Click the link or button ``css`` (retrying while the page reloads itself under the driver) and
-    wait for the page it leads to: a read right after a click must not see the page it left."""
-    left: list[Any] = []
-
-    def clicked() -> bool:
-        try:
-            page = browser.find_element(By.TAG_NAME, "html")
-            browser.find_element(By.CSS_SELECTOR, css).click()
-        except (StaleElementReferenceException, NoSuchElementException):
-            return False
-        except WebDriverException as error:
-            if _mid_reload(error):
-                return False
-            raise
-        left.append(page)
-        return True
-
-    def gone() -> bool:
-        try:
-            left[0].is_enabled()
-        except StaleElementReferenceException:
-            return True
-        except WebDriverException as error:
-            # Chromium reports a node of a page it has left as "does not belong to the document".
-            if _mid_reload(error):
-                return True
-            raise
-        return False
-
-    wait_for(clicked, 10, f"{css} to be clickable")
-    wait_for(gone, 10, f"the page {css} leads to")
-
-
-def _mid_reload(error: Exception) -> bool:
-    """Chromium's way of saying the page changed under the driver: "unhandled inspector error:
-    Cannot find context with specified id" or "... Node with given id does not belong to the
-    document"."""
-    return "inspector error" in str(error) or "Cannot find context" in str(error)

@@ -255,6 +255,44 @@ def test_success_retry_and_final_failure_are_told_apart_per_actor(
     assert p50 is not None and 5 / 1.19 <= p50 < 200, p50
     assert p95 is not None and 300 / 1.19 <= p95 < 3000, p95
     assert sum(found["tele_doomed"].durations.values()) == 2
+    # and each attempt's time in the queue; and the last error of each actor that raised
+    assert sum(found["tele_steady"].waits.values()) == 20
+    errors = telemetry.last_errors(redis_client)
+    assert set(errors) == {"tele_flaky", "tele_doomed", "tele_refused"}
+    assert errors["tele_refused"][1] == "PermanentError: nobody owns it"
+    assert errors["tele_doomed"][1].startswith("UpstreamUnavailable: panel answered 502")
+    assert abs(errors["tele_doomed"][0] - time.time()) < 600
+
+
+def test_the_wait_runs_from_the_enqueue_or_from_the_eta_of_a_delayed_message(
+    capturing_broker: DelayCapturingStubBroker, stack_telemetry: Telemetry, clean_tables: sa.Engine,
+    redis_client: redis.Redis,
+) -> None:  # fmt: skip
+    b = capturing_broker
+
+    @dramatiq.actor(queue_name="sync", broker=b, actor_name="tele_waited")
+    def waited() -> None:
+        pass
+
+    @dramatiq.actor(queue_name="sync", broker=b, actor_name="tele_delayed")
+    def delayed() -> None:
+        pass
+
+    # Given a message enqueued 3 s ago, and one enqueued 10 min ago but due (eta) only 1 s ago
+    now_ms = int(time.time() * 1000)
+    b.enqueue(waited.message().copy(message_timestamp=now_ms - 3000))
+    b.enqueue(delayed.message().copy(message_timestamp=now_ms - 600_000, options={"eta": now_ms - 1000}))
+
+    # When they run
+    run_until_idle(b, "sync")
+    stack_telemetry.flush()
+
+    # Then the first waited about 3 s; the second about 1 s (from its eta), not 10 minutes
+    found = actors_of(redis_client)
+    first, second = (found[a].percentile_ms(0.95, found[a].waits) for a in ("tele_waited", "tele_delayed"))
+    assert first is not None and 3000 / 1.19 <= first < 60_000, first
+    assert second is not None and 1000 / 1.19 <= second < 60_000, second
+    assert found["tele_waited"].as_dict()["wait_p95_ms"] == first
 
 
 def test_skipped_messages_are_not_started_and_rejected_ones_count_as_failed(

@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
 STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 """Value of ``cybervpn_breaker_state`` per state, ordered so that the max is the worst."""
+_LIVE: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
+"""Every breaker of this process (the worker's heartbeat reports their states)."""
 PROBE_WAIT_S = 0.5
 """What a sender denied during a probe is told to wait: the probe answers within a send timeout."""
 
@@ -91,6 +94,7 @@ class CircuitBreaker:
         self._open_until = 0.0
         self._probe_until = 0.0
         self._outage_started = 0.0
+        _LIVE.add(self)
 
     @property
     def closed(self) -> bool:
@@ -185,6 +189,16 @@ class CircuitBreaker:
             gauges["opens"].labels(self.service).inc()
         if self._on_state is not None:
             self._on_state(state, opened)
+
+
+def process_states() -> dict[str, str]:
+    """This process's breakers' states by service, the worst where a service has several."""
+    states: dict[str, str] = {}
+    for breaker in list(_LIVE):
+        known = states.get(breaker.service)
+        if known is None or STATE_VALUES[breaker.state] > STATE_VALUES[known]:
+            states[breaker.service] = breaker.state
+    return states
 
 
 @created_once

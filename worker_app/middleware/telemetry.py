@@ -8,7 +8,8 @@ by the time this one runs the retry middleware has decided the message's outcome
 ``before_process_message`` is taken back the same way — unless it was failed (a guard rejected it:
 dead-lettered without running), which counts as failed.
 
-Per message: two clock reads, a histogram bucket (bisect) and a few increments of this thread's own
+Per message: two clock reads, two histogram buckets (bisect: its duration, and how long it waited in
+the queue) and a few increments of this thread's own
 tallies — no lock (one only when a thread first counts an actor in a minute) and no Redis call, as
 in :mod:`~worker_app.middleware.metrics`. Telemetry never fails a message: Redis errors stay in the
 flush thread.
@@ -41,11 +42,12 @@ class _Tally:
     it; the flusher reads it and keeps a copy of what it has taken, so no lock is needed per message
     and no increment is lost."""
 
-    __slots__ = ("completed", "durations", "failed", "retried", "started")
+    __slots__ = ("completed", "durations", "failed", "retried", "started", "waits")
 
     def __init__(self) -> None:
         self.started = self.completed = self.failed = self.retried = 0
         self.durations = [0] * (len(DURATION_BOUNDS_MS) + 1)
+        self.waits = [0] * (len(DURATION_BOUNDS_MS) + 1)
 
     def take(self, taken: _Tally) -> Counts | None:
         """What was counted since ``taken`` (which is then brought up to date); ``None`` if nothing.
@@ -54,10 +56,12 @@ class _Tally:
         found = Counts(started - taken.started, completed - taken.completed, failed - taken.failed,
                        retried - taken.retried)  # fmt: skip
         taken.started, taken.completed, taken.failed, taken.retried = started, completed, failed, retried
-        for bucket, (count, before) in enumerate(zip(self.durations, taken.durations, strict=True)):
-            if count != before:
-                found.durations[bucket] = count - before
-                taken.durations[bucket] = count
+        for mine, theirs, into in ((self.durations, taken.durations, found.durations),
+                                   (self.waits, taken.waits, found.waits)):  # fmt: skip
+            for bucket, (count, before) in enumerate(zip(mine, theirs, strict=True)):
+                if count != before:
+                    into[bucket] = count - before
+                    theirs[bucket] = count
         return None if found.is_empty() else found
 
 
@@ -78,6 +82,8 @@ class Aggregator:
         self._lock = threading.Lock()  # the tallies' registry and the pending counts
         self._tallies: list[tuple[Key, _Tally, _Tally]] = []  # (key, tally, what the flusher took)
         self._pending: dict[Key, Counts] = {}
+        self.last_errors: dict[str, tuple[float, str]] = {}
+        """Actor → (unix s, error) of its last attempt that raised, until flushed."""
         self._failing = False
 
     def tally(self, key: Key) -> _Tally:
@@ -128,7 +134,7 @@ class Aggregator:
         """What has been counted and not yet written to Redis."""
         with self._lock:
             self._gather()
-            return {k: Counts(c.started, c.completed, c.failed, c.retried, dict(c.durations))
+            return {k: Counts(c.started, c.completed, c.failed, c.retried, dict(c.durations), dict(c.waits))
                     for k, c in self._pending.items()}  # fmt: skip
 
     def flush(self) -> bool:
@@ -137,11 +143,14 @@ class Aggregator:
         with self._lock:
             self._gather()
             taken, self._pending = self._pending, {}
-        if not taken:
+            errors, self.last_errors = self.last_errors, {}
+        if not taken and not errors:
             return True
         try:
-            write(self.redis, taken)
+            write(self.redis, taken, errors)
         except redis.RedisError as e:
+            with self._lock:  # a newer error of the same actor, recorded meanwhile, wins
+                self.last_errors = {**errors, **self.last_errors}
             self._keep(taken, e)
             return False
         if self._failing:
@@ -197,6 +206,14 @@ class Telemetry(dramatiq.Middleware):
             except Exception:  # a bug here must not end the flushing for good
                 log.exception("cannot flush telemetry")
 
+    def before_delay_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        """Keep when a delayed message (a retry, a ``send_with_options(delay=)``) falls due as option
+        ``due_at``: dramatiq deletes ``eta`` when it moves the message to its queue, and without it
+        the message's wait would count its whole delay."""
+        eta = message.options.get("eta")
+        if isinstance(eta, (int, float)):
+            message.options["due_at"] = eta
+
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         now = time.time()
         key = (int(now // 60), message.actor_name)
@@ -215,6 +232,8 @@ class Telemetry(dramatiq.Middleware):
         if decided == outcome.SKIPPED:
             self.aggregator.tally(key).started -= 1
             return
+        if exception is not None:  # one dict store, on failures only
+            self.aggregator.last_errors[key[1]] = (at, f"{type(exception).__name__}: {exception}")
         kind = _KINDS.get(decided) if decided else _undecided(message, exception)
         end = int((at + elapsed_s) // 60)
         tally = self.aggregator.tally(key if end == key[0] else (end, key[1]))
@@ -225,6 +244,9 @@ class Telemetry(dramatiq.Middleware):
         else:
             tally.failed += 1
         tally.durations[bisect_left(DURATION_BOUNDS_MS, elapsed_s * 1000)] += 1
+        options = message.options
+        queued_ms = max(message.message_timestamp, options.get("due_at") or 0, options.get("eta") or 0)
+        tally.waits[bisect_left(DURATION_BOUNDS_MS, max(0.0, at * 1000 - queued_ms))] += 1
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         running, self._local.running = getattr(self._local, "running", None), None

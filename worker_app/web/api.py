@@ -14,8 +14,9 @@
 * ``POST /webhooks/cryptobot``: Crypto Pay's webhook, authenticated by its signature
   (:mod:`worker_app.web.webhooks`).
 * ``GET /api/v1/jobs/<id>``, ``GET /api/v1/queues``, ``GET /api/v1/dead-letters`` (the CLI's
-  filters as query parameters), ``GET /api/v1/dead-letters/<id>``, ``POST
-  /api/v1/dead-letters/replay`` and ``/discard`` (``{ids}`` or filters, or ``{"all": true}``).
+  filters as query parameters, and ``q``: a search of actor, error and arguments), ``GET
+  /api/v1/dead-letters/<id>``, ``POST /api/v1/dead-letters/replay`` and ``/discard`` (``{ids}`` or
+  filters, ``q`` too, or ``{"all": true}``).
 * ``POST /api/v1/bulk/users``, ``/api/v1/bulk/broadcast``, ``/api/v1/exports``: the bulk domain's
   jobs, their bodies the actors' arguments (:mod:`worker_app.web.bulk`) → 202 ``{job_id}``.
 * ``GET /exports/<job_id>?expires=&sig=``: an export's file behind a signed, expiring link
@@ -421,7 +422,8 @@ def _dead_letter_routes(app: OpenAPI, runtime: Runtime, broker: dramatiq.Broker)
 
     @app.get("/api/v1/dead-letters", responses=statuses(200, m.DeadLetterList, 401, 422), security=BEARER)
     def list_dead(query: m.DeadLetterQuery) -> Response:
-        """Dead letters matching the filters, the most recent first (no tracebacks)."""
+        """Dead letters matching the filters, the most recent first (no tracebacks); ``q`` searches
+        the actor, the exception type and message and the arguments, case-insensitively."""
         where = query.where(status=query.status)
         rows = dead_letters.listing(database, where, query.limit)
         return jsonify(

@@ -2,8 +2,10 @@
 
 Pages (templates in ``worker_app/dashboard_templates/dashboard``): queues, the landing page
 (auto-refresh; open dead letters per queue; per-actor telemetry of ``?window=5m|1h|24h``, from
-:mod:`worker_app.web.telemetry`), dead letters (filters, status, detail with traceback,
-replay/discard one or every match), jobs (progress bars, auto-refresh), bulk (the ``bulk`` queue's jobs — user
+:mod:`worker_app.web.telemetry`), dead letters (a search of actor, error and arguments,
+filters, status, 50 a page; detail with its JSON indented and folded and its traceback's failing line
+marked (:mod:`worker_app.web.readable`); replay/discard one or every match), jobs (search, 50 a page,
+progress bars, auto-refresh of the newest page), bulk (the ``bulk`` queue's jobs — user
 operations, broadcasts, exports — with progress bars, a cancel button while they run and an
 export's download link once it is ready), schedules (from ``worker-app schedules``), workers
 (from their heartbeats). With ``API_TOKEN`` set the dashboard asks for it on a login page, or as the
@@ -30,28 +32,35 @@ from markupsafe import Markup
 from pydantic import ValidationError
 from werkzeug.wrappers import Response
 
+from models import DeadLetter, Job
 from models.worker import FINISHED_JOB_STATUSES, JOB_STATUSES
 from worker_app import dlq as dead_letters
 from worker_app import jobs as tracking
-from worker_app import pauses
-from worker_app.policies import DOMAINS
 from worker_app.runtime import Runtime
-from worker_app.telemetry import WINDOWS
 from worker_app.timefmt import utc_stamp
+from worker_app.web import paging, readable
 from worker_app.web.models import DeadLetterQuery, JobPath, problems
+from worker_app.web.moments import moment
 
-#: Every dashboard page (domain pages included): nothing loads from anywhere, not even this server,
-#: but the page's own inline ``<style>`` and inline SVG; no script runs; forms post here only; no
-#: other site frames it.
+#: Every dashboard page (domain pages included): nothing loads from anywhere but this server; the
+#: only script is the dashboard's own file (``dashboard_static/moments.js``), no inline script runs;
+#: styles are the page's own inline ``<style>``, charts inline SVG; forms post here only; no other
+#: site frames it.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-FILTER_FIELDS = ("queue", "actor", "error", "since", "until")
+FILTER_FIELDS = ("q", "queue", "actor", "error", "since", "until")  # q: the search (actor, error, arguments)
 SELECTION_FIELDS = ("ids", "all", *FILTER_FIELDS)  # what a replay/discard confirmation posts again
 FINISHED = FINISHED_JOB_STATUSES
 ACTIVE = ("queued", "running", "sending", "deferred")
 """A job in these can still be cancelled."""
+DEAD_LETTER_ORDER = paging.Order(DeadLetter.dead_at, DeadLetter.id)
+JOB_ORDER = paging.Order(Job.created_at, Job.job_id)
+JOB_COUNT_CAP = 10_000
+"""The Jobs page counts matches up to this ("of more than 10,000"): an exact count of a million rows
+on every 3-second refresh would cost more than it tells."""
 
 
 def _bar(job: Any) -> Markup:
@@ -81,6 +90,21 @@ def _plausible_id(job_id: str) -> bool:
     return True
 
 
+def _keyset_page(
+    database: Any, query: Any, order: paging.Order, key: Any, *, total: int | None = None,
+    count_cap: int | None = None,
+) -> paging.Page[Any]:  # fmt: skip
+    """This request's page of ``query`` (its ``older`` / ``newer`` cursor; 400 naming a bad one)."""
+    try:
+        cursors = paging.cursors(request.args, key)
+    except ValueError as e:
+        abort(400, description=str(e))
+    return paging.keyset_page(
+        database, query, order, older_than=cursors["older_than"], newer_than=cursors["newer_than"],
+        total=total, count_cap=count_cap,
+    )  # fmt: skip
+
+
 def _csrf() -> str:
     if "csrf" not in session:
         session["csrf"] = secrets.token_urlsafe(32)
@@ -89,11 +113,12 @@ def _csrf() -> str:
 
 def page(template: str, title: str, refresh: int = 0, **context: Any) -> str:
     """Render ``dashboard/<template>`` (extending ``dashboard/layout.html``) with the page helpers:
-    ``csrf()`` (the form token), ``when`` (a UTC stamp), ``bar`` (a job's progress), ``refresh``
+    ``csrf()`` (the form token), ``when`` (a moment: relative and absolute, :func:`moment`), ``stamp``
+    (a plain UTC stamp, for attributes), ``bar`` (a job's progress), ``refresh``
     (seconds between reloads, 0: none)."""
     return render_template(
-        f"dashboard/{template}", title=title, refresh=refresh, csrf=_csrf, when=utc_stamp, bar=_bar,
-        download=_download,
+        f"dashboard/{template}", title=title, refresh=refresh, csrf=_csrf, when=moment, stamp=utc_stamp,
+        bar=_bar, download=_download,
         rate=lambda r: "?" if r is None else f"{r:.1f}", **context,
     )  # fmt: skip
 
@@ -139,7 +164,11 @@ def _selection(values: Any) -> dead_letters.DeadLetterFilter:
 def _described(values: Any, where: dead_letters.DeadLetterFilter) -> str:
     if where.ids:
         return "with id " + ", ".join(map(str, where.ids))
-    named = [f"{name}={values.get(name)}" for name in FILTER_FIELDS if values.get(name)]
+    named = [
+        f"{'search' if name == 'q' else name}={values.get(name)}"
+        for name in FILTER_FIELDS
+        if values.get(name)
+    ]
     return "matching " + " ".join(named) if named else ""
 
 
@@ -170,7 +199,13 @@ def create_dashboard(app: Flask, runtime: Runtime, broker: dramatiq.Broker) -> N
         if token
         else secrets.token_hex(32)
     )
-    pages = Blueprint("dashboard", __name__, template_folder="dashboard_templates")
+    pages = Blueprint(
+        "dashboard",
+        __name__,
+        template_folder="dashboard_templates",
+        static_folder="dashboard_static",
+        static_url_path="/dashboard-static",
+    )
 
     @pages.after_request
     def security_headers(response: Response) -> Response:
@@ -180,7 +215,9 @@ def create_dashboard(app: Flask, runtime: Runtime, broker: dramatiq.Broker) -> N
         return response
 
     _auth_pages(pages, token)
-    _queue_pages(pages, runtime)
+    from worker_app.web.overview import add_overview
+
+    add_overview(pages, runtime)
     _queue_and_job_pages(pages, runtime)
     _dead_letter_pages(pages, runtime, broker)
     _fleet_pages(pages, runtime, broker)
@@ -234,42 +271,6 @@ def _auth_pages(pages: Blueprint, token: str | None) -> None:
         return redirect(url_for("dashboard.login"))
 
 
-def _queue_pages(pages: Blueprint, runtime: Runtime) -> None:
-    @pages.get("/queues")
-    def queues() -> str:
-        from worker_app.queues import queue_report
-        from worker_app.web.telemetry import DASHBOARD_DEFAULT_WINDOW, dashboard_table, depth_charts
-
-        window = request.args.get("window") or DASHBOARD_DEFAULT_WINDOW
-        if window not in WINDOWS:
-            abort(400, description=f"window: expected one of {', '.join(WINDOWS)}")
-        report = queue_report(runtime.settings, database=runtime.database)
-        telemetry = dashboard_table(runtime.redis, window)
-        depths = depth_charts(runtime.redis)
-        paused = pauses.paused_queues(runtime.database)
-        return page("queues.html", "Queues", refresh=5, report=report, telemetry=telemetry, paused=paused,
-                     domains=DOMAINS, depths=depths)  # fmt: skip
-
-    @pages.post("/queues/<queue>/<any(pause, resume):action>")
-    def pause_or_resume(queue: str, action: str) -> Response:
-        by = f"dashboard:{request.remote_addr or '?'}"
-        try:
-            if action == "pause":
-                reason = (request.form.get("reason") or "").strip()[:500] or None
-                changed = pauses.pause(runtime.database, queue, by=by, reason=reason)
-            else:
-                changed = pauses.resume(runtime.database, queue, by=by)
-        except pauses.NotADomainQueue as e:
-            abort(404, description=str(e))
-        state = "paused" if action == "pause" else "resumed"
-        flash(
-            f"{queue} {state}: workers follow within a few seconds"
-            if changed
-            else f"{queue} was {state} already"
-        )
-        return redirect(url_for("dashboard.queues"))
-
-
 def _queue_and_job_pages(pages: Blueprint, runtime: Runtime) -> None:
     @pages.get("/")
     def home() -> Response:
@@ -280,8 +281,17 @@ def _queue_and_job_pages(pages: Blueprint, runtime: Runtime) -> None:
         status = request.args.get("status") or None
         if status is not None and status not in JOB_STATUSES:
             abort(400, description=f"status: expected one of {', '.join(JOB_STATUSES)}")
-        rows = tracking.list_jobs(runtime.database, status=status, limit=100)
-        return page("jobs.html", "Jobs", refresh=3, rows=rows)
+        q = request.args.get("q") or None
+        if q is not None and (len(q) > 500 or "\x00" in q):
+            abort(400, description="q: expected at most 500 characters, no NUL")
+        query = tracking.jobs_query(status=status, q=q)
+        found = _keyset_page(runtime.database, query, JOB_ORDER, paging.text_key, count_cap=JOB_COUNT_CAP)
+        live = not (q or found.first > 1 or request.args.get("live") == "0")
+        links = paging.links(found, request.path, request.args.items())
+        return page(
+            "jobs.html", "Jobs", refresh=3 if live else 0, rows=found.rows, page=found, links=links,
+            live=live, q=q or "", status=status or "", statuses=JOB_STATUSES, short=readable.short,
+        )  # fmt: skip
 
     @pages.get("/bulk")
     def bulk() -> str:
@@ -298,7 +308,8 @@ def _queue_and_job_pages(pages: Blueprint, runtime: Runtime) -> None:
     def job_detail(job_id: str) -> str:
         job = find_job(job_id)
         refresh = 0 if job.status in FINISHED else 2
-        return page("job.html", f"Job {job_id}", refresh=refresh, job=job, fields=tracking.as_dict(job))
+        fields = readable.row_fields(job, first=readable.JOB_FIRST)
+        return page("job.html", f"Job {job_id}", refresh=refresh, job=job, fields=fields)
 
     @pages.get("/jobs/<job_id>/cancel")
     def cancel_confirmation(job_id: str) -> str:
@@ -320,10 +331,13 @@ def _dead_letter_pages(pages: Blueprint, runtime: Runtime, broker: dramatiq.Brok
     @pages.get("/dead-letters")
     def dead() -> str:
         where = _filter_of(request.args, [])
+        total = dead_letters.count(database, where)
+        found = _keyset_page(database, where.select(), DEAD_LETTER_ORDER, paging.bigint_key, total=total)
         return page(
-            "dead_letters.html", "Dead letters", rows=dead_letters.listing(database, where, 200),
-            total=dead_letters.count(database, where), filters=_filters(request.args), fields=FILTER_FIELDS,
-            statuses=dead_letters.STATUSES,
+            "dead_letters.html", "Dead letters", rows=found.rows, page=found, total=total,
+            links=paging.links(found, request.path, request.args.items()), filters=_filters(request.args),
+            fields=FILTER_FIELDS, statuses=dead_letters.STATUSES, preview=readable.preview,
+            short=readable.short,
         )  # fmt: skip
 
     @pages.get("/dead-letters/<int:dead_letter_id>")
@@ -333,8 +347,9 @@ def _dead_letter_pages(pages: Blueprint, runtime: Runtime, broker: dramatiq.Brok
         )
         if not found:
             abort(404, description=f"no dead letter with id {dead_letter_id}")
-        fields = dead_letters.as_dict(found[0])
-        traceback = fields.pop("traceback") or "(no traceback)"
+        fields = readable.row_fields(found[0], first=readable.DEAD_LETTER_FIRST, skip=("id", "traceback"))
+        text = found[0].traceback
+        traceback = readable.highlight_traceback(text) if text else Markup("(no traceback)")
         return page(
             "dead_letter.html", f"Dead letter {dead_letter_id}", fields=fields, traceback=traceback,
             status=found[0].status, id=dead_letter_id,

@@ -274,18 +274,24 @@ class CancelResult(BaseModel):
 
 
 class DeadLetterFilters(Strict):
-    """The dead-letter filters (the CLI's ``--queue``, ``--actor``, ``--error``, ``--since``, ``--until``)."""
+    """The dead-letter filters (the CLI's ``--queue``, ``--actor``, ``--error``, ``--since``, ``--until``)
+    and ``q``, the dashboard's search."""
 
     queue: Name | None = None
     actor: Name | None = None
     error: SearchText | None = Field(default=None, description="exception type or message contains this")
+    q: SearchText | None = Field(
+        default=None,
+        description="search: the actor, the exception type or message, or the arguments (args and kwargs "
+        "as JSON text) contain this (case-insensitive)",
+    )
     since: When | None = Field(default=None, description="dead at or after (ISO time)")
     until: When | None = Field(default=None, description="dead before (ISO time)")
 
     def where(self, ids: Sequence[int] = (), status: str = "dead") -> DeadLetterFilter:
         """These filters (and ``ids``) as the dead-letter operations take them."""
         return DeadLetterFilter(
-            ids=tuple(ids), queue=self.queue, actor=self.actor, error=self.error,
+            ids=tuple(ids), queue=self.queue, actor=self.actor, error=self.error, q=self.q,
             since=self.since, until=self.until, status=status,
         )  # fmt: skip
 
@@ -303,7 +309,7 @@ def _selection_schema(schema: dict[str, Any]) -> None:
     """Tell clients what the validator asks: at least one of ``ids`` or a filter, or ``"all": true``."""
     given = [
         {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
-        for name in ("ids", "queue", "actor", "error", "since", "until")
+        for name in ("ids", "queue", "actor", "error", "q", "since", "until")
     ]
     schema["anyOf"] = [*given, {"required": ["all"], "properties": {"all": {"const": True}}}]
 
@@ -318,7 +324,7 @@ class Selection(DeadLetterFilters):
 
     @model_validator(mode="after")
     def _something_selected(self) -> Selection:
-        filters = (self.ids, self.queue, self.actor, self.error, self.since, self.until)
+        filters = (self.ids, self.queue, self.actor, self.error, self.q, self.since, self.until)
         if not any(filters) and not self.all:
             raise ValueError('name "ids" or a filter, or pass "all": true')
         return self

@@ -41,6 +41,10 @@ class ActorTelemetry(BaseModel):
     retried: int = Field(description="attempts that failed with another attempt scheduled")
     p50_ms: float | None = Field(description="median duration of the attempts that ended; null if none")
     p95_ms: float | None = Field(description="95th percentile duration; null if none")
+    wait_p95_ms: float | None = Field(
+        description="95th percentile of the time messages waited in the queue before their attempt began "
+        "(from enqueue, or from the eta of a delayed message or a retry); null if none"
+    )
 
 
 class WindowTelemetry(BaseModel):
@@ -89,19 +93,59 @@ def add_telemetry_routes(app: OpenAPI, runtime: Runtime) -> None:
         return jsonify(summary_document(runtime.redis, windows).model_dump(mode="json"))
 
 
-def dashboard_table(client: redis.Redis, window: str) -> dict[str, Any]:
-    """What the dashboard's overview shows of ``window``: ``{"window", "windows", "actors",
-    "totals"}`` (each actor's :meth:`~worker_app.telemetry.Counts.as_dict`), or ``"error"`` (one line)
-    instead of the figures when Redis cannot be read — the page still renders its other parts."""
-    context: dict[str, Any] = {"window": window, "windows": tuple(telemetry.WINDOWS)}
+SORTS = (
+    "actor",
+    "started",
+    "completed",
+    "retried",
+    "failed",
+    "failure_rate",
+    "p50_ms",
+    "p95_ms",
+    "wait_p95_ms",
+    "last_error",
+)
+"""The per-actor table's columns it can be sorted by (``?sort=``; ``actor`` ascending, the others
+the largest, or the newest error, first)."""
+
+
+def dashboard_table(client: redis.Redis, window: str, sort: str = "actor") -> dict[str, Any]:
+    """What the dashboard's overview shows of ``window``: ``{"window", "windows", "sort", "rows",
+    "totals", "recent"}`` — ``rows`` one per actor (its :meth:`~worker_app.telemetry.Counts.as_dict`
+    with ``actor``, ``failure_rate`` (attempts that raised, of those that ended; ``None`` if none
+    ended) and ``last_error`` (``(unix s, text)`` or ``None``)) sorted by ``sort``; ``recent`` the
+    last 5 minutes' totals (the overview's tiles) — or ``"error"`` (one line) instead of the figures
+    when Redis cannot be read: the page still renders its other parts."""
+    context: dict[str, Any] = {"window": window, "windows": tuple(telemetry.WINDOWS), "sort": sort}
     try:
-        found = telemetry.summary(client, (window,))[window]
-        context["actors"] = {actor: counts.as_dict() for actor, counts in found.actors.items()}
-        context["totals"] = found.totals.as_dict()
+        found = telemetry.summary(client, dict.fromkeys((window, "5m")))
+        errors = telemetry.last_errors(client)
+        rows = [
+            {"actor": actor, **counts.as_dict(), "failure_rate": _failure_rate(counts),
+             "last_error": errors.get(actor)}
+            for actor, counts in found[window].actors.items()
+        ]  # fmt: skip
+        context["rows"] = _sorted(rows, sort)
+        context["totals"] = found[window].totals.as_dict()
+        context["totals"]["failure_rate"] = _failure_rate(found[window].totals)
+        context["recent"] = found["5m"].totals.as_dict()
         context["chart_window"], context["chart"] = throughput_chart(client, window)
     except redis.RedisError as e:
         context["error"] = _redis_error(e)
     return context
+
+
+def _failure_rate(counts: telemetry.Counts) -> float | None:
+    ended = counts.completed + counts.retried + counts.failed
+    return (counts.retried + counts.failed) / ended if ended else None
+
+
+def _sorted(rows: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:
+    if sort == "actor":
+        return sorted(rows, key=lambda row: str(row["actor"]))
+    if sort == "last_error":
+        return sorted(rows, key=lambda row: -(row["last_error"] or (0.0, ""))[0])
+    return sorted(rows, key=lambda row: (row[sort] is None, -(row[sort] or 0), row["actor"]))
 
 
 def throughput_chart(client: redis.Redis, window: str) -> tuple[str, Markup]:
