@@ -36,7 +36,7 @@ from worker_app.dead_letters import DeadLetterRecord, DeadLetterStore, clean_opt
 #: Options of the failed attempts that a replay must not carry.
 _FAILED_ATTEMPT_OPTIONS = (
     "retries", "traceback", "eta", "first_failed_at", "last_failed_at", "dead_reason",
-    "rate_limited_retries", "scheduled", "replay_of", "redelivered",
+    "rate_limited_retries", "scheduled", "replay_of", "redelivered", "due_at",
 )  # fmt: skip
 STATUSES = ("dead", "replayed", "discarded", "all")
 BIGINT_MAX = 2**63 - 1

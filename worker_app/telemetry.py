@@ -33,7 +33,8 @@ the 24 h window's far edge moves by whole hours.
 
 Each actor's last error (an attempt that raised, retried or failed for good) is kept in the hash
 ``cybervpn:telemetry:last_error`` (actor → JSON ``{"at": unix s, "error": "Type: message"}``, the
-message cut to ``LAST_ERROR_CHARS``), written by the same flush; one field per actor, so it stays
+message redacted as logs are — tokens, secrets in URLs — then cut to ``LAST_ERROR_CHARS``), written
+by the same flush; one field per actor, so it stays
 small.
 """
 
@@ -47,6 +48,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from worker_app.redaction import redact
 from worker_app.redis_client import key
 
 FLUSH_INTERVAL_S = 5.0
@@ -195,7 +197,7 @@ def write(
                 pipe.expireat(bucket_key(bucket), (bucket + 1) * size_s + keep_s)
         if last_errors:
             pipe.hset(LAST_ERROR_KEY, mapping={
-                actor: json.dumps({"at": round(at, 3), "error": error[:LAST_ERROR_CHARS]})
+                actor: json.dumps({"at": round(at, 3), "error": redact(error)[:LAST_ERROR_CHARS]})
                 for actor, (at, error) in last_errors.items()
             })  # fmt: skip
         pipe.execute()

@@ -158,6 +158,8 @@ class WorkerHeartbeats(dramatiq.Middleware):
                 self.beat()
             except redis.RedisError as e:
                 log.debug("worker heartbeat not written: %s", e)
+            except Exception:  # a bug here must not stop the beats for good (the worker would look dead)
+                log.exception("worker heartbeat failed")
             self._stop.wait(WORKER_BEAT_EVERY_S)
 
     def beat(self) -> None:

@@ -8,7 +8,8 @@
   admin settles it) and **unactivated** (``activating``: paid, its new expiry stored, the panel not
   confirmed yet — retries and the poller finish it), oldest first, as ``worker-app payments
   unactivated`` lists them;
-* tile ``payments`` — red while anything needs review or is unactivated.
+* tile ``payments`` — red while anything needs review, or has been unactivated for over
+  ``UNACTIVATED_TROUBLE_S`` (every payment is activating for a moment on its way).
 
 Pending counts payments awaiting payment only: a payment in review keeps the backend's ``pending``
 status, and is counted under review instead. Every figure is one indexed query: ``ix_payments_status``
@@ -38,6 +39,9 @@ from worker_app.web.overview import Tile
 
 #: The most review and unactivated payments the page lists (the counts are complete).
 PAGE_ROWS = 100
+UNACTIVATED_TROUBLE_S = 300
+"""Every payment is ``activating`` for a moment on its way to completed: the tile turns red only for
+one still activating after this long."""
 
 _PENDING = text(
     """
@@ -55,7 +59,8 @@ _COMPLETED = text(
 )
 _CREATED = text("SELECT status, count(*) AS n FROM payments WHERE created_at >= :start GROUP BY status")
 _OPEN_COUNTS = text(
-    "SELECT state, count(*) AS n FROM payment_activations WHERE state <> 'completed' GROUP BY state"
+    "SELECT state, count(*) AS n, count(*) FILTER (WHERE created_at < :stale) AS stale "
+    "FROM payment_activations WHERE state <> 'completed' GROUP BY state"
 )
 _OPEN_ROWS = text(
     """
@@ -84,6 +89,8 @@ class Figures:
     """``review`` / ``activating`` → payments."""
     open_rows: dict[str, list[Any]] = field(default_factory=dict)
     """``review`` / ``activating`` → the oldest of them (when asked for)."""
+    open_stale: dict[str, int] = field(default_factory=dict)
+    """``review`` / ``activating`` → those opened over ``UNACTIVATED_TROUBLE_S`` ago."""
 
     @property
     def review(self) -> int:
@@ -120,7 +127,10 @@ def _read(s: Session, found: Figures) -> None:
     bounds = {"start": found.start}
     found.completed = {r.currency: (int(r.n), Decimal(r.total)) for r in s.execute(_COMPLETED, bounds)}
     found.created = {r.status: int(r.n) for r in s.execute(_CREATED, bounds)}
-    found.open_counts = {r.state: int(r.n) for r in s.execute(_OPEN_COUNTS)}
+    stale = datetime.fromtimestamp(time.time() - UNACTIVATED_TROUBLE_S, UTC)
+    opened = list(s.execute(_OPEN_COUNTS, {"stale": stale}))
+    found.open_counts = {r.state: int(r.n) for r in opened}
+    found.open_stale = {r.state: int(r.stale) for r in opened}
 
 
 def add_pages(runtime: Runtime) -> tuple[Blueprint, list[tuple[str, str]]]:
@@ -147,7 +157,8 @@ def _tile(runtime: Runtime) -> Tile:
     oldest = f", oldest {ago(now - found.oldest_pending.timestamp())}" if found.oldest_pending else ""
     detail = f"{found.pending} pending{oldest}; today {found.revenue}"
     if found.review or found.unactivated:
-        value, trouble = f"{found.review} in review, {found.unactivated} unactivated", True
+        value = f"{found.review} in review, {found.unactivated} unactivated"
+        trouble = bool(found.review or found.open_stale.get(ACTIVATING))
     else:
         value, trouble = f"{found.completed_count} completed today", False
     return Tile("payments", "Payments", value, trouble, "/payments", detail)

@@ -131,3 +131,16 @@ def test_the_actor_table_sorts_by_a_column_and_shows_each_actors_last_error(
     # And a column that does not exist is refused, naming the choices
     refused = dashboard.get("/queues", query_string={"sort": "color"})
     assert refused.status_code == 400 and "sort: expected one of" in refused.text
+
+
+def test_a_paused_queue_with_messages_and_no_consumer_is_not_stalled() -> None:
+    from worker_app.queues import QueueDepth
+    from worker_app.web.overview import stalled
+
+    def depth(queue: str, ready: int, consumers: int) -> QueueDepth:
+        return QueueDepth(queue, ready, 0, 0, 0, consumers, None, None)
+
+    assert stalled(depth("payments", 3, 0))
+    assert not stalled(depth("payments", 3, 0), paused={"payments"})
+    assert not stalled(depth("payments", 3, 1)) and not stalled(depth("payments", 0, 0))
+    assert not stalled(depth("payments.XQ", 3, 0))  # not a domain queue

@@ -362,3 +362,18 @@ def test_a_message_survives_telemetry_whose_redis_is_down(
     assert done == [1] and not capturing_broker.dead_letters
     [(key, counts)] = down.aggregator.pending().items()
     assert key[1] == "tele_survivor" and (counts.started, counts.completed) == (1, 1)
+
+
+def test_a_last_error_is_redacted_before_it_is_stored(redis_client: redis.Redis) -> None:
+    # Given a failure whose message carries the bot token in a URL (as requests' errors do)
+    agg = Aggregator(redis_client)
+    error = "ConnectionError: HTTPSConnectionPool: /bot123456:AAE-SECRETtoken/sendMessage (timed out)"
+    agg.failed_with("tele_redacted", time.time(), error)
+
+    # When it is flushed
+    assert agg.flush()
+
+    # Then what Redis keeps (and the dashboard shows) has the token masked, the rest readable
+    stored = telemetry.last_errors(redis_client)["tele_redacted"][1]
+    assert "AAE-SECRET" not in stored and "123456" not in stored
+    assert stored.startswith("ConnectionError: HTTPSConnectionPool: /bot") and "(timed out)" in stored

@@ -58,12 +58,18 @@ def test_the_page_shows_pending_completed_review_and_unactivated_payments_and_th
         begin(runtime.database, runtime.remnawave, stuck,
               paid_invoice(cryptopay, cryptobot, stuck, amount="3.00"), source="poller",
               now=datetime.now(UTC))  # fmt: skip
+        just_begun = tile(runtime, "payments")  # every payment is activating for a moment
+        with db.begin() as conn:
+            earlier = "UPDATE payment_activations SET created_at = created_at - interval '10 minutes' "
+            conn.execute(sa.text(earlier + "WHERE payment_id = :id"), {"id": stuck})
+        long_begun = tile(runtime, "payments")
         wrong, outcome = pay("9.00", "USDT", paid="5.00")
         assert outcome == "review"
         client = client_of(runtime)
         html, overview = client.get("/payments").text, client.get("/queues").text
         return {"calm": calm, "red": tile(runtime, "payments"), "html": html, "overview": overview,
-                "stuck": stuck, "wrong": wrong}  # fmt: skip
+                "stuck": stuck, "wrong": wrong, "just_begun": just_begun,
+                "long_begun": long_begun}  # fmt: skip
 
     seen = on_one_utc_day(scenario)
     # Then the tile was calm with three completed, and is red now
@@ -72,6 +78,9 @@ def test_the_page_shows_pending_completed_review_and_unactivated_payments_and_th
     assert calm.detail is not None and calm.detail.startswith("2 pending, oldest ")
     assert calm.detail.endswith("; today 1.25 TON, 7.5 USDT")
     assert (red.value, red.trouble) == ("1 in review, 1 unactivated", True)
+    # and an activation is trouble only once it has been under way for over UNACTIVATED_TROUBLE_S
+    assert (seen["just_begun"].value, seen["just_begun"].trouble) == ("0 in review, 1 unactivated", False)
+    assert (seen["long_begun"].value, seen["long_begun"].trouble) == ("0 in review, 1 unactivated", True)
     assert '<div id="tile-payments" class="tile trouble"' in seen["overview"]
     assert '<a href="/payments">1 in review, 1 unactivated</a>' in seen["overview"]
     # And the page counts them: pending excludes the two paid ones (their status is still pending)

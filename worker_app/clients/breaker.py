@@ -51,7 +51,9 @@ CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
 STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 """Value of ``cybervpn_breaker_state`` per state, ordered so that the max is the worst."""
 _LIVE: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
-"""Every breaker of this process (the worker's heartbeat reports their states)."""
+"""Every breaker of this process (the worker's heartbeat reports their states); under ``_LIVE_LOCK``:
+clients create theirs lazily, on any thread, while the heartbeat reads."""
+_LIVE_LOCK = threading.Lock()
 PROBE_WAIT_S = 0.5
 """What a sender denied during a probe is told to wait: the probe answers within a send timeout."""
 
@@ -94,7 +96,8 @@ class CircuitBreaker:
         self._open_until = 0.0
         self._probe_until = 0.0
         self._outage_started = 0.0
-        _LIVE.add(self)
+        with _LIVE_LOCK:
+            _LIVE.add(self)
 
     @property
     def closed(self) -> bool:
@@ -194,7 +197,9 @@ class CircuitBreaker:
 def process_states() -> dict[str, str]:
     """This process's breakers' states by service, the worst where a service has several."""
     states: dict[str, str] = {}
-    for breaker in list(_LIVE):
+    with _LIVE_LOCK:
+        breakers = list(_LIVE)
+    for breaker in breakers:
         known = states.get(breaker.service)
         if known is None or STATE_VALUES[breaker.state] > STATE_VALUES[known]:
             states[breaker.service] = breaker.state

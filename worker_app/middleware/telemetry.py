@@ -117,6 +117,12 @@ class Aggregator:
         if bucket is not None:
             tally.durations[bucket] += 1
 
+    def failed_with(self, actor: str, at: float, error: str) -> None:
+        """Remember ``actor``'s latest error (under the lock: the flusher swaps the dict; a failure is
+        rare enough to take it)."""
+        with self._lock:
+            self.last_errors[actor] = (at, error)
+
     def _gather(self) -> None:
         """Under the lock: add what every thread counted since the last time to the pending counts;
         forget the tallies of minutes over (their threads no longer write them)."""
@@ -232,8 +238,8 @@ class Telemetry(dramatiq.Middleware):
         if decided == outcome.SKIPPED:
             self.aggregator.tally(key).started -= 1
             return
-        if exception is not None:  # one dict store, on failures only
-            self.aggregator.last_errors[key[1]] = (at, f"{type(exception).__name__}: {exception}")
+        if exception is not None:  # on failures only
+            self.aggregator.failed_with(key[1], at, f"{type(exception).__name__}: {exception}")
         kind = _KINDS.get(decided) if decided else _undecided(message, exception)
         end = int((at + elapsed_s) // 60)
         tally = self.aggregator.tally(key if end == key[0] else (end, key[1]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -58,25 +58,31 @@ def _guarded(key: str, label: str, build: Callable[[], Tile]) -> Tile:
         return Tile(key, label, "unknown", True, None, why.splitlines()[0][:200])
 
 
-def platform_tiles(runtime: Runtime, report: QueueReport, recent: dict[str, Any] | None) -> list[Tile]:
+def platform_tiles(
+    runtime: Runtime, report: QueueReport, recent: dict[str, Any] | None, paused: Collection[str] = ()
+) -> list[Tile]:
     """The fleet's own tiles: workers alive, scheduler leader, Telegram breaker, open alerts, open dead
     letters, failed and time-in-queue p95 over the last 5 minutes (``recent``: the 5 min totals, or
-    ``None`` when telemetry could not be read)."""
+    ``None`` when telemetry could not be read). A queue ``paused`` on purpose is not missing a consumer."""
     from worker_app.open_alerts import OpenAlerts
     from worker_app.workers import alive_workers
 
-    workers: list[Any] = []
+    workers: list[Any] | None = None
 
     def workers_tile() -> Tile:
-        workers.extend(alive_workers(runtime.redis))
-        idle = [q.queue for q in report.queues
-                if q.queue in DOMAINS and q.consumers == 0 and (q.ready or q.delayed)]  # fmt: skip
+        nonlocal workers
+        workers = alive_workers(runtime.redis)
+        idle = [q.queue for q in report.queues if stalled(q, paused)]
         threads = sum(w.threads for w in workers)
         detail = f"no consumer for {', '.join(idle)}" if idle else f"{threads} threads"
         trouble = not workers or bool(idle)
         return Tile("workers", "Workers alive", str(len(workers)), trouble, "/workers", detail)
 
     def breaker_tile() -> Tile:
+        if workers is None:  # the heartbeats could not be read: the workers tile says why
+            return Tile(
+                "telegram-breaker", "Telegram breaker", "unknown", True, None, "worker heartbeats unreadable"
+            )
         states = [w.breakers.get("telegram") for w in workers if w.breakers and "telegram" in w.breakers]
         tripped = [s for s in states if s != "closed"]
         if not states:
@@ -108,6 +114,12 @@ def platform_tiles(runtime: Runtime, report: QueueReport, recent: dict[str, Any]
                           wait is not None and wait >= WAIT_TROUBLE_MS, None,
                           "enqueue (or eta) to start, all actors"))  # fmt: skip
     return tiles
+
+
+def stalled(queue: Any, paused: Collection[str] = ()) -> bool:
+    """A domain queue with messages waiting and no consumer, not paused on purpose."""
+    waiting = queue.ready or queue.delayed
+    return queue.queue in DOMAINS and queue.queue not in paused and queue.consumers == 0 and bool(waiting)
 
 
 def _leader_tile(runtime: Runtime) -> Tile:
@@ -177,9 +189,9 @@ def add_overview(pages: Blueprint, runtime: Runtime) -> None:
         telemetry = dashboard_table(runtime.redis, window, sort)
         depths = depth_charts(runtime.redis)
         paused = pauses.paused_queues(runtime.database)
-        tiles = platform_tiles(runtime, report, telemetry.get("recent")) + domain_tiles(runtime)
+        tiles = platform_tiles(runtime, report, telemetry.get("recent"), paused) + domain_tiles(runtime)
         return page("queues.html", "Overview", refresh=5, report=report, telemetry=telemetry, paused=paused,
-                     domains=DOMAINS, depths=depths, tiles=tiles)  # fmt: skip
+                     domains=DOMAINS, depths=depths, tiles=tiles, stalled=stalled)  # fmt: skip
 
     @pages.post("/queues/<queue>/<any(pause, resume):action>")
     def pause_or_resume(queue: str, action: str) -> Response:
