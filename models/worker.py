@@ -6,7 +6,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, LargeBinary, String, Text, func, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    cast,
+    column,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -39,6 +51,21 @@ class DeadLetter(Base):
         CheckConstraint(f"reason IN {DEAD_LETTER_REASONS}", name="reason"),
         CheckConstraint(f"status IN {DEAD_LETTER_STATUSES}", name="status"),
         Index("ix_dead_letters_queue_dead_at", "queue_name", "dead_at"),
+        # migration 0019: the dashboard's counts, and its search (pg_trgm; worker_app.dlq.search)
+        Index("ix_dead_letters_status_queue_actor", "status", "queue_name", "actor_name"),
+        Index(
+            "ix_dead_letters_search",
+            "actor_name",
+            "exception_type",
+            "exception_message",
+            cast(column("args"), Text).label("args_text"),
+            cast(column("kwargs"), Text).label("kwargs_text"),
+            postgresql_using="gin",
+            postgresql_ops={
+                name: "gin_trgm_ops"
+                for name in ("actor_name", "exception_type", "exception_message", "args_text", "kwargs_text")
+            },
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -96,6 +123,11 @@ class Job(Base):
     __table_args__ = (
         CheckConstraint(f"status IN {JOB_STATUSES}", name="status"),
         Index("ix_jobs_status_created_at", "status", "created_at"),
+        # migration 0019: the Bulk page, and the Jobs search's error part (pg_trgm; jobs_query)
+        Index("ix_jobs_queue_created_at", "queue_name", "created_at"),
+        Index(
+            "ix_jobs_error_search", "error", postgresql_using="gin", postgresql_ops={"error": "gin_trgm_ops"}
+        ),
     )
 
     job_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -67,9 +67,12 @@ class DeadLetterFilter:
         if self.actor:
             found.append(DeadLetter.actor_name == self.actor)
         if self.error:
-            pattern = f"%{self.error}%"
+            pattern = contains(self.error)  # % and _ in the text mean themselves
             found.append(
-                or_(DeadLetter.exception_type.ilike(pattern), DeadLetter.exception_message.ilike(pattern))
+                or_(
+                    DeadLetter.exception_type.ilike(pattern, escape="\\"),
+                    DeadLetter.exception_message.ilike(pattern, escape="\\"),
+                )
             )
         if self.q:
             found.append(search(self.q))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -170,10 +170,15 @@ def get_job(database: Database, job_id: str) -> Job | None:
 
 
 def jobs_query(
-    *, status: str | None = None, actor: str | None = None, queue: str | None = None, q: str | None = None
-) -> Select[Job]:
-    """The jobs matching every filter given; ``q`` is a case-insensitive substring of the job id,
-    the actor or the error (the search of the dashboard's Jobs page)."""
+    *, status: str | None = None, actor: str | None = None, queue: str | None = None, q: str | None = None,
+    actor_names: Collection[str] = (),
+) -> Select[Job]:  # fmt: skip
+    """The jobs matching every filter given. ``q`` (the dashboard's Jobs search) matches a job whose
+    id is ``q``, whose actor is one of ``actor_names`` containing ``q``, or whose error contains ``q``
+    (case-insensitive). Each part has its index — the primary key, ``ix_jobs_actor_name``, the
+    trigram ``ix_jobs_error_search`` — so a search of a million jobs reads only what it finds; a
+    substring of the job id is not searched (a trigram index over random ids cost inserts ten times
+    as much)."""
     query = select(Job)
     if status:
         query = query.where(Job.status == status)
@@ -182,10 +187,12 @@ def jobs_query(
     if queue:
         query = query.where(Job.queue_name == queue)
     if q:
-        pattern = contains(q)
-        query = query.where(
-            or_(*(column.ilike(pattern, escape="\\") for column in (Job.job_id, Job.actor_name, Job.error)))
-        )
+        needle = q.casefold()
+        named = sorted(name for name in actor_names if needle in name.casefold())
+        found_by = [Job.job_id == q.strip(), Job.error.ilike(contains(q), escape="\\")]
+        if named:
+            found_by.append(Job.actor_name.in_(named))
+        query = query.where(or_(*found_by))
     return query
 
 

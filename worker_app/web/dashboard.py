@@ -218,7 +218,7 @@ def create_dashboard(app: Flask, runtime: Runtime, broker: dramatiq.Broker) -> N
     from worker_app.web.overview import add_overview
 
     add_overview(pages, runtime)
-    _queue_and_job_pages(pages, runtime)
+    _queue_and_job_pages(pages, runtime, broker)
     _dead_letter_pages(pages, runtime, broker)
     _fleet_pages(pages, runtime, broker)
     from worker_app.domains import dashboard_extensions
@@ -271,7 +271,7 @@ def _auth_pages(pages: Blueprint, token: str | None) -> None:
         return redirect(url_for("dashboard.login"))
 
 
-def _queue_and_job_pages(pages: Blueprint, runtime: Runtime) -> None:
+def _queue_and_job_pages(pages: Blueprint, runtime: Runtime, broker: dramatiq.Broker) -> None:
     @pages.get("/")
     def home() -> Response:
         return redirect(url_for("dashboard.queues"))
@@ -284,7 +284,7 @@ def _queue_and_job_pages(pages: Blueprint, runtime: Runtime) -> None:
         q = request.args.get("q") or None
         if q is not None and (len(q) > 500 or "\x00" in q):
             abort(400, description="q: expected at most 500 characters, no NUL")
-        query = tracking.jobs_query(status=status, q=q)
+        query = tracking.jobs_query(status=status, q=q, actor_names=broker.actors)
         found = _keyset_page(runtime.database, query, JOB_ORDER, paging.text_key, count_cap=JOB_COUNT_CAP)
         live = not (q or found.first > 1 or request.args.get("live") == "0")
         links = paging.links(found, request.path, request.args.items())
