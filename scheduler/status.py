@@ -78,9 +78,11 @@ def schedule_status(
         jobs = local_jobs
     last = {
         r[0]: LastFire(*r[1:])
-        for r in conn.execute(
-            "SELECT DISTINCT ON (job) job, scheduled_at, kind, status, reason, message_id, fired_at,"
-            " started_at FROM scheduler_fires ORDER BY job, scheduled_at DESC"
+        for r in conn.execute(  # each job's newest fire through the primary key (job, scheduled_at)
+            "SELECT f.job, f.scheduled_at, f.kind, f.status, f.reason, f.message_id, f.fired_at, f.started_at"
+            " FROM unnest(%(jobs)s::text[]) AS j(job) CROSS JOIN LATERAL ("
+            "  SELECT * FROM scheduler_fires WHERE job = j.job ORDER BY scheduled_at DESC LIMIT 1) f",
+            {"jobs": [job.name for job in jobs]},
         ).fetchall()
     }
     statuses = [

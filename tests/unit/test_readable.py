@@ -161,3 +161,13 @@ def test_a_page_cursor_reads_back_what_it_wrote() -> None:
     for bad in ("", "abc_1", "12", "-5_1", "1" * 18 + "_1", "12_"):
         with pytest.raises(ValueError, match="not a page position"):
             parse_cursor(bad, str)
+
+
+def test_an_epoch_millisecond_stamp_named_at_shows_the_moment_it_names() -> None:
+    shown = html.unescape(
+        str(pretty_json({"enqueued_at": 1796687024767, "retries": 1796687024767, "dead_at": 12}))
+    )
+    # the …_at number in milliseconds gets its moment beside it (in UTC until the script localises it)
+    assert '"enqueued_at": 1796687024767 <small class="stamp">(<time datetime="2026-12-07T23:43:44Z"' in shown
+    # a number not named …_at, or too small to be a millisecond time, is left alone
+    assert '"retries": 1796687024767,' in shown and '"dead_at": 12\n' in shown

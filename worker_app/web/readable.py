@@ -68,7 +68,7 @@ def _json(value: Any, depth: int) -> str:
         return str(folded_text(_compact(value)))
     if isinstance(value, Mapping):
         items = [
-            f"{escape(json.dumps(str(k), ensure_ascii=False))}: {_json(v, depth + 1)}"
+            f"{escape(json.dumps(str(k), ensure_ascii=False))}: {_json(v, depth + 1)}{_stamp_note(str(k), v)}"
             for k, v in value.items()
         ]
         return _container("{", "}", items, depth)
@@ -81,6 +81,16 @@ def _json(value: Any, depth: int) -> str:
         start = escape(json.dumps(value[:FOLD_CHARS], ensure_ascii=False)[:-1])
         return str(_fold(start, f"… {len(value) - FOLD_CHARS} more chars", escape(encoded)))
     return str(escape(json.dumps(value, ensure_ascii=False, default=str)))
+
+
+def _stamp_note(name: str, value: Any) -> str:
+    """After a ``…_at`` number that is a time in epoch milliseconds (as the message options keep
+    ``enqueued_at``, ``first_failed_at``…), the moment it names; else nothing."""
+    if not name.endswith("_at") or isinstance(value, bool) or not isinstance(value, int | float):
+        return ""
+    if not 1e12 <= value < 1e13:  # 2001–2286 in milliseconds
+        return ""
+    return str(Markup(' <small class="stamp">({})</small>').format(moment(value / 1000)))
 
 
 def _list(values: list[Any], depth: int) -> str:
