@@ -5,7 +5,6 @@ output directory (its path is printed). Replay and discard go through their conf
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,18 +13,16 @@ from typing import Any
 import pytest
 import redis
 import sqlalchemy as sa
-from selenium import webdriver
 from selenium.common.exceptions import (
     NoSuchElementException,
     StaleElementReferenceException,
     WebDriverException,
 )
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from tests.fixtures.api import serving
-from tests.fixtures.browser import CHROMEDRIVER, CHROMIUM, follow
+from tests.fixtures.browser import chromium, follow
 from tests.fixtures.browser import mid_reload as _mid_reload
 from tests.fixtures.scheduler import purge
 from tests.fixtures.worker import run_worker, wait_for
@@ -43,23 +40,8 @@ def server(tmp_path: Path, rabbitmq_vhost: str, clean_tables: sa.Engine) -> Iter
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.fail("Debian's chromium and chromium-driver are not installed (bin/test installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chromium'}"):  # fmt: skip
-        options.add_argument(flag)
-    options.add_experimental_option("prefs", {
-        "download.default_directory": str(tmp_path / "downloads"), "download.prompt_for_download": False,
-    })  # fmt: skip
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.implicitly_wait(2)
-    try:
+    with chromium(tmp_path) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_follows_a_job(
