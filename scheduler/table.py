@@ -94,6 +94,7 @@ JOBS: tuple[Job, ...] = (
     Job("cleanup_expired_tokens",        "0 2 * * *",                         batched=True),
     Job("cleanup_audit_logs",            "0 3 * * sun",                       batched=True),
     Job("cleanup_webhook_logs",          "0 3 * * mon",                       batched=True),
+    Job("cleanup_finished_jobs",         "30 3 * * *",                        batched=True),
     Job("cleanup_stale_cache",           "0 4 * * *"),
     Job("cleanup_expired_exports",       "15 * * * *"),
     # sync

@@ -219,6 +219,7 @@ class Settings(BaseSettings):
     api_events_keepalive_s: float = Field(default=15.0, ge=0.5, le=300)
     cleanup_audit_retention_days: int = Field(default=90, ge=1)
     cleanup_webhook_retention_days: int = Field(default=30, ge=1)
+    cleanup_job_retention_days: int = Field(default=30, ge=1)
     #: Users per panel call and per progress update of a bulk user operation (the panel takes ≤ 500).
     bulk_batch_size: int = Field(default=50, ge=1, le=500)
     #: Errors listed in a bulk operation's Telegram summary (all of them are in the job's result).

@@ -69,6 +69,7 @@ for _job, _summary in (
     ("cleanup_audit_logs", "Delete audit logs past retention (archived first if configured)"),
     ("cleanup_webhook_logs", "Delete webhook logs past retention"),
     ("cleanup_old_notifications", "Delete sent and failed notifications past retention"),
+    ("cleanup_finished_jobs", "Delete settled jobs past retention"),
     (STALE_CACHE, "Remove stale Redis keys"),
 ):
     _add(_job, _summary)

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import text
 
-from actors.cleanup import audit_logs, notifications, tokens, webhook_logs
+from actors.cleanup import audit_logs, finished_jobs, notifications, tokens, webhook_logs
 from actors.cleanup.batches import Target
 from worker_app.config import Settings
 from worker_app.db import Database
@@ -21,6 +21,7 @@ JOBS: dict[str, Callable[[Settings, datetime], list[Target]]] = {
     tokens.JOB: tokens.targets,
     audit_logs.JOB: audit_logs.targets,
     webhook_logs.JOB: webhook_logs.targets,
+    finished_jobs.JOB: finished_jobs.targets,
 }
 
 

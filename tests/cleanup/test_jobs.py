@@ -21,6 +21,10 @@ from actors.cleanup import (
 )
 from actors.cleanup.batches import Limits
 from actors.cleanup.cli import cleanup
+from actors.cleanup.finished_jobs import (
+    SETTLED,
+    cleanup_finished_jobs,
+)
 from actors.cleanup.metrics import deleted_total, longest_batch_seconds
 from tests.cleanup.conftest import audit_logs, cleanup_settings, ids, notifications, tokens, webhook_logs
 from worker_app.config import load_settings
@@ -95,6 +99,28 @@ def test_webhook_logs_past_their_retention_go(make_runtime: MakeRuntime, clean_t
 
     assert cleanup_webhook_logs()["counts"] == {"deleted": 1}
     assert ids(clean_tables, "webhook_logs") == {young}
+
+
+def test_settled_jobs_past_their_retention_go_never_one_still_under_way(
+    make_runtime: MakeRuntime, clean_tables: sa.Engine
+) -> None:
+    make_runtime(CLEANUP_JOB_RETENTION_DAYS=30)
+    old, young = now_minus(days=30, minutes=1), now_minus(days=29, hours=23)
+    under_way = ("queued", "running", "sending", "deferred")
+    rows = [(f"old-{status}", status, old) for status in (*SETTLED, *under_way)]
+    rows.append(("young-succeeded", "succeeded", young))
+    with clean_tables.begin() as conn:
+        for job_id, status, created_at in rows:
+            conn.execute(
+                sa.text("INSERT INTO jobs (job_id, actor_name, queue_name, status, created_at) "
+                        "VALUES (:id, 'generate_data_export', 'bulk', :status, :at)"),
+                {"id": job_id, "status": status, "at": created_at},
+            )  # fmt: skip
+
+    assert cleanup_finished_jobs()["counts"] == {"deleted": 4}
+    with clean_tables.connect() as conn:
+        kept = set(conn.execute(sa.text("SELECT job_id FROM jobs")).scalars())
+    assert kept == {"old-queued", "old-running", "old-sending", "old-deferred", "young-succeeded"}
 
 
 def test_only_settled_notifications_past_retention_go_never_pending_nor_a_running_broadcasts(
@@ -226,4 +252,5 @@ def test_every_due_row_moment_is_a_utc_instant_of_now_minus_whole_days() -> None
         "cleanup_expired_tokens": [now, None],
         "cleanup_audit_logs": [now - timedelta(hours=90 * 24)],
         "cleanup_webhook_logs": [now - timedelta(hours=30 * 24)],
+        "cleanup_finished_jobs": [now - timedelta(hours=30 * 24)],
     }
