@@ -28,6 +28,11 @@ def midnight(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
 
+def day_start(now: float) -> datetime:
+    """The start (UTC) of the UTC day holding the unix time ``now``."""
+    return midnight(datetime.fromtimestamp(now, UTC).date())
+
+
 def finished_day(value: str, *, today: date, name: str = "") -> date:
     """``value`` (``YYYY-MM-DD``) as a date before ``today``; a :class:`PermanentError` naming it
     otherwise (``name`` goes before the value in the message, e.g. ``"day "``)."""

@@ -42,6 +42,7 @@ from actors.monitoring.health import duration_text, history_key, stored_states
 from actors.monitoring.node_state import MAINTENANCE, OFFLINE, ONLINE, WARNING, NodeState
 from actors.monitoring.services import SERVICES, service_key
 from actors.reports.markup import size
+from worker_app.days import day_start
 from worker_app.db import Database
 from worker_app.runtime import Runtime
 from worker_app.web.charts import sparkline
@@ -107,7 +108,7 @@ class NodeCard:
 
 def utc_midnight(now: float) -> float:
     """The start of ``now``'s UTC day (unix s)."""
-    return now - now % 86_400
+    return day_start(now).timestamp()
 
 
 def downtime_s(changes: Sequence[dict[str, Any]], state: NodeState, *, start: float, now: float) -> float:

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from actors.payments.activation import ACTIVATING, REVIEW
 from actors.payments.texts import amount_text
 from actors.reports.markup import money
+from worker_app.days import day_start
 from worker_app.runtime import Runtime
 from worker_app.web.dashboard import page
 from worker_app.web.moments import ago
@@ -113,7 +114,7 @@ class Figures:
 def figures(runtime: Runtime, now: float, *, rows: int = 0) -> Figures:
     """Today's figures (UTC day of ``now``) and, with ``rows``, the oldest ``rows`` payments needing
     review and as many unactivated."""
-    found = Figures(datetime.fromtimestamp(now - now % 86_400, UTC))
+    found = Figures(day_start(now))
     with runtime.database.transaction() as s:
         _read(s, found)
         for state in (REVIEW, ACTIVATING) if rows else ():

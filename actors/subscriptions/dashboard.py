@@ -43,6 +43,7 @@ from actors.subscriptions.check_expiring import BRACKETS
 from actors.subscriptions.check_expiring import NOTIFICATION_TYPE as REMINDER_TYPE
 from actors.subscriptions.disable_expired import AUDIT_ACTION, KIND
 from actors.subscriptions.disable_expired import NOTIFICATION_TYPE as DISABLED_TYPE
+from worker_app.days import day_start
 from worker_app.redis_client import key
 from worker_app.runtime import Runtime
 from worker_app.web.dashboard import page
@@ -118,7 +119,7 @@ class Today:
 
 def today(runtime: Runtime, now: float) -> Today:
     """Today's figures (see the module docstring): four indexed queries and one Redis read."""
-    found = Today(datetime.fromtimestamp(now - now % 86_400, UTC))
+    found = Today(day_start(now))
     with runtime.database.transaction() as s:
         _read_messages(s, found)
         found.disabled = s.execute(_DISABLED, {"action": AUDIT_ACTION, "start": found.start}).scalar_one()

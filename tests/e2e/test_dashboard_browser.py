@@ -22,7 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from tests.fixtures.api import serving
-from tests.fixtures.browser import chromium, follow
+from tests.fixtures.browser import follow
 from tests.fixtures.browser import mid_reload as _mid_reload
 from tests.fixtures.scheduler import purge
 from tests.fixtures.worker import run_worker, wait_for
@@ -36,12 +36,6 @@ def server(tmp_path: Path, rabbitmq_vhost: str, clean_tables: sa.Engine) -> Iter
         tmp_path / "serve.log", {"API_TOKEN": TOKEN, "EXPORT_DIR": str(tmp_path / "exports")}
     ) as base:
         yield base
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    with chromium(tmp_path) as driver:
-        yield driver
 
 
 def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_follows_a_job(

@@ -35,7 +35,7 @@ from selenium.webdriver.common.by import By
 from sandbox.server import RunningSandbox
 from scheduler.table import JOBS
 from tests.fixtures.api import serving
-from tests.fixtures.browser import DESKTOP, PHONE, chromium, follow, mid_reload, save_page, shows, text_of
+from tests.fixtures.browser import DESKTOP, PHONE, follow, mid_reload, save_page, shows, text_of
 from tests.fixtures.cryptobot import CryptoPay
 from tests.fixtures.remnawave import Panel, user_spec
 from tests.fixtures.scheduler import schedulers
@@ -97,12 +97,6 @@ def server(
 ) -> Iterator[str]:  # fmt: skip
     with serving(tmp_path / "serve.log", stack) as base:
         yield base
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    with chromium(tmp_path) as driver:
-        yield driver
 
 
 def test_a_node_down_and_a_dead_payment_turn_the_overview_red_and_the_operator_replays_the_payment(

@@ -28,6 +28,8 @@ from worker_app.web.moments import ago
 if TYPE_CHECKING:
     import psycopg
 
+    from worker_app.workers import WorkerInfo
+
 log = logging.getLogger(__name__)
 WAIT_TROUBLE_MS = 60_000.0
 """Time-in-queue p95 (last 5 min) from which the tile is red: messages wait over a minute to start."""
@@ -47,15 +49,20 @@ class Tile:
     detail: str | None = None
 
 
+def _unreadable(key: str, label: str, error: Exception) -> Tile:
+    """A red tile naming why its figure could not be read (Redis or PostgreSQL down)."""
+    from worker_app.web.telemetry import redis_error
+
+    why = redis_error(error) if isinstance(error, redis.RedisError) else f"{type(error).__name__}: {error}"
+    return Tile(key, label, "unknown", True, None, why.splitlines()[0][:200])
+
+
 def _guarded(key: str, label: str, build: Callable[[], Tile]) -> Tile:
-    """``build()``, or a red tile naming why its figure could not be read (Redis or PostgreSQL down)."""
+    """``build()``, or :func:`_unreadable` when its source is down."""
     try:
         return build()
     except (redis.RedisError, sa.exc.SQLAlchemyError, OSError) as e:
-        from worker_app.web.telemetry import _redis_error
-
-        why = _redis_error(e) if isinstance(e, redis.RedisError) else f"{type(e).__name__}: {e}"
-        return Tile(key, label, "unknown", True, None, why.splitlines()[0][:200])
+        return _unreadable(key, label, e)
 
 
 def platform_tiles(
@@ -64,45 +71,17 @@ def platform_tiles(
     """The fleet's own tiles: workers alive, scheduler leader, Telegram breaker, open alerts, open dead
     letters, failed and time-in-queue p95 over the last 5 minutes (``recent``: the 5 min totals, or
     ``None`` when telemetry could not be read). A queue ``paused`` on purpose is not missing a consumer."""
-    from worker_app.open_alerts import OpenAlerts
     from worker_app.workers import alive_workers
 
-    workers: list[Any] | None = None
-
-    def workers_tile() -> Tile:
-        nonlocal workers
-        workers = alive_workers(runtime.redis)
-        idle = [q.queue for q in report.queues if stalled(q, paused)]
-        threads = sum(w.threads for w in workers)
-        detail = f"no consumer for {', '.join(idle)}" if idle else f"{threads} threads"
-        trouble = not workers or bool(idle)
-        return Tile("workers", "Workers alive", str(len(workers)), trouble, "/workers", detail)
-
-    def breaker_tile() -> Tile:
-        if workers is None:  # the heartbeats could not be read: the workers tile says why
-            return Tile(
-                "telegram-breaker", "Telegram breaker", "unknown", True, None, "worker heartbeats unreadable"
-            )
-        states = [w.breakers.get("telegram") for w in workers if w.breakers and "telegram" in w.breakers]
-        tripped = [s for s in states if s != "closed"]
-        if not states:
-            return Tile("telegram-breaker", "Telegram breaker", "closed", detail="no worker has sent yet")
-        value = "closed" if not tripped else ("open" if "open" in tripped else "half-open")
-        detail = f"{len(tripped)} of {len(states)} workers" if tripped else f"on {len(states)} workers"
-        return Tile("telegram-breaker", "Telegram breaker", value, bool(tripped), "/workers", detail)
-
-    def alerts_tile() -> Tile:
-        found = OpenAlerts(runtime.redis).all()
-        detail = "; ".join(a.title for a in found[:2]) + (f" (+{len(found) - 2})" if len(found) > 2 else "")
-        return Tile("alerts", "Open alerts", str(len(found)), bool(found), "/alerts", detail or None)
-
-    tiles = [
-        _guarded("workers", "Workers alive", workers_tile),
-        _guarded("leader", "Scheduler leader", lambda: _leader_tile(runtime)),
-        breaker_tile(),
-        _guarded("alerts", "Open alerts", alerts_tile),
-        _dead_letters_tile(report),
-    ]
+    idle = [q.queue for q in report.queues if stalled(q, paused)]
+    try:
+        workers = alive_workers(runtime.redis)  # read once: the workers and the breaker tiles
+        tiles = [_workers_tile(workers, idle), _breaker_tile(workers)]
+    except redis.RedisError as e:
+        breaker = Tile("telegram-breaker", "Telegram breaker", "unknown", True, None, "heartbeats unreadable")
+        tiles = [_unreadable("workers", "Workers alive", e), breaker]
+    tiles[1:1] = [_guarded("leader", "Scheduler leader", lambda: _leader_tile(runtime))]
+    tiles += [_guarded("alerts", "Open alerts", lambda: _alerts_tile(runtime)), _dead_letters_tile(report)]
     if recent is None:
         tiles.append(Tile("failed", "Failed (5 min)", "unknown", True, None, "telemetry unavailable"))
     else:
@@ -114,6 +93,31 @@ def platform_tiles(
                           wait is not None and wait >= WAIT_TROUBLE_MS, None,
                           "enqueue (or eta) to start, all actors"))  # fmt: skip
     return tiles
+
+
+def _workers_tile(workers: list[WorkerInfo], idle: list[str]) -> Tile:
+    threads = sum(w.threads for w in workers)
+    detail = f"no consumer for {', '.join(idle)}" if idle else f"{threads} threads"
+    trouble = not workers or bool(idle)
+    return Tile("workers", "Workers alive", str(len(workers)), trouble, "/workers", detail)
+
+
+def _breaker_tile(workers: list[WorkerInfo]) -> Tile:
+    states = [w.breakers["telegram"] for w in workers if w.breakers and "telegram" in w.breakers]
+    tripped = [s for s in states if s != "closed"]
+    if not states:
+        return Tile("telegram-breaker", "Telegram breaker", "closed", detail="no worker has sent yet")
+    value = "closed" if not tripped else ("open" if "open" in tripped else "half-open")
+    detail = f"{len(tripped)} of {len(states)} workers" if tripped else f"on {len(states)} workers"
+    return Tile("telegram-breaker", "Telegram breaker", value, bool(tripped), "/workers", detail)
+
+
+def _alerts_tile(runtime: Runtime) -> Tile:
+    from worker_app.open_alerts import OpenAlerts
+
+    found = OpenAlerts(runtime.redis).all()
+    detail = "; ".join(a.title for a in found[:2]) + (f" (+{len(found) - 2})" if len(found) > 2 else "")
+    return Tile("alerts", "Open alerts", str(len(found)), bool(found), "/alerts", detail or None)
 
 
 def stalled(queue: Any, paused: Collection[str] = ()) -> bool:

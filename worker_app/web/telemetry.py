@@ -131,7 +131,7 @@ def dashboard_table(client: redis.Redis, window: str, sort: str = "actor") -> di
         context["recent"] = found["5m"].totals.as_dict()
         context["chart_window"], context["chart"] = throughput_chart(client, window)
     except redis.RedisError as e:
-        context["error"] = _redis_error(e)
+        context["error"] = redis_error(e)
     return context
 
 
@@ -177,7 +177,7 @@ def depth_charts(client: redis.Redis, now: float | None = None) -> dict[str, Any
     try:
         samples = queue_history.history(client, range(minute - 60, minute + 1))
     except redis.RedisError as e:
-        return {"error": _redis_error(e)}
+        return {"error": redis_error(e)}
     # this minute's sample is taken some time within it: until then the hour ends a minute earlier
     samples = samples[1:] if samples[-1].depths else samples[:-1]
     chart = line_chart(
@@ -201,7 +201,7 @@ def depth_charts(client: redis.Redis, now: float | None = None) -> dict[str, Any
     return {"chart": chart, "sparklines": sparklines, "sampled": any(sample.depths for sample in samples)}
 
 
-def _redis_error(e: redis.RedisError) -> str:
+def redis_error(e: redis.RedisError) -> str:
     """The one line a page shows for a Redis failure."""
     outage = outage_of(e)
     return outage.line() if outage else f"Redis: {type(e).__name__}: {e}"
