@@ -13,17 +13,11 @@ from typing import Any
 import pytest
 import redis
 import sqlalchemy as sa
-from selenium.common.exceptions import (
-    NoSuchElementException,
-    StaleElementReferenceException,
-    WebDriverException,
-)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from tests.fixtures.api import serving
-from tests.fixtures.browser import follow
-from tests.fixtures.browser import mid_reload as _mid_reload
+from tests.fixtures.browser import follow, text_of
 from tests.fixtures.scheduler import purge
 from tests.fixtures.worker import run_worker, wait_for
 
@@ -58,17 +52,8 @@ def test_operator_logs_in_watches_a_queue_replays_and_discards_dead_letters_and_
         wait_for(lambda: text(css) == expected, 15, f"{css} to read {expected!r} (it reads {text(css)!r})")
 
     def text(css: str) -> str:
-        """The element's text; "" while the page is reloading itself (auto-refresh). A read that
-        lands mid-reload fails as a stale element, a missing one, or (Chromium) "unhandled inspector
-        error: Cannot find context with specified id"; any other driver error is raised."""
-        try:
-            return str(browser.find_element(By.CSS_SELECTOR, css).text)
-        except (StaleElementReferenceException, NoSuchElementException):
-            return ""
-        except WebDriverException as error:
-            if _mid_reload(error):
-                return ""
-            raise
+        """The element's text; "" while the page is reloading itself (auto-refresh)."""
+        return text_of(browser, css)
 
     def click(css: str) -> None:
         follow(browser, css)
